@@ -1,0 +1,309 @@
+"""The ``hcd`` command line.
+
+Every command prints a one-line ``error: <file>: <reason>`` and exits with status 1 on bad input
+(status 2 for usage errors), writes outputs atomically, and refuses to overwrite without ``--force``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from .errors import HcdError
+from .hcd import DEFAULT_PRESET, METHODS, PRESETS
+from .imageio import atomic_write_bytes, read_image, write_png
+from .metrics import score_pair
+
+__all__ = ["main"]
+
+
+def _quiet() -> bool:
+    # Progress bars only on a terminal: CI logs stay readable.
+    return not sys.stderr.isatty()
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (HcdError, FileNotFoundError, FileExistsError, PermissionError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return inner
+
+
+@click.group()
+@click.version_option(package_name="hcd_pipeline")
+def main() -> None:
+    """hcd: Hierarchical Collaborative Downscaling, from one image to a Ray cluster."""
+
+
+def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1)")(fn)
+    fn = click.option("--weights", type=click.Path(dir_okay=False), help="IRN weights file (.safetensors or original .pth)")(fn)
+    fn = click.option("--scale", type=int, help="scale factor; needed for scale-free models (bicubic)")(fn)
+    fn = click.option("--model", default=None, help="model name (hcd models); default irn-x2 / irn-x4 by --scale, irn-x2 if neither")(fn)
+    return fn
+
+
+def _resolve_model(model: str | None, scale: int | None, weights: str | None) -> tuple[str | None, int | None]:
+    if model is None and weights is None and scale is None:
+        return "irn-x2", None
+    return model, scale
+
+
+@main.command()
+def models() -> None:
+    """List the available models."""
+    from .models.registry import MODELS
+
+    for spec in MODELS.values():
+        scale = f"x{spec.scale}" if spec.scale else "any"
+        click.echo(f"{spec.name:14s} {scale:4s} {spec.description}")
+
+
+def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--seed", type=int, default=0, show_default=True, help="seed for z and random starts")(fn)
+    fn = click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True)(fn)
+    fn = click.option("--method", type=click.Choice(METHODS), default="hcd", show_default=True)(fn)
+    return fn
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder")
+@_model_options
+@_settings_options
+@click.option("--force", is_flag=True, help="overwrite existing outputs")
+@_handle_errors
+def downscale(inputs: tuple[str, ...], out_dir: str, model: str | None, scale: int | None, weights: str | None, device: str, method: str, preset: str, seed: int, force: bool) -> None:
+    """Downscale images to optimised 8-bit LR PNGs, each with a JSON sidecar."""
+    from .service import Downscaler, DownscaleSettings
+
+    model, scale = _resolve_model(model, scale, weights)
+    ds = Downscaler(DownscaleSettings(model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device))
+    out = Path(out_dir)
+    failures = []
+    for src in tqdm(inputs, desc="images", disable=_quiet() or len(inputs) < 2):
+        dest = out / (Path(src).stem + ".png")
+        side = dest.with_suffix(".json")
+        try:
+            if not force and (dest.exists() or side.exists()):
+                raise FileExistsError(f"{dest}: exists (use --force to overwrite)")
+            img = read_image(src)
+            steps = ds.hcd.hr_steps + ds.hcd.lr_steps if method != "plain" else 0
+            with tqdm(total=steps, desc=Path(src).name, leave=False, disable=_quiet() or steps == 0) as bar:
+                res = ds.process(img, progress=lambda: bar.update(1))
+            # The sidecar is written last: an LR with a sidecar is complete.
+            atomic_write_bytes(dest, res.png)
+            atomic_write_bytes(side, (json.dumps(res.sidecar, indent=1) + "\n").encode())
+            gain = ""
+            if res.plain and res.optimised:
+                gain = f" plain {res.plain.psnr_y:.2f} dB -> {res.optimised.psnr_y:.2f} dB (Y)"
+            click.echo(f"{src} -> {dest}{gain}")
+        except (HcdError, FileExistsError, OSError) as exc:
+            failures.append(str(exc))
+            click.echo(f"error: {exc}", err=True)
+    if failures:
+        click.echo(f"{len(failures)} of {len(inputs)} failed", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
+@_model_options
+@click.option("--seed", type=int, default=None, help="z seed (default: the sidecar's)")
+@click.option("--decode", type=click.Choice(["draw", "zero"]), default=None, help="z policy (default: the sidecar's)")
+@click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True)
+@click.option("--force", is_flag=True)
+@_handle_errors
+def upscale(inputs: tuple[str, ...], out_dir: str, model: str | None, scale: int | None, weights: str | None, device: str, seed: int | None, decode: str | None, bit_depth: str, force: bool) -> None:
+    """Upscale LR PNGs with the model, seed and z policy named in their sidecars."""
+    from .models.registry import load_model, model_fingerprint
+    from .service import upscale_lr
+
+    out = Path(out_dir)
+    failures = []
+    for src in inputs:
+        try:
+            side_path = Path(src).with_suffix(".json")
+            side: dict[str, Any] = json.loads(side_path.read_text()) if side_path.exists() else {}
+            name = model or side.get("model")
+            if weights is None and (name is None or str(name).startswith("file:")):
+                raise HcdError(f"{src}: no sidecar model; give --model/--scale or --weights")
+            sc = scale or side.get("scale")
+            if model and side.get("model") and model != side["model"]:
+                raise HcdError(f"{src}: sidecar says model {side['model']!r}, but --model {model} was given")
+            net = load_model(None if weights else name, scale=sc, weights=weights, device=device)
+            if side.get("weights_sha256") and weights is None and model_fingerprint(str(name)) != side["weights_sha256"]:
+                raise HcdError(f"{src}: weights of {name!r} differ from those the LR was made with ({side['weights_sha256']})")
+            img = read_image(src)
+            if img.pixels.shape[0] != 3:
+                raise HcdError(f"{src}: LR images are RGB, got {img.pixels.shape[0]} channel(s)")
+            size = tuple(side["source_size"]) if "source_size" in side else None
+            rec = upscale_lr(
+                net, img.pixels, seed=seed if seed is not None else int(side.get("seed", 0)),
+                decode=decode or str(side.get("decode_z", "draw")), source_size=size, channels=int(side.get("channels", 3)),  # type: ignore[arg-type]
+            )
+            alpha = None
+            if img.alpha is not None:
+                from .resize import imresize
+
+                alpha = imresize(img.alpha.double(), float(net.scale)).clamp(0, 1).float()
+                alpha = alpha[:, : rec.shape[-2], : rec.shape[-1]]
+            dest = out / (Path(src).stem + ".png")
+            if dest.exists() and not force:
+                raise FileExistsError(f"{dest}: exists (use --force to overwrite)")
+            write_png(dest, rec, alpha, bit_depth=int(bit_depth))
+            click.echo(f"{src} -> {dest}")
+        except (HcdError, FileExistsError, OSError, ValueError, KeyError) as exc:
+            failures.append(str(exc))
+            click.echo(f"error: {exc}", err=True)
+    if failures:
+        click.echo(f"{len(failures)} of {len(inputs)} failed", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@_model_options
+@_settings_options
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="also write the numbers as JSON")
+@_handle_errors
+def roundtrip(inputs: tuple[str, ...], model: str | None, scale: int | None, weights: str | None, device: str, method: str, preset: str, seed: int, json_out: str | None) -> None:
+    """Print per image PSNR/SSIM (Y and RGB) of plain downscaling vs the chosen method, and time."""
+    from .service import Downscaler, DownscaleSettings
+
+    model, scale = _resolve_model(model, scale, weights)
+    ds = Downscaler(DownscaleSettings(model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device))
+    rows = []
+    click.echo(f"{'image':24s} {'plain Y':>9s} {method + ' Y':>9s} {'gain':>7s} {'SSIM Y':>7s} {'RGB':>7s} {'sec':>6s}")
+    for src in inputs:
+        res = ds.process(read_image(src))
+        if res.plain is None or res.optimised is None:
+            raise HcdError(f"{src}: too small to score")
+        row = {"image": src, "plain": res.plain.__dict__, "optimised": res.optimised.__dict__, "seconds": res.sidecar["seconds"]}
+        rows.append(row)
+        click.echo(
+            f"{Path(src).name:24s} {res.plain.psnr_y:9.4f} {res.optimised.psnr_y:9.4f} {res.optimised.psnr_y - res.plain.psnr_y:+7.3f} "
+            f"{res.optimised.ssim_y:7.4f} {res.optimised.psnr_rgb:7.3f} {float(res.sidecar['seconds']):6.2f}"  # type: ignore[arg-type]
+        )
+    if json_out:
+        atomic_write_bytes(json_out, (json.dumps({"settings": ds.describe(), "images": rows}, indent=1) + "\n").encode())
+
+
+@main.command(name="eval")
+@_model_options
+@click.option("--data", default="Set5", show_default=True, help="set name (Set5, Set14, B100, Urban100) or folder")
+@click.option("--method", type=click.Choice(["plain", "lr", "hr", "hcd", "official", "all"]), default="plain", show_default=True)
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True)
+@click.option("--draws", type=int, default=1, show_default=True, help="z draws (seeds 0..N-1), scores averaged")
+@click.option("--decode", type=click.Choice(["draw", "zero"]), default=None, help="decoder z policy (default: the preset's)")
+@click.option("--limit", type=int, default=None, help="only the first N images")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="where to write the JSON (default: eval-<model>-x<scale>-<data>-<method>.json)")
+@_handle_errors
+def eval_cmd(model: str | None, scale: int | None, weights: str | None, device: str, data: str, method: str, preset: str, draws: int, decode: str | None, limit: int | None, json_out: str | None) -> None:
+    """Evaluate a model and method on a set with the standard protocol (Y-PSNR / SSIM, border crop)."""
+    from .evaluate import EVAL_METHODS, EvalSettings, evaluate
+
+    model, scale = _resolve_model(model, scale, weights)
+    methods = EVAL_METHODS if method == "all" else (method,)
+    results = {}
+    for m in methods:
+        cfg = EvalSettings(model=model, scale=scale, data=data, method=m, preset=preset, draws=draws, decode=decode, weights=weights, limit=limit)
+        res = evaluate(cfg)
+        results[m] = res
+        st = res["settings"]
+        click.echo(f"# {st['model']} x{st['scale']} on {data}, method {m}" + (f" (preset {preset})" if m not in ("plain", "official") else "") + f", {draws} draw(s)")  # type: ignore[index]
+        click.echo(f"{'image':18s} {'PSNR-Y':>8s} {'SSIM-Y':>7s} {'PSNR':>8s} {'SSIM':>7s} {'gain':>7s} {'sec':>6s}")
+        for r in res["images"]:  # type: ignore[attr-defined]
+            click.echo(f"{r['image']:18s} {r['psnr_y']:8.3f} {r['ssim_y']:7.4f} {r['psnr_rgb']:8.3f} {r['ssim_rgb']:7.4f} {r['gain_y']:+7.3f} {r['seconds']:6.2f}")
+        mn = res["mean"]
+        click.echo(f"{'mean':18s} {mn['psnr_y']:8.3f} {mn['ssim_y']:7.4f} {mn['psnr_rgb']:8.3f} {mn['ssim_rgb']:7.4f} {mn['gain_y']:+7.3f} {mn['seconds']:6.2f}")  # type: ignore[index]
+    name = json_out or f"eval-{(model or 'weights').replace('/', '_')}-x{results[methods[0]]['settings']['scale']}-{Path(data).name}-{method}.json"  # type: ignore[index]
+    atomic_write_bytes(name, (json.dumps(results if method == "all" else results[method], indent=1) + "\n").encode())
+    click.echo(f"wrote {name}")
+
+
+@main.command()
+@click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
+@click.option("--data", default="../shared/data/BSD200/HR", show_default=True, type=click.Path(file_okay=False))
+@click.option("--val", default="../shared/data/Set5/HR", show_default=True, help="validation folder ('' for none)")
+@click.option("--out", default=None, help="run folder (default runs/irn-x<scale>)")
+@click.option("--blocks", type=int, default=4, show_default=True, help="coupling blocks per level")
+@click.option("--width", type=int, default=32, show_default=True, help="dense-block growth channels")
+@click.option("--patch", type=int, default=48, show_default=True, help="HR patch size")
+@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--steps", type=int, default=3600, show_default=True)
+@click.option("--lr", "lr_", type=float, default=1e-3, show_default=True, help="peak learning rate")
+@click.option("--warmup", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=0, help="torch threads (0: torch default)")
+@click.option("--ckpt-every", type=int, default=50, show_default=True)
+@click.option("--val-every", type=int, default=250, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@_handle_errors
+def train(scale: str, data: str, val: str, out: str | None, blocks: int, width: int, patch: int, batch: int, steps: int, lr_: float, warmup: int, seed: int, threads: int, ckpt_every: int, val_every: int, device: str) -> None:
+    """Train an IRN with the original losses; rerun the same command to resume."""
+    from .train import TrainConfig
+    from .train import train as run_train
+
+    cfg = TrainConfig(
+        scale=int(scale), data=data, val=val, out=out or f"runs/irn-x{scale}", blocks=blocks, width=width, patch=patch, batch=batch,
+        steps=steps, lr=lr_, warmup=warmup, seed=seed, threads=threads, ckpt_every=ckpt_every, val_every=val_every, device=device,
+    )
+    path = run_train(cfg, progress=not _quiet(), command="hcd train " + " ".join(sys.argv[2:]))
+    click.echo(f"wrote {path}")
+
+
+@main.command(name="export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--command", "train_command", default="", help="the training command, recorded as provenance")
+@_handle_errors
+def export_cmd(checkpoint: str, dst: str, train_command: str) -> None:
+    """Export a training checkpoint's weights to .safetensors (e.g. a run still in progress)."""
+    from .train import export_checkpoint
+
+    step = export_checkpoint(checkpoint, dst, train_command)
+    click.echo(f"{checkpoint} (step {step}) -> {dst}")
+
+
+@main.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@_handle_errors
+def convert(src: str, dst: str) -> None:
+    """Convert an original IRN checkpoint (IRN_x2.pth / IRN_x4.pth) to .safetensors."""
+    from .models.weights import convert_checkpoint
+
+    cfg = convert_checkpoint(src, dst)
+    click.echo(f"{src} -> {dst} (IRN x{cfg.scale}, {cfg.blocks} blocks, width {cfg.width})")
+
+
+@main.command()
+@click.argument("hr", type=click.Path(dir_okay=False))
+@click.argument("sr", type=click.Path(dir_okay=False))
+@click.option("--crop", type=int, default=0, show_default=True, help="border pixels to ignore")
+@_handle_errors
+def compare(hr: str, sr: str, crop: int) -> None:
+    """PSNR / SSIM (Y and RGB) of an image against a reference."""
+    a, b = read_image(hr).pixels, read_image(sr).pixels
+    if a.shape != b.shape:
+        raise HcdError(f"{sr}: size {tuple(b.shape)} differs from {hr} {tuple(a.shape)}")
+    sc = score_pair(a, b, crop)
+    click.echo(json.dumps(sc.__dict__))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The evaluation protocol over image sets: mod-crop, downscale (plain or HCD), upscale, score.
+
+Each HR image is cropped to a multiple of the scale, downscaled by the chosen method to an 8-bit LR,
+upscaled, rounded to 8 bits and scored on Y and RGB with ``scale`` border pixels ignored
+(:mod:`hcd_pipeline.metrics`). With several z draws, every draw uses its own seed (0, 1, ...) and the
+per-image score is the mean over draws.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .hcd import DEFAULT_PRESET
+from .imageio import DecodedImage, list_images, read_image
+from .service import Downscaler, DownscaleSettings
+
+__all__ = ["EVAL_METHODS", "resolve_dataset", "EvalSettings", "evaluate"]
+
+EVAL_METHODS = ("plain", "lr", "hr", "hcd", "official")
+
+
+def resolve_dataset(name_or_path: str) -> Path:
+    """A folder path, or a set name looked up as ``<data root>/NAME/HR``.
+
+    The data root is ``$HCD_DATA_ROOT`` if set, else ``../shared/data`` from the working directory,
+    else ``shared/data`` beside the source checkout.
+    """
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p
+    roots = []
+    if os.environ.get("HCD_DATA_ROOT"):
+        roots.append(Path(os.environ["HCD_DATA_ROOT"]))
+    roots += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
+    for root in roots:
+        cand = root / name_or_path / "HR"
+        if cand.is_dir():
+            return cand
+    raise FileNotFoundError(f"{name_or_path}: neither a folder nor a set under {', '.join(map(str, roots))}")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    model: str | None
+    scale: int | None
+    data: str
+    method: str = "plain"
+    preset: str = DEFAULT_PRESET
+    draws: int = 1
+    decode: str | None = None  # None: the preset's
+    weights: str | None = None
+    limit: int | None = None
+
+
+def _modcrop(img: DecodedImage, s: int) -> DecodedImage:
+    h, w = img.height - img.height % s, img.width - img.width % s
+    return DecodedImage(img.pixels[:, :h, :w], None, img.bit_depth, img.source_mode, img.name)
+
+
+def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa: ANN001
+    """Run the protocol; returns ``{"settings", "images": [...], "mean": {...}}``."""
+    folder = resolve_dataset(cfg.data)
+    paths = list_images(folder)[: cfg.limit]
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no images")
+    method, preset = ("hcd", "official") if cfg.method == "official" else (cfg.method, cfg.preset)
+    overrides: dict[str, object] = {"decode": cfg.decode} if cfg.decode else {}
+    downscalers = [
+        Downscaler(DownscaleSettings(model=cfg.model, scale=cfg.scale, weights=cfg.weights, method=method, preset=preset, overrides=overrides, seed=seed))
+        for seed in range(cfg.draws)
+    ]
+    s = downscalers[0].scale
+    rows = []
+    for path in paths:
+        img = _modcrop(read_image(path), s)
+        per_draw = []
+        t0 = time.perf_counter()
+        for ds in downscalers:
+            out = ds.process(img)
+            if out.optimised is None or out.plain is None:
+                raise ValueError(f"{path}: {img.width}x{img.height} is too small to score (SSIM needs 11 px after cropping)")
+            per_draw.append((out.optimised, out.plain, out.sidecar["changed_values"]))
+        row: dict[str, object] = {"image": path.name}
+        for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"):
+            row[key] = statistics.fmean(getattr(o, key) for o, _, _ in per_draw)
+        row["plain_psnr_y"] = statistics.fmean(p.psnr_y for _, p, _ in per_draw)
+        row["gain_y"] = float(row["psnr_y"]) - float(row["plain_psnr_y"])  # type: ignore[arg-type]
+        row["changed_values"] = statistics.fmean(c for _, _, c in per_draw)  # type: ignore[misc]
+        row["seconds"] = (time.perf_counter() - t0) / len(downscalers)
+        rows.append(row)
+        if progress is not None:
+            progress(row)
+    keys = [k for k in rows[0] if k != "image"]
+    mean = {k: statistics.fmean(float(r[k]) for r in rows) for k in keys}  # type: ignore[arg-type]
+    return {
+        "settings": {**asdict(cfg), "data_folder": str(folder), **downscalers[0].describe(), "method": cfg.method},
+        "images": rows,
+        "mean": mean,
+    }

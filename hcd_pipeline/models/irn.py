@@ -1,0 +1,219 @@
+"""Invertible Rescaling Network (IRN; Xiao et al., ECCV 2020).
+
+Per 2x level: a fixed Haar transform (C -> 4C channels at half the size) then ``blocks`` affine
+coupling blocks. The first 3 channels of the output are the LR image, the rest are the latent z.
+Parameter names and shapes equal the original implementation's (``operations.K.haar_weights``,
+``operations.K.{F,G,H}.conv{1..5}``), so the original ``IRN_x2.pth`` / ``IRN_x4.pth`` load strictly
+(see :mod:`hcd_pipeline.models.weights`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["IRN", "IRNConfig", "quantize_ste"]
+
+
+@dataclass(frozen=True)
+class IRNConfig:
+    """Architecture of an IRN.
+
+    Attributes:
+        scale: total downscaling factor, a power of two (2 -> one Haar level, 4 -> two).
+        blocks: coupling blocks per level (original: 8).
+        width: growth channels of each dense-block subnetwork (original: 32).
+        clamp: coupling clamp of the affine scale (original: 1.0).
+        channels: image channels (3; the LR branch keeps the first 3 channels).
+    """
+
+    scale: int = 2
+    blocks: int = 8
+    width: int = 32
+    clamp: float = 1.0
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.scale < 2 or self.scale & (self.scale - 1):
+            raise ValueError(f"IRN scale must be a power of two >= 2, got {self.scale}")
+        if self.blocks < 1 or self.width < 1:
+            raise ValueError(f"IRN needs blocks >= 1 and width >= 1, got {self.blocks}, {self.width}")
+
+    @property
+    def levels(self) -> int:
+        return int(math.log2(self.scale))
+
+    def to_dict(self) -> dict[str, int | float]:
+        return asdict(self)
+
+
+class _Round(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.round(x.clamp(0, 1) * 255.0) / 255.0
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return grad
+
+
+def quantize_ste(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to 8-bit levels; the gradient passes straight through."""
+    return _Round.apply(x)
+
+
+class DenseBlock(nn.Module):
+    """Five 3x3 convolutions with dense connections; the last one starts at zero (identity coupling)."""
+
+    def __init__(self, c_in: int, c_out: int, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, width, 3, 1, 1)
+        self.conv2 = nn.Conv2d(c_in + width, width, 3, 1, 1)
+        self.conv3 = nn.Conv2d(c_in + 2 * width, width, 3, 1, 1)
+        self.conv4 = nn.Conv2d(c_in + 3 * width, width, 3, 1, 1)
+        self.conv5 = nn.Conv2d(c_in + 4 * width, c_out, 3, 1, 1)
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            nn.init.xavier_normal_(conv.weight)
+            conv.weight.data.mul_(0.1)
+            nn.init.zeros_(conv.bias)
+        nn.init.zeros_(self.conv5.weight)
+        nn.init.zeros_(self.conv5.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = F.leaky_relu(self.conv1(x), 0.2)
+        x2 = F.leaky_relu(self.conv2(torch.cat((x, x1), 1)), 0.2)
+        x3 = F.leaky_relu(self.conv3(torch.cat((x, x1, x2), 1)), 0.2)
+        x4 = F.leaky_relu(self.conv4(torch.cat((x, x1, x2, x3), 1)), 0.2)
+        return self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+
+
+class CouplingBlock(nn.Module):
+    """Affine coupling: y1 = x1 + F(x2); y2 = x2 * exp(s(y1)) + G(y1), s = clamp * (2 sigmoid(H) - 1)."""
+
+    def __init__(self, channels: int, split: int, width: int, clamp: float) -> None:
+        super().__init__()
+        self.split = split
+        self.clamp = clamp
+        self.F = DenseBlock(channels - split, split, width)
+        self.G = DenseBlock(split, channels - split, width)
+        self.H = DenseBlock(split, channels - split, width)
+
+    def _log_scale(self, y1: torch.Tensor) -> torch.Tensor:
+        return self.clamp * (torch.sigmoid(self.H(y1)) * 2 - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x[:, : self.split], x[:, self.split :]
+        y1 = x1 + self.F(x2)
+        y2 = x2 * torch.exp(self._log_scale(y1)) + self.G(y1)
+        return torch.cat((y1, y2), 1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        y1, y2 = y[:, : self.split], y[:, self.split :]
+        x2 = (y2 - self.G(y1)) * torch.exp(-self._log_scale(y1))
+        x1 = y1 - self.F(x2)
+        return torch.cat((x1, x2), 1)
+
+
+class HaarDownsampling(nn.Module):
+    """Orthogonal-up-to-scale 2x2 Haar transform: (B, C, H, W) -> (B, 4C, H/2, W/2).
+
+    Output channel order is [all low-pass, all horizontal, all vertical, all diagonal], as in IRN.
+    The filters are stored as a frozen parameter so the original checkpoints load strictly.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        w = torch.ones(4, 1, 2, 2)
+        w[1, 0, 0, 1] = w[1, 0, 1, 1] = -1
+        w[2, 0, 1, 0] = w[2, 0, 1, 1] = -1
+        w[3, 0, 1, 0] = w[3, 0, 0, 1] = -1
+        self.haar_weights = nn.Parameter(torch.cat([w] * channels, 0), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        out = F.conv2d(x, self.haar_weights, stride=2, groups=c) / 4.0
+        return out.reshape(b, c, 4, h // 2, w // 2).transpose(1, 2).reshape(b, 4 * c, h // 2, w // 2)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        b, c4, h, w = y.shape
+        c = c4 // 4
+        out = y.reshape(b, 4, c, h, w).transpose(1, 2).reshape(b, c4, h, w)
+        return F.conv_transpose2d(out, self.haar_weights, stride=2, groups=c)
+
+
+class IRN(nn.Module):
+    """Invertible rescaling network with explicit ``downscale`` / ``upscale``.
+
+    ``downscale(hr)`` maps (B, 3, H, W) in [0, 1] (H, W multiples of ``scale``) to the continuous LR
+    (B, 3, H/s, W/s) and the latent z (B, 3 (s^2 - 1), H/s, W/s). ``upscale(lr, z)`` inverts it;
+    with the true z and an unrounded LR it reconstructs ``hr`` up to float error.
+    """
+
+    def __init__(self, config: IRNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or IRNConfig()
+        ops: list[nn.Module] = []
+        c = self.config.channels
+        for _ in range(self.config.levels):
+            ops.append(HaarDownsampling(c))
+            c *= 4
+            for _ in range(self.config.blocks):
+                ops.append(CouplingBlock(c, self.config.channels, self.config.width, self.config.clamp))
+        self.operations = nn.ModuleList(ops)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def z_shape(self, lr_shape: torch.Size | tuple[int, ...]) -> tuple[int, int, int, int]:
+        b, _, h, w = lr_shape
+        return (b, self.config.channels * (self.scale**2 - 1), h, w)
+
+    def forward(self, hr: torch.Tensor) -> torch.Tensor:
+        """Full forward transform: (B, 3, H, W) -> (B, 3 s^2, H/s, W/s) = cat(LR, z)."""
+        x = hr
+        for op in self.operations:
+            x = op(x)
+        return x
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Inverse transform: cat(LR, z) -> HR."""
+        for op in reversed(self.operations):
+            y = op.inverse(y)  # type: ignore[operator]
+        return y
+
+    def downscale(self, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """HR (B, 3, H, W) -> (LR (B, 3, H/s, W/s) continuous, unclamped; z)."""
+        h, w = hr.shape[-2:]
+        if h % self.scale or w % self.scale:
+            raise ValueError(f"IRN x{self.scale} needs sides divisible by {self.scale}, got {h}x{w}")
+        out = self.forward(hr)
+        c = self.config.channels
+        return out[:, :c], out[:, c:]
+
+    def upscale(
+        self,
+        lr: torch.Tensor,
+        z: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        z_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """LR (B, 3, h, w) -> HR (B, 3, h s, w s), unclamped.
+
+        ``z`` defaults to ``z_scale * N(0, 1)`` drawn from ``generator`` (``z_scale = 0`` gives z = 0).
+        """
+        if z is None:
+            shape = self.z_shape(lr.shape)
+            if z_scale == 0:
+                z = lr.new_zeros(shape)
+            else:
+                # Draw on the generator's device so a CPU generator gives the same z for a GPU model.
+                dev = generator.device if generator is not None else lr.device
+                z = torch.randn(shape, generator=generator, dtype=lr.dtype, device=dev).to(lr.device) * z_scale
+        return self.inverse(torch.cat((lr, z), 1))

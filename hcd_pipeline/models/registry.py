@@ -1,0 +1,111 @@
+"""The table of available models and :func:`load_model`.
+
+Shipped weights live in ``hcd_pipeline/weights/`` (provenance in each file's header and in
+``docs/training.md``). ``tiny-irn-x2`` / ``tiny-irn-x4`` are test-sized models (one block per level,
+width 8, trained for a few hundred steps) that keep CI fast; they are not meant for real images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ..errors import SettingsError, WeightsError
+from .bicubic import BicubicRescaler
+from .protocol import Rescaler
+from .weights import file_sha256, load_irn
+
+__all__ = ["ModelSpec", "MODELS", "DEFAULT_MODELS", "load_model", "model_fingerprint", "weights_path"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the model table.
+
+    Attributes:
+        name: what users type (``--model``).
+        kind: ``"irn"`` (weights file) or ``"bicubic"`` (no weights, any integer scale).
+        scale: fixed scale of the weights, or None for scale-free models.
+        weights: file name under ``hcd_pipeline/weights/``, or None.
+        description: one line for ``hcd models``.
+    """
+
+    name: str
+    kind: str
+    scale: int | None
+    weights: str | None
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "irn-x2": ModelSpec("irn-x2", "irn", 2, "irn-x2.safetensors", "IRN x2 trained here on BSD200 (default at x2)"),
+    "irn-x4": ModelSpec("irn-x4", "irn", 4, "irn-x4.safetensors", "IRN x4 trained here on BSD200 (default at x4)"),
+    "bicubic": ModelSpec("bicubic", "bicubic", None, None, "MATLAB bicubic down + bicubic up; needs --scale"),
+    "tiny-irn-x2": ModelSpec("tiny-irn-x2", "irn", 2, "tiny-irn-x2.safetensors", "test-sized IRN x2 for CI"),
+    "tiny-irn-x4": ModelSpec("tiny-irn-x4", "irn", 4, "tiny-irn-x4.safetensors", "test-sized IRN x4 for CI"),
+}
+DEFAULT_MODELS = {2: "irn-x2", 4: "irn-x4"}
+
+
+def weights_path(spec: ModelSpec) -> Path:
+    """Path of a shipped weights file."""
+    if spec.weights is None:
+        raise SettingsError(f"model {spec.name!r} has no weights file")
+    return Path(str(resources.files("hcd_pipeline") / "weights" / spec.weights))
+
+
+def model_fingerprint(name: str, weights: str | Path | None = None) -> str:
+    """Short sha256 of the weights a model uses (``"none"`` for the bicubic pair)."""
+    if weights is not None:
+        return file_sha256(weights)
+    spec = MODELS.get(name)
+    if spec is None or spec.weights is None:
+        return "none"
+    return file_sha256(weights_path(spec))
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    scale: int | None = None,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> Rescaler:
+    """Load a model by table name, or IRN weights from a file.
+
+    Args:
+        name: a key of :data:`MODELS`; None picks the default model for ``scale``.
+        scale: required for scale-free models (``bicubic``); checked against fixed-scale models.
+        weights: a ``.safetensors`` (ours) or ``.pth`` (original IRN) file; overrides the table's.
+        device: where to put the model.
+
+    Returns:
+        A frozen (``requires_grad = False``) model in eval mode that follows :class:`Rescaler`.
+    """
+    if weights is not None:
+        model: torch.nn.Module = load_irn(weights, scale)
+    else:
+        if name is None:
+            if scale not in DEFAULT_MODELS:
+                raise SettingsError(f"no default model for scale {scale}; choose one of {sorted(MODELS)}")
+            name = DEFAULT_MODELS[scale]
+        spec = MODELS.get(name)
+        if spec is None:
+            raise SettingsError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+        if spec.kind == "bicubic":
+            if scale is None:
+                raise SettingsError(f"model {name!r} is scale-free: give --scale")
+            model = BicubicRescaler(int(scale))
+        else:
+            if scale is not None and spec.scale != scale:
+                raise SettingsError(f"model {name!r} is x{spec.scale}, but --scale {scale} was given")
+            path = weights_path(spec)
+            if not path.is_file():
+                raise WeightsError(f"{path}: shipped weights for {name!r} are missing from the installation")
+            model = load_irn(path, spec.scale)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval().to(device)  # type: ignore[return-value]

@@ -1,0 +1,196 @@
+"""Single-image service: one decoded image in, the stored LR image, its sidecar and metrics out.
+
+This is what ``hcd downscale``, ``hcd eval`` and every pipeline actor call. It loads the model once
+(:class:`Downscaler`), does no file I/O, and handles any image:
+
+* sizes that are not multiples of the scale are padded (MATLAB-style symmetric, i.e. mirrored with the
+  edge repeated) before downscaling; the sidecar records the original size so that the upscaled image
+  is cropped back;
+* grayscale images are replicated to RGB for the model; their LR is stored as RGB (exactly what was
+  optimised) and their reconstruction is the channel mean;
+* alpha is resized separately with MATLAB bicubic and stored as the LR PNG's alpha channel;
+* 16-bit sources are used at full precision; the LR is 8-bit by definition.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ._version import __version__
+from .errors import ImageReadError, SettingsError
+from .hcd import DEFAULT_PRESET, METHODS, HCDSettings, collaborative_downscale, decode_z, get_preset
+from .imageio import DecodedImage, encode_png
+from .metrics import Scores, score_pair
+from .models.protocol import Rescaler
+from .models.registry import MODELS, load_model, model_fingerprint
+from .resize import imresize
+
+__all__ = ["DownscaleSettings", "DownscaleOutput", "Downscaler", "pad_symmetric", "upscale_lr"]
+
+
+def _mirror_index(n: int, total: int) -> torch.Tensor:
+    """Indices 0..total-1 into a length-n axis, mirrored with the edge repeated (MATLAB symmetric)."""
+    i = torch.arange(total) % (2 * n)
+    return torch.where(i < n, i, 2 * n - 1 - i)
+
+
+def pad_symmetric(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom and right of (..., H, W) up to multiples of ``multiple`` by mirroring."""
+    h, w = x.shape[-2:]
+    ph, pw = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
+    if (ph, pw) == (h, w):
+        return x
+    return x[..., _mirror_index(h, ph), :][..., _mirror_index(w, pw)]
+
+
+@dataclass(frozen=True)
+class DownscaleSettings:
+    """Everything that determines the stored LR (recorded in every sidecar and Parquet row)."""
+
+    model: str | None = None
+    scale: int | None = None
+    weights: str | None = None
+    method: str = "hcd"
+    preset: str = DEFAULT_PRESET
+    overrides: dict[str, object] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "cpu"
+
+    def hcd_settings(self) -> HCDSettings:
+        return get_preset(self.preset, **self.overrides)
+
+
+@dataclass
+class DownscaleOutput:
+    """Result for one image.
+
+    Attributes:
+        lr: stored LR colour, float (3, h, w), multiples of 1/255.
+        lr_alpha: LR alpha (1, h, w) or None.
+        png: the encoded LR PNG (8-bit, RGB or RGBA).
+        sidecar: JSON-able record of settings, diagnostics and metrics.
+        plain, optimised: metrics of the plain and optimised reconstructions (None when skipped or the
+            image is too small to score).
+    """
+
+    lr: torch.Tensor
+    lr_alpha: torch.Tensor | None
+    png: bytes
+    sidecar: dict[str, object]
+    plain: Scores | None
+    optimised: Scores | None
+
+
+class Downscaler:
+    """Loads a model once and downscales images with it (thread-compatible, not thread-safe)."""
+
+    def __init__(self, settings: DownscaleSettings) -> None:
+        if settings.method not in METHODS:
+            raise SettingsError(f"unknown method {settings.method!r}; expected one of {METHODS}")
+        self.settings = settings
+        self.hcd = settings.hcd_settings()
+        self.model: Rescaler = load_model(settings.model, scale=settings.scale, weights=settings.weights, device=settings.device)
+        self.scale = int(self.model.scale)
+        self.model_name = settings.model or (f"file:{Path(settings.weights).name}" if settings.weights else "")
+        if not self.model_name:
+            self.model_name = next(n for n, s in MODELS.items() if s.scale == self.scale and s.name.startswith("irn"))
+        self.weights_hash = model_fingerprint(self.model_name, settings.weights)
+
+    def describe(self) -> dict[str, object]:
+        """The settings part of a sidecar."""
+        return {
+            "hcd_pipeline": __version__,
+            "model": self.model_name,
+            "scale": self.scale,
+            "weights_sha256": self.weights_hash,
+            "method": self.settings.method,
+            "preset": self.settings.preset,
+            "hcd": self.hcd.to_dict(),
+            "seed": self.settings.seed,
+        }
+
+    def process(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> DownscaleOutput:  # noqa: ANN001
+        """Downscale one image; ``progress`` is called once per optimisation step."""
+        s = self.scale
+        h, w = image.height, image.width
+        if h < s or w < s:
+            raise ImageReadError(f"{image.name}: image is {w}x{h}, smaller than the scale x{s}")
+        dev = torch.device(self.settings.device)
+        rgb = image.pixels if image.pixels.shape[0] == 3 else image.pixels.expand(3, -1, -1)
+        hr = pad_symmetric(rgb.float(), s).unsqueeze(0).to(dev)
+        gen = torch.Generator(device="cpu").manual_seed(self.settings.seed)
+        t0 = time.perf_counter()
+        res = collaborative_downscale(self.model, hr, method=self.settings.method, settings=self.hcd, generator=gen, progress=progress)
+        seconds = time.perf_counter() - t0
+        lr = res.lr[0].cpu()
+        lr_alpha = None
+        if image.alpha is not None:
+            a = imresize(pad_symmetric(image.alpha.double(), s), 1.0 / s)
+            lr_alpha = (torch.round(a.clamp(0, 1) * 255) / 255).float()
+        plain_scores = opt_scores = None
+        if metrics and min(h, w) >= 2 * s + 11:
+            ref = image.pixels
+
+            def score(lr_img: torch.Tensor) -> Scores:
+                with torch.no_grad():
+                    rec = self.model.upscale(lr_img, res.z)[0].clamp(0, 1).cpu()
+                return score_pair(ref, _to_source_channels(rec, image)[:, :h, :w], s)
+
+            plain_scores = score(res.plain_lr)
+            opt_scores = plain_scores if torch.equal(res.lr, res.plain_lr) else score(res.lr)
+        sidecar: dict[str, object] = {
+            **self.describe(),
+            "source": image.name,
+            "source_size": [w, h],
+            "source_mode": image.source_mode,
+            "source_bit_depth": image.bit_depth,
+            "channels": int(image.pixels.shape[0]),
+            "lr_size": [int(lr.shape[-1]), int(lr.shape[-2])],
+            "decode_z": self.hcd.decode,
+            "changed_values": res.changed,
+            "losses": [round(v, 10) for v in res.losses],
+            "seconds": round(seconds, 4),
+            "stage_seconds": {k: round(v, 4) for k, v in res.seconds.items()},
+            "metrics": {
+                "plain": asdict(plain_scores) if plain_scores else None,
+                "optimised": asdict(opt_scores) if opt_scores else None,
+            },
+        }
+        return DownscaleOutput(lr=lr, lr_alpha=lr_alpha, png=encode_png(lr, lr_alpha), sidecar=sidecar, plain=plain_scores, optimised=opt_scores)
+
+
+def _to_source_channels(rec: torch.Tensor, image: DecodedImage) -> torch.Tensor:
+    return rec.mean(0, keepdim=True) if image.pixels.shape[0] == 1 else rec
+
+
+def upscale_lr(
+    model: Rescaler,
+    lr: torch.Tensor,
+    *,
+    seed: int,
+    decode: str,
+    source_size: tuple[int, int] | None = None,
+    channels: int = 3,
+) -> torch.Tensor:
+    """Upscale a stored LR (3, h, w) the way :class:`Downscaler` scored it -> (C, H, W) in [0, 1].
+
+    ``decode`` and ``seed`` must be the sidecar's (``decode_z`` and ``seed``): the z is drawn exactly as
+    during downscaling, so the result equals the reconstruction that was measured.
+    """
+    dev = next((p.device for p in getattr(model, "parameters", lambda: iter(()))()), torch.device("cpu"))
+    x = lr.unsqueeze(0).to(dev)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    z = decode_z(model, x.shape, get_preset("official", decode=decode), gen, dev)
+    with torch.no_grad():
+        rec = model.upscale(x, z)[0].clamp(0, 1).cpu()
+    if channels == 1:
+        rec = rec.mean(0, keepdim=True)
+    if source_size is not None:
+        w, h = source_size
+        rec = rec[:, :h, :w]
+    return rec

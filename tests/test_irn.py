@@ -1,0 +1,127 @@
+"""IRN: invertibility, original checkpoint compatibility, our weight format, strict loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hcd_pipeline.errors import WeightsError
+from hcd_pipeline.models import IRN, IRNConfig, load_irn, load_model, load_original_checkpoint, save_weights
+from hcd_pipeline.models.weights import convert_checkpoint, read_weights
+
+
+def _randomised(cfg: IRNConfig, seed: int = 0) -> IRN:
+    torch.manual_seed(seed)
+    m = IRN(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.05)
+    return m.eval()
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_exact_invertibility(scale):
+    m = _randomised(IRNConfig(scale=scale, blocks=2, width=8))
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(scale))
+    lr, z = m.downscale(x)
+    assert lr.shape == (2, 3, 32 // scale, 48 // scale)
+    assert z.shape == (2, 3 * (scale**2 - 1), 32 // scale, 48 // scale)
+    assert (m.upscale(lr, z) - x).abs().max() < 1e-5
+
+
+def test_upscale_z_policies_are_seeded():
+    m = _randomised(IRNConfig(scale=2, blocks=1, width=8))
+    lr = torch.rand(1, 3, 8, 8)
+    a = m.upscale(lr, generator=torch.Generator().manual_seed(7))
+    b = m.upscale(lr, generator=torch.Generator().manual_seed(7))
+    c = m.upscale(lr, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    zero = m.upscale(lr, z_scale=0.0)
+    assert torch.equal(zero, m.upscale(lr, torch.zeros(1, 9, 8, 8)))
+
+
+@pytest.mark.parametrize("scale,count", [(2, 1_668_000), (4, 4_355_376)])
+def test_original_architecture_element_counts(scale, count):
+    sd = IRN(IRNConfig(scale=scale)).state_dict()
+    assert sum(v.numel() for v in sd.values()) == count
+    assert "operations.0.haar_weights" in sd and "operations.1.F.conv1.weight" in sd
+
+
+def _original_style_checkpoint(tmp_path, scale, wrap=None, prefix=""):
+    m = _randomised(IRNConfig(scale=scale), seed=scale)
+    sd = {prefix + k: v for k, v in m.state_dict().items()}
+    obj = {wrap: sd} if wrap else sd
+    path = tmp_path / f"IRN_x{scale}.pth"
+    torch.save(obj, path)
+    return m, path
+
+
+@pytest.mark.parametrize("wrap,prefix", [(None, ""), (None, "module."), ("state_dict", "module."), ("params", "")])
+def test_original_checkpoint_loads_strictly(tmp_path, wrap, prefix):
+    ref, path = _original_style_checkpoint(tmp_path, 2, wrap, prefix)
+    m = load_original_checkpoint(path)
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(m.downscale(x)[0], ref.downscale(x)[0])
+    via_registry = load_model(weights=path, scale=2)
+    assert torch.equal(via_registry.downscale(x)[0], ref.downscale(x)[0])
+
+
+def test_original_checkpoint_errors(tmp_path):
+    _, path4 = _original_style_checkpoint(tmp_path, 4)
+    with pytest.raises(WeightsError, match="x4, but x2"):
+        load_original_checkpoint(path4, scale=2)
+    truncated = tmp_path / "trunc.pth"
+    truncated.write_bytes(path4.read_bytes()[:5000])
+    with pytest.raises(WeightsError, match="trunc.pth"):
+        load_original_checkpoint(truncated)
+    sd = torch.load(path4)
+    sd.pop("operations.3.G.conv2.bias")
+    torch.save(sd, tmp_path / "missing.pth")
+    with pytest.raises(WeightsError, match="1 missing"):
+        load_original_checkpoint(tmp_path / "missing.pth")
+    sd = torch.load(path4)
+    sd["operations.1.F.conv1.weight"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "shape.pth")
+    with pytest.raises(WeightsError, match="shape"):
+        load_original_checkpoint(tmp_path / "shape.pth")
+    sd = torch.load(path4)
+    sd["operations.1.F.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(sd, tmp_path / "nan.pth")
+    with pytest.raises(WeightsError, match="NaN"):
+        load_original_checkpoint(tmp_path / "nan.pth")
+    with pytest.raises(WeightsError, match="not found"):
+        load_original_checkpoint(tmp_path / "absent.pth")
+
+
+def test_safetensors_round_trip_and_conversion(tmp_path):
+    ref, path = _original_style_checkpoint(tmp_path, 2)
+    out = tmp_path / "irn.safetensors"
+    cfg = convert_checkpoint(path, out)
+    assert cfg == IRNConfig(scale=2, blocks=8, width=32)
+    config, tensors, prov = read_weights(out)
+    assert config == cfg and prov["source"] == "IRN_x2.pth" and len(prov["source_sha256"]) == 64
+    m = load_irn(out, 2)
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(m.downscale(x)[0], ref.downscale(x)[0])
+    with pytest.raises(WeightsError, match="x2, but x4"):
+        load_irn(out, 4)
+    small = _randomised(IRNConfig(scale=2, blocks=1, width=4))
+    save_weights(small, tmp_path / "small.safetensors", {"data": "none"})
+    assert read_weights(tmp_path / "small.safetensors")[0].blocks == 1
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(out.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="corrupt.safetensors"):
+        load_irn(corrupt)
+
+
+@pytest.mark.parametrize("name", ["irn-x2", "irn-x4", "tiny-irn-x2", "tiny-irn-x4"])
+def test_shipped_models_load_with_provenance(name):
+    from hcd_pipeline.models.registry import MODELS, weights_path
+
+    spec = MODELS[name]
+    _, _, prov = read_weights(weights_path(spec))
+    assert prov.get("command") and prov.get("data")
+    m = load_model(name)
+    assert m.scale == spec.scale
+    assert all(not p.requires_grad for p in m.parameters())
