@@ -85,7 +85,18 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @_settings_options
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
 @_handle_errors
-def downscale(inputs: tuple[str, ...], out_dir: str, model: str | None, scale: int | None, weights: str | None, device: str, method: str, preset: str, seed: int, force: bool) -> None:
+def downscale(
+    inputs: tuple[str, ...],
+    out_dir: str,
+    model: str | None,
+    scale: int | None,
+    weights: str | None,
+    device: str,
+    method: str,
+    preset: str,
+    seed: int,
+    force: bool,
+) -> None:
     """Downscale images to optimised 8-bit LR PNGs, each with a JSON sidecar."""
     from .service import Downscaler, DownscaleSettings
 
@@ -127,7 +138,18 @@ def downscale(inputs: tuple[str, ...], out_dir: str, model: str | None, scale: i
 @click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True)
 @click.option("--force", is_flag=True)
 @_handle_errors
-def upscale(inputs: tuple[str, ...], out_dir: str, model: str | None, scale: int | None, weights: str | None, device: str, seed: int | None, decode: str | None, bit_depth: str, force: bool) -> None:
+def upscale(
+    inputs: tuple[str, ...],
+    out_dir: str,
+    model: str | None,
+    scale: int | None,
+    weights: str | None,
+    device: str,
+    seed: int | None,
+    decode: str | None,
+    bit_depth: str,
+    force: bool,
+) -> None:
     """Upscale LR PNGs with the model, seed and z policy named in their sidecars."""
     from .models.registry import load_model, model_fingerprint
     from .service import upscale_lr
@@ -152,8 +174,12 @@ def upscale(inputs: tuple[str, ...], out_dir: str, model: str | None, scale: int
                 raise HcdError(f"{src}: LR images are RGB, got {img.pixels.shape[0]} channel(s)")
             size = tuple(side["source_size"]) if "source_size" in side else None
             rec = upscale_lr(
-                net, img.pixels, seed=seed if seed is not None else int(side.get("seed", 0)),
-                decode=decode or str(side.get("decode_z", "draw")), source_size=size, channels=int(side.get("channels", 3)),  # type: ignore[arg-type]
+                net,
+                img.pixels,
+                seed=seed if seed is not None else int(side.get("seed", 0)),
+                decode=decode or str(side.get("decode_z", "draw")),
+                source_size=size,
+                channels=int(side.get("channels", 3)),  # type: ignore[arg-type]
             )
             alpha = None
             if img.alpha is not None:
@@ -180,7 +206,17 @@ def upscale(inputs: tuple[str, ...], out_dir: str, model: str | None, scale: int
 @_settings_options
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="also write the numbers as JSON")
 @_handle_errors
-def roundtrip(inputs: tuple[str, ...], model: str | None, scale: int | None, weights: str | None, device: str, method: str, preset: str, seed: int, json_out: str | None) -> None:
+def roundtrip(
+    inputs: tuple[str, ...],
+    model: str | None,
+    scale: int | None,
+    weights: str | None,
+    device: str,
+    method: str,
+    preset: str,
+    seed: int,
+    json_out: str | None,
+) -> None:
     """Print per image PSNR/SSIM (Y and RGB) of plain downscaling vs the chosen method, and time."""
     from .service import Downscaler, DownscaleSettings
 
@@ -202,6 +238,11 @@ def roundtrip(inputs: tuple[str, ...], model: str | None, scale: int | None, wei
         atomic_write_bytes(json_out, (json.dumps({"settings": ds.describe(), "images": rows}, indent=1) + "\n").encode())
 
 
+def _eval_row(r: dict[str, Any]) -> str:
+    cells = f"{r['psnr_y']:8.3f} {r['ssim_y']:7.4f} {r['psnr_rgb']:8.3f} {r['ssim_rgb']:7.4f}"
+    return f"{r['image']:18s} {cells} {r['gain_y']:+7.3f} {r['seconds']:6.2f}"
+
+
 @main.command(name="eval")
 @_model_options
 @click.option("--data", default="Set5", show_default=True, help="set name (Set5, Set14, B100, Urban100) or folder")
@@ -210,9 +251,27 @@ def roundtrip(inputs: tuple[str, ...], model: str | None, scale: int | None, wei
 @click.option("--draws", type=int, default=1, show_default=True, help="z draws (seeds 0..N-1), scores averaged")
 @click.option("--decode", type=click.Choice(["draw", "zero"]), default=None, help="decoder z policy (default: the preset's)")
 @click.option("--limit", type=int, default=None, help="only the first N images")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="where to write the JSON (default: eval-<model>-x<scale>-<data>-<method>.json)")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="where to write the JSON (default: eval-<model>-x<scale>-<data>-<method>.json)",
+)
 @_handle_errors
-def eval_cmd(model: str | None, scale: int | None, weights: str | None, device: str, data: str, method: str, preset: str, draws: int, decode: str | None, limit: int | None, json_out: str | None) -> None:
+def eval_cmd(
+    model: str | None,
+    scale: int | None,
+    weights: str | None,
+    device: str,
+    data: str,
+    method: str,
+    preset: str,
+    draws: int,
+    decode: str | None,
+    limit: int | None,
+    json_out: str | None,
+) -> None:
     """Evaluate a model and method on a set with the standard protocol (Y-PSNR / SSIM, border crop)."""
     from .evaluate import EVAL_METHODS, EvalSettings, evaluate
 
@@ -220,17 +279,24 @@ def eval_cmd(model: str | None, scale: int | None, weights: str | None, device: 
     methods = EVAL_METHODS if method == "all" else (method,)
     results = {}
     for m in methods:
-        cfg = EvalSettings(model=model, scale=scale, data=data, method=m, preset=preset, draws=draws, decode=decode, weights=weights, limit=limit)
+        cfg = EvalSettings(
+            model=model, scale=scale, data=data, method=m, preset=preset, draws=draws, decode=decode, weights=weights, limit=limit
+        )
         res = evaluate(cfg)
         results[m] = res
         st = res["settings"]
-        click.echo(f"# {st['model']} x{st['scale']} on {data}, method {m}" + (f" (preset {preset})" if m not in ("plain", "official") else "") + f", {draws} draw(s)")  # type: ignore[index]
+        click.echo(
+            f"# {st['model']} x{st['scale']} on {data}, method {m}"
+            + (f" (preset {preset})" if m not in ("plain", "official") else "")
+            + f", {draws} draw(s)"
+        )  # type: ignore[index]
         click.echo(f"{'image':18s} {'PSNR-Y':>8s} {'SSIM-Y':>7s} {'PSNR':>8s} {'SSIM':>7s} {'gain':>7s} {'sec':>6s}")
-        for r in res["images"]:  # type: ignore[attr-defined]
-            click.echo(f"{r['image']:18s} {r['psnr_y']:8.3f} {r['ssim_y']:7.4f} {r['psnr_rgb']:8.3f} {r['ssim_rgb']:7.4f} {r['gain_y']:+7.3f} {r['seconds']:6.2f}")
-        mn = res["mean"]
-        click.echo(f"{'mean':18s} {mn['psnr_y']:8.3f} {mn['ssim_y']:7.4f} {mn['psnr_rgb']:8.3f} {mn['ssim_rgb']:7.4f} {mn['gain_y']:+7.3f} {mn['seconds']:6.2f}")  # type: ignore[index]
-    name = json_out or f"eval-{(model or 'weights').replace('/', '_')}-x{results[methods[0]]['settings']['scale']}-{Path(data).name}-{method}.json"  # type: ignore[index]
+        for r in [*res["images"], {"image": "mean", **res["mean"]}]:  # type: ignore[dict-item]
+            click.echo(_eval_row(r))
+    name = (
+        json_out
+        or f"eval-{(model or 'weights').replace('/', '_')}-x{results[methods[0]]['settings']['scale']}-{Path(data).name}-{method}.json"
+    )  # type: ignore[index]
     atomic_write_bytes(name, (json.dumps(results if method == "all" else results[method], indent=1) + "\n").encode())
     click.echo(f"wrote {name}")
 
@@ -253,17 +319,137 @@ def eval_cmd(model: str | None, scale: int | None, weights: str | None, device: 
 @click.option("--val-every", type=int, default=250, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @_handle_errors
-def train(scale: str, data: str, val: str, out: str | None, blocks: int, width: int, patch: int, batch: int, steps: int, lr_: float, warmup: int, seed: int, threads: int, ckpt_every: int, val_every: int, device: str) -> None:
+def train(
+    scale: str,
+    data: str,
+    val: str,
+    out: str | None,
+    blocks: int,
+    width: int,
+    patch: int,
+    batch: int,
+    steps: int,
+    lr_: float,
+    warmup: int,
+    seed: int,
+    threads: int,
+    ckpt_every: int,
+    val_every: int,
+    device: str,
+) -> None:
     """Train an IRN with the original losses; rerun the same command to resume."""
     from .train import TrainConfig
     from .train import train as run_train
 
     cfg = TrainConfig(
-        scale=int(scale), data=data, val=val, out=out or f"runs/irn-x{scale}", blocks=blocks, width=width, patch=patch, batch=batch,
-        steps=steps, lr=lr_, warmup=warmup, seed=seed, threads=threads, ckpt_every=ckpt_every, val_every=val_every, device=device,
+        scale=int(scale),
+        data=data,
+        val=val,
+        out=out or f"runs/irn-x{scale}",
+        blocks=blocks,
+        width=width,
+        patch=patch,
+        batch=batch,
+        steps=steps,
+        lr=lr_,
+        warmup=warmup,
+        seed=seed,
+        threads=threads,
+        ckpt_every=ckpt_every,
+        val_every=val_every,
+        device=device,
     )
     path = run_train(cfg, progress=not _quiet(), command="hcd train " + " ".join(sys.argv[2:]))
     click.echo(f"wrote {path}")
+
+
+def _print_summary(summary: Any, output: str, storage: Any) -> None:
+    from .pipeline import read_metrics
+
+    table = read_metrics(output, storage)
+    ok = table.filter(pc_equal(table["status"], "ok")).to_pylist()
+    click.echo(
+        f"run {summary.run_id}: {summary.items} items, {summary.done} done, {summary.failed} failed, "
+        f"{summary.skipped} skipped (complete before), {summary.seconds:.1f} s, {summary.images_per_second:.3f} img/s"
+    )
+    scored = [r for r in ok if r["psnr_y"] is not None]
+    if scored:
+        n = len(scored)
+        mean = {k: sum(r[k] for r in scored) / n for k in ("plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "seconds")}
+        click.echo(
+            f"table {output}/metrics.parquet: {len(ok)} ok of {table.num_rows} images; mean Y-PSNR plain {mean['plain_psnr_y']:.3f} dB "
+            f"-> {mean['psnr_y']:.3f} dB (gain {mean['gain_y']:+.3f} dB), SSIM-Y {mean['ssim_y']:.4f}, {mean['seconds']:.2f} s/image"
+        )
+    for reason, count in sorted(summary.failed_by_reason.items()):
+        click.echo(f"  failed ({reason}): {count}", err=True)
+    for f in summary.failures[:20]:
+        click.echo(f"  {f['key']}: {f['error']}", err=True)
+
+
+def pc_equal(col: Any, value: str) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.equal(col, value)
+
+
+@main.command()
+@click.option("--job", "job_file", type=click.Path(dir_okay=False), help="job spec (YAML/TOML); flags below override it")
+@click.option("--input", "input_uri", help="folder, s3://bucket/prefix/, glob, list file (.txt) or .tar shard")
+@click.option("--output", "output_uri", help="output folder or s3:// prefix")
+@click.option("--model", default=None)
+@click.option("--scale", type=int, default=None)
+@click.option("--weights", default=None)
+@click.option("--method", type=click.Choice(METHODS), default=None)
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--actors", type=str, default=None, help="actor pool size N, or MIN-MAX to autoscale")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--limit", type=int, default=None, help="only the first N input items")
+@click.option("--num-gpus", type=float, default=None, help="GPUs per actor (default: 1 if CUDA is visible, else 0)")
+@click.option("--threads", type=int, default=None, help="torch threads (CPUs) per actor")
+@click.option("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, Ceph, ...)")
+@click.option("--anon", is_flag=True, default=None, help="anonymous object-storage access")
+@click.option("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+@_handle_errors
+def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **flags: Any) -> None:
+    """Run the pipeline: images from a folder or object storage -> optimised LR + Parquet metrics."""
+    from dataclasses import replace
+
+    import torch
+
+    from .pipeline import PipelineSettings, run_pipeline
+    from .pipeline.jobs import load_job
+    from .storage import StorageOptions
+
+    base = load_job(job_file).settings if job_file else None
+    if base is None:
+        if not input_uri or not output_uri:
+            raise HcdError("give --input and --output, or --job FILE")
+        base = PipelineSettings(input=input_uri, output=output_uri, num_gpus=1.0 if torch.cuda.is_available() else 0.0)
+    upd: dict[str, Any] = {}
+    if input_uri:
+        upd["input"] = input_uri
+    if output_uri:
+        upd["output"] = output_uri
+    for key in ("model", "scale", "weights", "method", "preset", "seed", "batch_size", "limit", "num_gpus", "threads", "address"):
+        if flags.get(key) is not None:
+            upd[key] = flags[key]
+    if flags.get("actors"):
+        lo, _, hi = str(flags["actors"]).partition("-")
+        try:
+            upd["min_actors"], upd["max_actors"] = int(lo), int(hi or lo)
+        except ValueError as exc:
+            raise HcdError(f"--actors: expected N or MIN-MAX, got {flags['actors']!r}") from exc
+    if flags.get("endpoint_url") or flags.get("anon"):
+        upd["storage"] = StorageOptions(endpoint_url=flags.get("endpoint_url") or base.storage.endpoint_url, anon=bool(flags.get("anon")))
+    try:
+        settings = replace(base, **upd)
+    except (TypeError, ValueError) as exc:
+        raise HcdError(str(exc)) from exc
+    summary = run_pipeline(settings, progress=not _quiet())
+    _print_summary(summary, settings.output, settings.storage)
+    if summary.failed:
+        sys.exit(1)
 
 
 @main.command(name="export")

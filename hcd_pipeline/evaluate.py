@@ -70,7 +70,11 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
     method, preset = ("hcd", "official") if cfg.method == "official" else (cfg.method, cfg.preset)
     overrides: dict[str, object] = {"decode": cfg.decode} if cfg.decode else {}
     downscalers = [
-        Downscaler(DownscaleSettings(model=cfg.model, scale=cfg.scale, weights=cfg.weights, method=method, preset=preset, overrides=overrides, seed=seed))
+        Downscaler(
+            DownscaleSettings(
+                model=cfg.model, scale=cfg.scale, weights=cfg.weights, method=method, preset=preset, overrides=overrides, seed=seed
+            )
+        )
         for seed in range(cfg.draws)
     ]
     s = downscalers[0].scale

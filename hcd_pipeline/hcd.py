@@ -155,7 +155,9 @@ def _round8(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.clamp(0, 1) * 255.0) / 255.0
 
 
-def decode_z(model: Rescaler, lr_shape: torch.Size | tuple[int, ...], settings: HCDSettings, generator: torch.Generator | None, device: torch.device) -> torch.Tensor | None:
+def decode_z(
+    model: Rescaler, lr_shape: torch.Size | tuple[int, ...], settings: HCDSettings, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor | None:
     """The z the decoder uses for an LR of ``lr_shape``: zeros, or N(0, 1) drawn from ``generator``."""
     shape = model.z_shape(lr_shape)
     if shape is None:

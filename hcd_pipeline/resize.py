@@ -33,9 +33,7 @@ def cubic_kernel(x: torch.Tensor) -> torch.Tensor:
 
 
 @lru_cache(maxsize=256)
-def _contributions(
-    in_len: int, out_len: int, scale: float, antialiasing: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _contributions(in_len: int, out_len: int, scale: float, antialiasing: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Tap indices (out_len, P) and float64 weights (out_len, P) of one resized dimension."""
     kernel_width = 4.0
     aa = antialiasing and scale < 1

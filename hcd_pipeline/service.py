@@ -161,7 +161,9 @@ class Downscaler:
                 "optimised": asdict(opt_scores) if opt_scores else None,
             },
         }
-        return DownscaleOutput(lr=lr, lr_alpha=lr_alpha, png=encode_png(lr, lr_alpha), sidecar=sidecar, plain=plain_scores, optimised=opt_scores)
+        return DownscaleOutput(
+            lr=lr, lr_alpha=lr_alpha, png=encode_png(lr, lr_alpha), sidecar=sidecar, plain=plain_scores, optimised=opt_scores
+        )
 
 
 def _to_source_channels(rec: torch.Tensor, image: DecodedImage) -> torch.Tensor:

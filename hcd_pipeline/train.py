@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .imageio import list_images, read_image
@@ -99,7 +98,9 @@ def sample_batch(images: list[torch.Tensor], patch: int, batch: int, gen: torch.
     return torch.stack(out).float() / 255.0
 
 
-def irn_loss(model: IRN, hr: torch.Tensor, fit_weight: float, ce_weight: float, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+def irn_loss(
+    model: IRN, hr: torch.Tensor, fit_weight: float, ce_weight: float, gen: torch.Generator
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The IRN training objective for a batch ``hr`` (B, 3, P, P) in [0, 1]."""
     lr_ref = imresize(hr, 1.0 / model.scale).detach()
     lr, z = model.downscale(hr)
@@ -226,7 +227,14 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         if rank == 0 and log is not None:
             rec: dict[str, float | int] = {}
             if step % cfg.log_every == 0:
-                rec = {"step": step, "loss": loss.item(), **parts, "grad_norm": float(gnorm), "lr": _lr_at(cfg, step - 1), "elapsed_s": round(time.time() - t0, 1)}
+                rec = {
+                    "step": step,
+                    "loss": loss.item(),
+                    **parts,
+                    "grad_norm": float(gnorm),
+                    "lr": _lr_at(cfg, step - 1),
+                    "elapsed_s": round(time.time() - t0, 1),
+                }
             if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
                 rec = {**rec, "step": step, **{f"val_{k}": v for k, v in validate(model, val_images).items()}}
                 bar.set_postfix(psnr=f"{rec['val_psnr_z0']:.2f}")
@@ -270,5 +278,7 @@ def export_checkpoint(checkpoint: str | Path, dest: str | Path, command: str = "
     model = IRN(cfg.model_config())
     model.load_state_dict(ck["model"])
     step = int(ck["step"])
-    save_weights(model, dest, provenance={"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(ck["config"])})
+    save_weights(
+        model, dest, provenance={"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(ck["config"])}
+    )
     return step

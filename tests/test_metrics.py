@@ -24,12 +24,19 @@ def test_ssim_matches_skimage(seed):
     a, b = _pair(seed)
     ours = ssim(a, b)
     ref = structural_similarity(
-        a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy(), channel_axis=2,
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
+        a.permute(1, 2, 0).numpy(),
+        b.permute(1, 2, 0).numpy(),
+        channel_axis=2,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
     )
     assert abs(ours - ref) < 1e-4
     ya, yb = rgb_to_y(a), rgb_to_y(b)
-    ref_y = structural_similarity(ya[0].numpy(), yb[0].numpy(), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    ref_y = structural_similarity(
+        ya[0].numpy(), yb[0].numpy(), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
     assert abs(ssim(ya, yb) - ref_y) < 1e-4
 
 

@@ -1,0 +1,117 @@
+"""Object storage and local folders behind one small interface (fsspec; s3fs for ``s3://``).
+
+Credentials are never part of settings: s3fs reads them from the environment
+(``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``), the shared config files or
+the instance role. What can be set: the endpoint (``endpoint_url``, for MinIO, Ceph or a test server),
+anonymous access (``anon``) and the region.
+
+Completeness: a local write goes to a temporary name and is renamed into place; an object-store
+``PUT`` is atomic per object. For a group of files (an LR PNG and its sidecar) the sidecar is written
+last and acts as the commit marker.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from .imageio import atomic_write_bytes
+
+__all__ = ["StorageOptions", "Storage", "join_uri"]
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """Connection settings for object storage (ignored for local paths)."""
+
+    endpoint_url: str | None = None
+    anon: bool = False
+    region: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fsspec_kwargs(self, protocol: str) -> dict[str, Any]:
+        if protocol not in ("s3", "s3a"):
+            return {}
+        kw: dict[str, Any] = {"anon": self.anon, **self.extra}
+        client: dict[str, Any] = {}
+        endpoint = self.endpoint_url or os.environ.get("HCD_S3_ENDPOINT_URL")
+        if endpoint:
+            client["endpoint_url"] = endpoint
+        if self.region:
+            client["region_name"] = self.region
+        if client:
+            kw["client_kwargs"] = client
+        # Listings must reflect writes made moments ago (resume after a crash).
+        kw.setdefault("use_listings_cache", False)
+        return kw
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Join key parts onto a local path or URI with ``/``."""
+    return posixpath.join(base.rstrip("/"), *parts) if "://" in base else os.path.join(base, *parts)
+
+
+class Storage:
+    """One filesystem for a base URI; paths below are relative keys (``a/b.png``)."""
+
+    def __init__(self, uri: str, options: StorageOptions | None = None) -> None:
+        self.uri = uri.rstrip("/") if "://" in uri else uri
+        self.options = options or StorageOptions()
+        protocol = uri.split("://", 1)[0] if "://" in uri else "file"
+        self.fs, self.root = url_to_fs(uri, **self.options.fsspec_kwargs(protocol))
+        self.protocol = protocol
+        self.local = protocol == "file"
+
+    def full(self, key: str) -> str:
+        return posixpath.join(self.root.rstrip("/"), key) if key else self.root
+
+    def uri_of(self, key: str) -> str:
+        return join_uri(self.uri, key)
+
+    def read(self, key: str) -> bytes:
+        with self.fs.open(self.full(key), "rb") as fh:
+            return fh.read()
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.full(key)))
+
+    def write(self, key: str, data: bytes) -> None:
+        """Write ``data`` so that readers see either nothing or all of it."""
+        if self.local:
+            atomic_write_bytes(self.full(key), data)
+            return
+        with self.fs.open(self.full(key), "wb") as fh:
+            fh.write(data)
+
+    def delete(self, key: str) -> None:
+        if self.exists(key):
+            self.fs.rm(self.full(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        """All file keys under ``prefix`` (recursive), relative to the base, sorted."""
+        base = self.full(prefix)
+        if not self.fs.exists(base):
+            return []
+        if self.fs.isfile(base):
+            return [prefix]
+        root = self.root.rstrip("/")
+        out = []
+        for path in self.fs.find(base):
+            rel = path[len(root) :].lstrip("/") if path.startswith(root) else path
+            out.append(rel)
+        return sorted(out)
+
+    def glob(self, pattern: str) -> list[str]:
+        root = self.root.rstrip("/")
+        return sorted(p[len(root) :].lstrip("/") for p in self.fs.glob(self.full(pattern)) if self.fs.isfile(p))
+
+
+def open_uri(uri: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path) of a single URI."""
+    protocol = uri.split("://", 1)[0] if "://" in uri else "file"
+    return url_to_fs(uri, **(options or StorageOptions()).fsspec_kwargs(protocol))
