@@ -452,6 +452,53 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         sys.exit(1)
 
 
+_ADDRESS = click.option("--address", default=None, help="Ray dashboard address (default $RAY_ADDRESS or http://127.0.0.1:8265)")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_ADDRESS
+@click.option("--wait", is_flag=True, help="wait for the job to finish and exit non-zero if it failed")
+@_handle_errors
+def submit(spec: str, address: str | None, wait: bool) -> None:
+    """Submit a job spec to a Ray cluster (Job Submission API); prints the job id."""
+    import time
+
+    from .pipeline.submit import job_logs, job_status, submit_job
+
+    job_id = submit_job(spec, address)
+    click.echo(job_id)
+    if wait:
+        while (state := job_status(job_id, address)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+            time.sleep(2)
+        click.echo(state, err=True)
+        if state != "SUCCEEDED":
+            click.echo(job_logs(job_id, address)[-4000:], err=True)
+            sys.exit(1)
+
+
+@main.command()
+@click.argument("job_id")
+@_ADDRESS
+@_handle_errors
+def status(job_id: str, address: str | None) -> None:
+    """Status of a submitted job (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
+    from .pipeline.submit import job_status
+
+    click.echo(job_status(job_id, address))
+
+
+@main.command()
+@click.argument("job_id")
+@_ADDRESS
+@_handle_errors
+def logs(job_id: str, address: str | None) -> None:
+    """Logs of a submitted job."""
+    from .pipeline.submit import job_logs
+
+    click.echo(job_logs(job_id, address), nl=False)
+
+
 @main.command(name="export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
 @click.argument("dst", type=click.Path(dir_okay=False))

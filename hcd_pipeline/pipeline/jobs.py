@@ -16,6 +16,7 @@ A spec names the input and output URIs and the settings of :class:`PipelineSetti
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..models.registry import MODELS
 from ..storage import StorageOptions
 from .settings import PipelineSettings
 
-__all__ = ["JobSpec", "load_job"]
+__all__ = ["JobSpec", "load_job", "SPEC_ENV", "SPEC_NAME_ENV"]
 
 _TOP = {"name", "description", "input", "output", "model", "scale", "weights", "method", "preset", "overrides", "seed",
         "actors", "batch_size", "limit", "part_rows", "resources", "storage", "address"}  # fmt: skip
@@ -63,11 +64,22 @@ class JobSpec:
         self.path = path
 
 
+SPEC_ENV = "HCD_JOB_SPEC"
+SPEC_NAME_ENV = "HCD_JOB_SPEC_NAME"
+
+
 def _load_raw(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read job spec ({exc.strerror or exc})") from exc
+    if str(path).startswith("env:"):
+        # A submitted job carries its spec in the environment (see submit.py).
+        text = os.environ.get(str(path)[4:], "")
+        path = Path(os.environ.get(SPEC_NAME_ENV, "job.yaml"))
+        if not text:
+            raise SettingsError(f"{path}: job spec environment variable is empty")
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SettingsError(f"{path}: cannot read job spec ({exc.strerror or exc})") from exc
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:

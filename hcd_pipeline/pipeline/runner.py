@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import uuid
 from collections import Counter
@@ -148,8 +149,9 @@ def _init_ray(settings: PipelineSettings, quiet: bool) -> None:
 
     if ray.is_initialized():
         return
-    if settings.address:
-        ray.init(address=settings.address, log_to_driver=not quiet)
+    if settings.address or os.environ.get("RAY_ADDRESS"):
+        # Inside a submitted job RAY_ADDRESS points at the cluster.
+        ray.init(address=settings.address or None, log_to_driver=not quiet)
     else:
         ray.init(include_dashboard=False, log_to_driver=not quiet, configure_logging=True, logging_level="WARNING")
     ctx = ray.data.DataContext.get_current()

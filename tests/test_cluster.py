@@ -1,0 +1,127 @@
+"""cluster.yaml against Ray's own validator; job specs; submission to a real Ray head on 127.0.0.1."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hcd_pipeline.errors import SettingsError
+from hcd_pipeline.pipeline.jobs import load_job
+from tests.conftest import ROOT
+from tests.services import free_port
+
+
+def test_cluster_yaml_passes_ray_validation():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(copy.deepcopy(config)))
+    gpu = config["available_node_types"]["gpu_worker"]
+    assert gpu["min_workers"] == 0 and gpu["max_workers"] >= 1
+    text = (ROOT / "cluster.yaml").read_text().lower()
+    assert "aws_secret_access_key" not in text and "aws_access_key_id" not in text
+    broken = copy.deepcopy(config)
+    broken["available_node_types"]["gpu_worker"]["min_workers"] = "zero"
+    with pytest.raises(Exception, match="not of type"):
+        validate_config(prepare_config(broken))
+
+
+def test_shipped_job_specs_are_valid():
+    specs = sorted((ROOT / "jobs").glob("*.y*ml")) + sorted((ROOT / "jobs").glob("*.toml"))
+    assert len(specs) >= 3
+    for path in specs:
+        job = load_job(path)
+        assert job.settings.output and job.settings.min_actors <= job.settings.max_actors
+    auto = load_job(ROOT / "jobs" / "archive-x2.yaml").settings
+    assert (auto.min_actors, auto.max_actors, auto.num_gpus) == (1, 8, 1.0)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("input: a\noutput: b\nactorz: 3\n", "unknown keys"),
+        ("output: b\n", "missing required key 'input'"),
+        ("input: a\noutput: b\nseed: one\n", "seed must be int"),
+        ("input: a\noutput: b\nactors: {min: 3, max: 1}\n", "min"),
+        ("input: a\noutput: b\nmethod: magic\n", "method"),
+        ("input: a\noutput: b\nmodel: irn-x3\n", "unknown model"),
+        ("input: a\noutput: b\nstorage: {extra: {secret: abc}}\n", "credentials"),
+        ("input: [a\n", "not valid YAML"),
+        ("- just\n- a list\n", "mapping"),
+    ],
+)
+def test_malformed_specs_are_refused_with_the_file_name(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=message) as info:
+        load_job(path)
+    assert "bad.yaml" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """`ray start --head` on 127.0.0.1 with its own ports, stopped at the end."""
+    port, dash = free_port(), free_port()
+    ray_exe = str(Path(sys.executable).parent / "ray")
+    # Job entrypoints run `python` from the head's PATH: this environment's, as on a provisioned node.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [ray_exe, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dash}", "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+            break
+        except urllib.error.HTTPError:  # 401 without a token: the server is up
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("ray head did not start")
+    yield address
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=60)
+
+
+def test_submit_spec_to_real_ray_head(ray_head, small_images, tmp_path):
+    from hcd_pipeline.pipeline import read_metrics
+    from hcd_pipeline.pipeline.submit import job_logs, job_status, submit_job
+
+    out = tmp_path / "out"
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(f"name: tiny\ninput: {small_images}\noutput: {out}\nmodel: tiny-irn-x2\nmethod: plain\nactors: {{min: 1, max: 2}}\n")
+    job_id = submit_job(spec, ray_head)
+    deadline = time.time() + 400
+    while (state := job_status(job_id, ray_head)) not in ("SUCCEEDED", "FAILED", "STOPPED") and time.time() < deadline:
+        time.sleep(2)
+    assert state == "SUCCEEDED", job_logs(job_id, ray_head)[-3000:]
+    assert "4 done, 0 failed" in job_logs(job_id, ray_head)
+    assert read_metrics(str(out)).num_rows == 4
+    assert (out / "lr" / "sub" / "c.png").is_file()
+
+
+def test_malformed_spec_is_not_submitted(ray_head, tmp_path):
+    from ray.job_submission import JobSubmissionClient
+
+    from hcd_pipeline.pipeline.submit import submit_job
+
+    before = len(JobSubmissionClient(ray_head).list_jobs())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: a\noutput: b\nactors: lots\n")
+    with pytest.raises(SettingsError, match="bad.yaml"):
+        submit_job(bad, ray_head)
+    assert len(JobSubmissionClient(ray_head).list_jobs()) == before
