@@ -499,6 +499,27 @@ def logs(job_id: str, address: str | None) -> None:
     click.echo(job_logs(job_id, address), nl=False)
 
 
+@main.command()
+@click.argument("uris", nargs=-1, required=True)
+@click.option("--worst", type=int, default=10, show_default=True, help="how many worst / best images to list")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default="report.json", show_default=True)
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@click.option("--endpoint-url", default=None, help="S3-compatible endpoint")
+@click.option("--anon", is_flag=True, help="anonymous object-storage access")
+@_handle_errors
+def report(uris: tuple[str, ...], worst: int, json_out: str, html_out: str, endpoint_url: str | None, anon: bool) -> None:
+    """Quality report over the Parquet tables of one or more run outputs (local or s3://)."""
+    from .report import build_report, format_text, load_tables, render_html
+    from .storage import StorageOptions
+
+    opts = StorageOptions(endpoint_url=endpoint_url, anon=anon)
+    rep = build_report(load_tables(list(uris), opts), worst=worst)
+    click.echo(format_text(rep))
+    atomic_write_bytes(json_out, (json.dumps({k: v for k, v in rep.items() if k != "points"}, indent=1) + "\n").encode())
+    atomic_write_bytes(html_out, render_html(rep, opts).encode())
+    click.echo(f"wrote {json_out} and {html_out}")
+
+
 @main.command(name="export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
 @click.argument("dst", type=click.Path(dir_okay=False))

@@ -1,0 +1,205 @@
+"""Quality reports from the Parquet metric tables of one or more runs.
+
+:func:`build_report` returns plain numbers (counts, per model/scale/method statistics, worst and best
+images); :func:`render_html` makes a self-contained page (inline SVG plots, LR thumbnails as data URIs)
+that a browser opens from disk. Plotting needs no extra library.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from .pipeline.runner import read_metrics
+from .storage import StorageOptions, open_uri
+
+__all__ = ["load_tables", "build_report", "format_text", "render_html", "STAT_COLUMNS"]
+
+STAT_COLUMNS = ("psnr_y", "plain_psnr_y", "gain_y", "ssim_y", "plain_ssim_y", "seconds")
+
+
+def load_tables(uris: list[str], options: StorageOptions | None = None) -> pa.Table:
+    """Final rows of every run output in ``uris`` (one row per output and key)."""
+    tables = []
+    for uri in uris:
+        t = read_metrics(uri, options)
+        tables.append(t.append_column("run_output", pa.array([uri] * t.num_rows, pa.string())))
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return {"n": 0}
+    return {
+        "n": int(arr.size),
+        "mean": float(arr.mean()),
+        "median": float(np.median(arr)),
+        "p5": float(np.percentile(arr, 5)),
+        "p95": float(np.percentile(arr, 95)),
+    }
+
+
+def _reason(error: str | None) -> str:
+    return (error or "unknown").split(":", 1)[0]
+
+
+def build_report(table: pa.Table, worst: int = 10) -> dict[str, Any]:
+    """Counts, per-group statistics of :data:`STAT_COLUMNS`, and the worst / best images by gain.
+
+    ``table`` holds final rows (one per image), e.g. from :func:`load_tables`.
+    """
+    data = table.to_pylist()
+    ok = [r for r in data if r["status"] == "ok"]
+    failed = [r for r in data if r["status"] != "ok"]
+    groups: dict[tuple[str, int, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in ok:
+        groups[(r["model"], r["scale"], r["method"], r["preset"])].append(r)
+    per_group = []
+    for (model, scale, method, preset), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        per_group.append(
+            {"model": model, "scale": scale, "method": method, "preset": preset, **{c: _stats([r[c] for r in rs]) for c in STAT_COLUMNS}}
+        )
+    scored = sorted((r for r in ok if r["gain_y"] is not None), key=lambda r: r["gain_y"])
+    pick = ("key", "run_output", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height")
+    return {
+        "counts": {
+            "images": len(data),
+            "done": len(ok),
+            "failed": len(failed),
+            "failed_by_reason": dict(Counter(_reason(r["error"]) for r in failed)),
+        },
+        "groups": per_group,
+        "worst": [{k: r.get(k) for k in pick} for r in scored[:worst]],
+        "best": [{k: r.get(k) for k in pick} for r in scored[::-1][:worst]],
+        "failures": [{"key": r["key"], "error": r["error"]} for r in failed],
+        "points": [{"key": r["key"], "plain": r["plain_psnr_y"], "hcd": r["psnr_y"], "gain": r["gain_y"]} for r in scored],
+    }
+
+
+def format_text(report: dict[str, Any]) -> str:
+    """The report as the terminal table ``hcd report`` prints."""
+    c = report["counts"]
+    lines = [f"images {c['images']}: {c['done']} done, {c['failed']} failed"]
+    lines += [f"  failed ({reason}): {n}" for reason, n in sorted(c["failed_by_reason"].items())]
+    head = f"{'model':12s} {'x':>2s} {'method':7s} {'preset':9s} {'n':>5s}  {'stat':6s} "
+    head += f"{'PSNR-Y':>8s} {'plain':>8s} {'gain':>7s} {'SSIM-Y':>7s} {'s/img':>7s}"
+    lines.append(head)
+    for g in report["groups"]:
+        for stat in ("mean", "median", "p5", "p95"):
+            cells = " ".join(
+                f"{g[col].get(stat, float('nan')):{w}.{p}f}"
+                for col, w, p in (("psnr_y", 8, 3), ("plain_psnr_y", 8, 3), ("gain_y", 7, 3), ("ssim_y", 7, 4), ("seconds", 7, 2))
+            )
+            lines.append(f"{g['model']:12s} {g['scale']:>2} {g['method']:7s} {g['preset']:9s} {g['psnr_y']['n']:5d}  {stat:6s} {cells}")
+    if report["worst"]:
+        lines.append("worst images by gain:")
+        lines += [f"  {w['gain_y']:+.3f} dB  {w['key']}  ({w['plain_psnr_y']:.2f} -> {w['psnr_y']:.2f})" for w in report["worst"]]
+    return "\n".join(lines)
+
+
+def _svg_hist(values: list[float], width: int = 420, height: int = 220, bins: int = 30) -> str:
+    if not values:
+        return "<p>no data</p>"
+    counts, edges = np.histogram(values, bins=bins)
+    top = max(1, int(counts.max()))
+    bw = (width - 40) / bins
+    bars = "".join(
+        f'<rect x="{30 + i * bw:.1f}" y="{height - 20 - (c / top) * (height - 40):.1f}" width="{bw - 1:.1f}" '
+        f'height="{(c / top) * (height - 40):.1f}" fill="#4a78c2"><title>{edges[i]:.3f}..{edges[i + 1]:.3f} dB: {c}</title></rect>'
+        for i, c in enumerate(counts)
+    )
+    axis = (
+        f'<text x="30" y="{height - 4}" font-size="11">{edges[0]:.2f}</text>'
+        f'<text x="{width - 60}" y="{height - 4}" font-size="11">{edges[-1]:.2f} dB</text>'
+        f'<text x="2" y="14" font-size="11">{top}</text>'
+    )
+    return f'<svg width="{width}" height="{height}" role="img" aria-label="gain histogram">{bars}{axis}</svg>'
+
+
+def _svg_scatter(points: list[dict[str, Any]], width: int = 320, height: int = 320) -> str:
+    pts = [(p["plain"], p["hcd"]) for p in points if p["plain"] is not None and p["hcd"] is not None]
+    if not pts:
+        return "<p>no data</p>"
+    lo = min(min(a, b) for a, b in pts) - 0.5
+    hi = max(max(a, b) for a, b in pts) + 0.5
+
+    def sx(v: float) -> float:
+        return 30 + (v - lo) / (hi - lo) * (width - 40)
+
+    def sy(v: float) -> float:
+        return height - 20 - (v - lo) / (hi - lo) * (height - 40)
+
+    dots = "".join(f'<circle cx="{sx(a):.1f}" cy="{sy(b):.1f}" r="2.5" fill="#c24a4a" fill-opacity="0.7"/>' for a, b in pts)
+    diag = f'<line x1="{sx(lo)}" y1="{sy(lo)}" x2="{sx(hi)}" y2="{sy(hi)}" stroke="#888" stroke-dasharray="4"/>'
+    labels = (
+        f'<text x="{width / 2 - 40}" y="{height - 4}" font-size="11">plain Y-PSNR (dB)</text>'
+        f'<text x="2" y="12" font-size="11">HCD</text><text x="30" y="{height - 22}" font-size="10">{lo:.1f}</text>'
+        f'<text x="{width - 40}" y="{height - 22}" font-size="10">{hi:.1f}</text>'
+    )
+    return f'<svg width="{width}" height="{height}" role="img" aria-label="plain vs HCD">{diag}{dots}{labels}</svg>'
+
+
+def _thumb(uri: str | None, options: StorageOptions | None, size: int = 160) -> str:
+    if not uri:
+        return ""
+    try:
+        fs, path = open_uri(uri, options)
+        with fs.open(path, "rb") as fh:
+            im = Image.open(io.BytesIO(fh.read()))
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, format="PNG")
+    except (OSError, ValueError) as exc:
+        return f"<span>(thumbnail unavailable: {html.escape(str(exc))})</span>"
+    return f'<img alt="LR" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def render_html(report: dict[str, Any], options: StorageOptions | None = None) -> str:
+    """A self-contained HTML page of the report."""
+    esc = html.escape
+    c = report["counts"]
+    group_rows = "".join(
+        f"<tr><td>{esc(str(g['model']))}</td><td>x{g['scale']}</td><td>{esc(str(g['method']))}</td><td>{esc(str(g['preset']))}</td>"
+        f"<td>{g['psnr_y']['n']}</td>"
+        + "".join(
+            f"<td>{g[col].get('mean', float('nan')):.3f} / {g[col].get('median', float('nan')):.3f} / "
+            f"{g[col].get('p5', float('nan')):.3f} / {g[col].get('p95', float('nan')):.3f}</td>"
+            for col in ("psnr_y", "gain_y", "ssim_y", "seconds")
+        )
+        + "</tr>"
+        for g in report["groups"]
+    )
+
+    def gallery(items: list[dict[str, Any]]) -> str:
+        return "".join(
+            f"<figure>{_thumb(it['lr_uri'], options)}<figcaption>{esc(str(it['key']))}<br>{it['plain_psnr_y']:.2f} &rarr; "
+            f"{it['psnr_y']:.2f} dB ({it['gain_y']:+.3f})</figcaption></figure>"
+            for it in items
+        )
+
+    failures = "".join(f"<li><code>{esc(f['key'])}</code>: {esc(str(f['error']))}</li>" for f in report["failures"][:200])
+    reasons = ", ".join(f"{esc(k)}: {v}" for k, v in c["failed_by_reason"].items()) or "none"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>hcd report</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
+figure{{display:inline-block;margin:6px;text-align:center;font-size:12px}}</style></head><body>
+<h1>HCD quality report</h1>
+<p>{c["images"]} images: {c["done"]} done, {c["failed"]} failed (by reason: {reasons}).</p>
+<h2>Per model, scale and method</h2><p>cells: mean / median / 5th / 95th percentile</p>
+<table><tr><th>model</th><th>scale</th><th>method</th><th>preset</th><th>n</th><th>Y-PSNR (dB)</th><th>gain over plain (dB)</th>
+<th>SSIM-Y</th><th>seconds/image</th></tr>{group_rows}</table>
+<h2>Gain over plain (Y-PSNR, dB)</h2>{_svg_hist([p["gain"] for p in report["points"]])}
+<h2>Plain vs HCD (Y-PSNR)</h2>{_svg_scatter(report["points"])}
+<h2>Worst images by gain</h2>{gallery(report["worst"])}
+<h2>Best images by gain</h2>{gallery(report["best"])}
+<h2>Failures</h2><ul>{failures or "<li>none</li>"}</ul>
+</body></html>
+"""

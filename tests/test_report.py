@@ -1,0 +1,86 @@
+"""hcd report: numbers checked against a direct computation, failed rows counted by reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from hcd_pipeline.pipeline.schema import rows_to_table
+from hcd_pipeline.report import build_report, load_tables
+
+HCD = str(Path(sys.executable).parent / "hcd")
+
+
+def _make_run(root: Path, n_ok: int, seed: int, method: str = "hcd") -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_ok):
+        plain = float(rng.uniform(28, 36))
+        gain = float(rng.normal(0.4, 0.2))
+        rows.append({"key": f"img{i:03d}.png", "status": "ok", "model": "irn-x2", "scale": 2, "method": method, "preset": "default",
+                     "plain_psnr_y": plain, "psnr_y": plain + gain, "gain_y": gain, "ssim_y": float(rng.uniform(0.8, 0.99)),
+                     "plain_ssim_y": 0.8, "seconds": float(rng.uniform(1, 3)), "run_id": "r1",
+                     "finished_at": datetime.now(UTC)})  # fmt: skip
+    rows.append(
+        {
+            "key": "bad1.png",
+            "status": "failed",
+            "error": "ImageReadError: bad1.png: empty file",
+            "run_id": "r1",
+            "finished_at": datetime.now(UTC),
+        }
+    )
+    rows.append(
+        {
+            "key": "bad2.png",
+            "status": "failed",
+            "error": "ImageReadError: bad2.png: truncated",
+            "run_id": "r1",
+            "finished_at": datetime.now(UTC),
+        }
+    )
+    rows.append({"key": "gone.png", "status": "failed", "error": "ClientError: 503", "run_id": "r1", "finished_at": datetime.now(UTC)})
+    (root / "metrics" / "parts").mkdir(parents=True)
+    buf = io.BytesIO()
+    pq.write_table(rows_to_table(rows), buf)
+    (root / "metrics" / "parts" / "r1-00000.parquet").write_bytes(buf.getvalue())
+    return rows
+
+
+def test_report_numbers_match_direct_computation(tmp_path):
+    rows_a = _make_run(tmp_path / "a", 40, 0)
+    rows_b = _make_run(tmp_path / "b", 25, 1, method="official")
+    rep = build_report(load_tables([str(tmp_path / "a"), str(tmp_path / "b")]), worst=5)
+    assert rep["counts"] == {"images": 71, "done": 65, "failed": 6, "failed_by_reason": {"ImageReadError": 4, "ClientError": 2}}
+    by_method = {g["method"]: g for g in rep["groups"]}
+    for method, rows in (("hcd", rows_a), ("official", rows_b)):
+        gains = np.array([r["gain_y"] for r in rows if r["status"] == "ok"])
+        g = by_method[method]["gain_y"]
+        assert g["n"] == len(gains)
+        assert g["mean"] == pytest.approx(gains.mean())
+        assert g["median"] == pytest.approx(np.median(gains))
+        assert g["p5"] == pytest.approx(np.percentile(gains, 5))
+        assert g["p95"] == pytest.approx(np.percentile(gains, 95))
+    all_gains = sorted(r["gain_y"] for r in rows_a + rows_b if r["status"] == "ok")
+    assert [w["gain_y"] for w in rep["worst"]] == pytest.approx(all_gains[:5])
+    assert [b["gain_y"] for b in rep["best"]] == pytest.approx(all_gains[::-1][:5])
+
+
+def test_report_cli_writes_json_and_html(tmp_path):
+    _make_run(tmp_path / "a", 12, 2)
+    proc = subprocess.run([HCD, "report", str(tmp_path / "a"), "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "12 done, 3 failed" in proc.stdout and "worst images by gain" in proc.stdout
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["counts"]["failed_by_reason"] == {"ImageReadError": 2, "ClientError": 1}
+    page = (tmp_path / "r.html").read_text()
+    assert "<svg" in page and "bad1.png" in page
