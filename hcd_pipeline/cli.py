@@ -313,6 +313,7 @@ def eval_cmd(
 @click.option("--steps", type=int, default=3600, show_default=True)
 @click.option("--lr", "lr_", type=float, default=1e-3, show_default=True, help="peak learning rate")
 @click.option("--warmup", type=int, default=100, show_default=True)
+@click.option("--z-train", type=float, default=1.0, show_default=True, help="std of z in the reconstruction loss (0: z = 0 decoder)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch threads (0: torch default)")
 @click.option("--ckpt-every", type=int, default=50, show_default=True)
@@ -331,6 +332,7 @@ def train(
     steps: int,
     lr_: float,
     warmup: int,
+    z_train: float,
     seed: int,
     threads: int,
     ckpt_every: int,
@@ -353,6 +355,7 @@ def train(
         steps=steps,
         lr=lr_,
         warmup=warmup,
+        z_train=z_train,
         seed=seed,
         threads=threads,
         ckpt_every=ckpt_every,

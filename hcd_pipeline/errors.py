@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["HcdError", "ImageReadError", "ImageWriteError", "WeightsError", "SettingsError"]
+__all__ = ["HcdError", "ImageReadError", "ImageWriteError", "WeightsError", "SettingsError", "StorageError"]
 
 
 class HcdError(Exception):
@@ -23,3 +23,7 @@ class WeightsError(HcdError, ValueError):
 
 class SettingsError(HcdError, ValueError):
     """Settings (CLI flags, job specs, presets) that do not fit together."""
+
+
+class StorageError(HcdError, OSError):
+    """Object storage or a folder could not be read or written (message names the URI and the reason)."""

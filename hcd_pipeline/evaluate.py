@@ -54,6 +54,7 @@ class EvalSettings:
     decode: str | None = None  # None: the preset's
     weights: str | None = None
     limit: int | None = None
+    overrides: tuple[tuple[str, object], ...] = ()  # preset fields to change, e.g. (("lr_steps", 30),)
 
 
 def _modcrop(img: DecodedImage, s: int) -> DecodedImage:
@@ -68,7 +69,9 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
     if not paths:
         raise FileNotFoundError(f"{folder}: no images")
     method, preset = ("hcd", "official") if cfg.method == "official" else (cfg.method, cfg.preset)
-    overrides: dict[str, object] = {"decode": cfg.decode} if cfg.decode else {}
+    overrides: dict[str, object] = dict(cfg.overrides)
+    if cfg.decode:
+        overrides["decode"] = cfg.decode
     downscalers = [
         Downscaler(
             DownscaleSettings(

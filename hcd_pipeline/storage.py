@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
 
+from .errors import StorageError
 from .imageio import atomic_write_bytes
 
 __all__ = ["StorageOptions", "Storage", "join_uri"]
@@ -56,8 +59,22 @@ def join_uri(base: str, *parts: str) -> str:
     return posixpath.join(base.rstrip("/"), *parts) if "://" in base else os.path.join(base, *parts)
 
 
+@contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    """Turn any client error (botocore, aiohttp, OSError) into :class:`StorageError` naming ``what``."""
+    try:
+        yield
+    except (FileNotFoundError, StorageError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - storage clients raise many unrelated types
+        raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
 class Storage:
-    """One filesystem for a base URI; paths below are relative keys (``a/b.png``)."""
+    """One filesystem for a base URI; paths below are relative keys (``a/b.png``).
+
+    Every operation raises :class:`StorageError` (or ``FileNotFoundError``) with the URI on failure.
+    """
 
     def __init__(self, uri: str, options: StorageOptions | None = None) -> None:
         self.uri = uri.rstrip("/") if "://" in uri else uri
@@ -74,18 +91,19 @@ class Storage:
         return join_uri(self.uri, key)
 
     def read(self, key: str) -> bytes:
-        with self.fs.open(self.full(key), "rb") as fh:
+        with _storage_errors(f"reading {self.uri_of(key)}"), self.fs.open(self.full(key), "rb") as fh:
             return fh.read()
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self.full(key)))
+        with _storage_errors(f"checking {self.uri_of(key)}"):
+            return bool(self.fs.exists(self.full(key)))
 
     def write(self, key: str, data: bytes) -> None:
         """Write ``data`` so that readers see either nothing or all of it."""
         if self.local:
             atomic_write_bytes(self.full(key), data)
             return
-        with self.fs.open(self.full(key), "wb") as fh:
+        with _storage_errors(f"writing {self.uri_of(key)}"), self.fs.open(self.full(key), "wb") as fh:
             fh.write(data)
 
     def delete(self, key: str) -> None:
@@ -95,20 +113,19 @@ class Storage:
     def list(self, prefix: str = "") -> list[str]:
         """All file keys under ``prefix`` (recursive), relative to the base, sorted."""
         base = self.full(prefix)
-        if not self.fs.exists(base):
-            return []
-        if self.fs.isfile(base):
-            return [prefix]
+        with _storage_errors(f"listing {self.uri_of(prefix)}"):
+            if not self.fs.exists(base):
+                return []
+            if self.fs.isfile(base):
+                return [prefix]
+            found = self.fs.find(base)
         root = self.root.rstrip("/")
-        out = []
-        for path in self.fs.find(base):
-            rel = path[len(root) :].lstrip("/") if path.startswith(root) else path
-            out.append(rel)
-        return sorted(out)
+        return sorted(p[len(root) :].lstrip("/") if p.startswith(root) else p for p in found)
 
     def glob(self, pattern: str) -> list[str]:
         root = self.root.rstrip("/")
-        return sorted(p[len(root) :].lstrip("/") for p in self.fs.glob(self.full(pattern)) if self.fs.isfile(p))
+        with _storage_errors(f"listing {self.uri_of(pattern)}"):
+            return sorted(p[len(root) :].lstrip("/") for p in self.fs.glob(self.full(pattern)) if self.fs.isfile(p))
 
 
 def open_uri(uri: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -12,6 +12,7 @@ NCCL on GPUs); each rank draws its own crops, gradients are averaged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -50,6 +51,7 @@ class TrainConfig:
     warmup: int = 100
     lambda_fit: float | None = None  # None: 4 at x2, 16 at x4 (the original recipe)
     lambda_ce: float = 1.0
+    z_train: float = 1.0  # std of the z fed to the decoder in the loss (IRN: 1; 0 trains a z = 0 decoder)
     weight_decay: float = 1e-5
     clip: float = 10.0
     seed: int = 0
@@ -99,7 +101,7 @@ def sample_batch(images: list[torch.Tensor], patch: int, batch: int, gen: torch.
 
 
 def irn_loss(
-    model: IRN, hr: torch.Tensor, fit_weight: float, ce_weight: float, gen: torch.Generator
+    model: IRN, hr: torch.Tensor, fit_weight: float, ce_weight: float, gen: torch.Generator, z_std: float = 1.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The IRN training objective for a batch ``hr`` (B, 3, P, P) in [0, 1]."""
     lr_ref = imresize(hr, 1.0 / model.scale).detach()
@@ -107,7 +109,8 @@ def irn_loss(
     b = hr.shape[0]
     l_fit = fit_weight * ((lr - lr_ref) ** 2).sum() / b
     l_ce = ce_weight * (z**2).sum() / b
-    z_draw = torch.randn(z.shape, generator=gen).to(hr.device)
+    # Drawn even when z_std = 0 so that the generator's sequence does not depend on it.
+    z_draw = torch.randn(z.shape, generator=gen).to(hr.device) * z_std
     rec = model.upscale(quantize_ste(lr), z_draw)
     l_rec = torch.sqrt((rec - hr) ** 2 + 1e-6).sum() / b
     loss = l_fit + l_rec + l_ce
@@ -210,7 +213,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
             group["lr"] = _lr_at(cfg, step)
         hr = sample_batch(images, cfg.patch, cfg.batch, gen).to(device)
 
-        loss, parts = irn_loss(model, hr, fit_w, cfg.lambda_ce, gen)
+        loss, parts = irn_loss(model, hr, fit_w, cfg.lambda_ce, gen, cfg.z_train)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if distributed:
@@ -263,6 +266,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
             provenance={"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(asdict(cfg))},
         )
     if distributed:
+        # Record a hash of each rank's parameters: identical hashes show the ranks stayed in sync.
+        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
+        (out / f"rank{rank}.sha256").write_text(digest + "\n")
         dist.barrier()
         dist.destroy_process_group()
     return final
