@@ -59,9 +59,10 @@ class HCDSettings:
         random_start: start from a random point in the ball (original) instead of zero.
         lr_round: round LR values inside the LR loop with a straight-through gradient.
         lr_target: ``"perturbed"`` (the original: reconstruct HR + d) or ``"hr"`` (the true HR).
-        z_opt: z used while optimising: ``"fresh"`` (new N(0, 1) every pass, original), ``"decode"``
+        z_opt: z used while optimising: ``"fresh"`` (a new draw from the prior every pass, original), ``"decode"``
             (the z the decoder will use, see ``decode_z``).
-        decode: z used to upscale the result: ``"draw"`` (N(0, 1) from the seed) or ``"zero"``.
+        decode: z used to upscale the result: ``"draw"`` (from the model's prior, ``z_std * N(0, 1)``,
+            seeded) or ``"zero"``.
         keep_best: keep the rounded LR with the lowest loss seen (including the start).
     """
 
@@ -113,7 +114,7 @@ PRESETS: dict[str, HCDSettings] = {
         lr_round=True,
         lr_target="hr",
         z_opt="decode",
-        decode="zero",
+        decode="draw",
         keep_best=True,
     ),
 }
@@ -165,7 +166,11 @@ def decode_z(
     if settings.decode == "zero":
         return torch.zeros(shape, device=device)
     gen_dev = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_dev).to(device)
+    return torch.randn(shape, generator=generator, device=gen_dev).to(device) * _z_std(model)
+
+
+def _z_std(model: Rescaler) -> float:
+    return float(getattr(model, "z_std", 1.0))
 
 
 def _random_ball(like: torch.Tensor, radius: float, budget: str, gen: torch.Generator | None) -> torch.Tensor:
@@ -281,7 +286,7 @@ def collaborative_downscale(
         if cfg.z_opt == "decode" or z_dec is None:
             return z_dec
         dev = generator.device if generator is not None else x.device
-        return torch.randn(z_dec.shape, generator=generator, device=dev).to(x.device)
+        return torch.randn(z_dec.shape, generator=generator, device=dev).to(x.device) * _z_std(model)
 
     losses: list[float] = []
     seconds = {"hr": 0.0, "lr": 0.0}

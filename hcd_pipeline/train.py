@@ -67,7 +67,7 @@ class TrainConfig:
         return 4.0 if self.scale == 2 else 16.0
 
     def model_config(self) -> IRNConfig:
-        return IRNConfig(scale=self.scale, blocks=self.blocks, width=self.width)
+        return IRNConfig(scale=self.scale, blocks=self.blocks, width=self.width, z_std=self.z_train)
 
 
 def load_training_images(folder: str | Path, min_side: int) -> list[torch.Tensor]:

@@ -125,3 +125,12 @@ def test_shipped_models_load_with_provenance(name):
     m = load_model(name)
     assert m.scale == spec.scale
     assert all(not p.requires_grad for p in m.parameters())
+
+
+def test_latent_prior_is_part_of_the_config(tmp_path):
+    m = _randomised(IRNConfig(scale=2, blocks=1, width=4, z_std=0.0))
+    lr = torch.rand(1, 3, 6, 6)
+    assert torch.equal(m.upscale(lr, generator=torch.Generator().manual_seed(1)), m.upscale(lr, torch.zeros(1, 9, 6, 6)))
+    assert not torch.equal(m.upscale(lr, z_scale=1.0), m.upscale(lr, z_scale=0.0))
+    save_weights(m, tmp_path / "z0.safetensors", {"data": "none"})
+    assert load_irn(tmp_path / "z0.safetensors").z_std == 0.0

@@ -27,6 +27,10 @@ class BicubicRescaler(nn.Module):
     def scale(self) -> int:
         return self._scale
 
+    @property
+    def z_std(self) -> float:
+        return 0.0
+
     def z_shape(self, lr_shape: torch.Size | tuple[int, ...]) -> None:
         return None
 
@@ -42,6 +46,6 @@ class BicubicRescaler(nn.Module):
         z: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
-        z_scale: float = 1.0,
+        z_scale: float | None = None,
     ) -> torch.Tensor:
         return imresize(lr, float(self.scale))

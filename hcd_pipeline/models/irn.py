@@ -29,6 +29,8 @@ class IRNConfig:
         width: growth channels of each dense-block subnetwork (original: 32).
         clamp: coupling clamp of the affine scale (original: 1.0).
         channels: image channels (3; the LR branch keeps the first 3 channels).
+        z_std: standard deviation of the latent prior the weights were trained with (the original IRN:
+            1.0, z ~ N(0, 1); our shipped models: 0.0, trained for z = 0). Draws of z use it.
     """
 
     scale: int = 2
@@ -36,6 +38,7 @@ class IRNConfig:
     width: int = 32
     clamp: float = 1.0
     channels: int = 3
+    z_std: float = 1.0
 
     def __post_init__(self) -> None:
         if self.scale < 2 or self.scale & (self.scale - 1):
@@ -170,6 +173,11 @@ class IRN(nn.Module):
     def scale(self) -> int:
         return self.config.scale
 
+    @property
+    def z_std(self) -> float:
+        """Std of the latent prior: draws of z are ``z_std * N(0, 1)``."""
+        return self.config.z_std
+
     def z_shape(self, lr_shape: torch.Size | tuple[int, ...]) -> tuple[int, int, int, int]:
         b, _, h, w = lr_shape
         return (b, self.config.channels * (self.scale**2 - 1), h, w)
@@ -202,14 +210,17 @@ class IRN(nn.Module):
         z: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
-        z_scale: float = 1.0,
+        z_scale: float | None = None,
     ) -> torch.Tensor:
         """LR (B, 3, h, w) -> HR (B, 3, h s, w s), unclamped.
 
-        ``z`` defaults to ``z_scale * N(0, 1)`` drawn from ``generator`` (``z_scale = 0`` gives z = 0).
+        ``z`` defaults to ``z_scale * N(0, 1)`` drawn from ``generator``; ``z_scale`` defaults to the
+        model's prior (``config.z_std``); ``z_scale = 0`` gives z = 0.
         """
         if z is None:
             shape = self.z_shape(lr.shape)
+            if z_scale is None:
+                z_scale = self.config.z_std
             if z_scale == 0:
                 z = lr.new_zeros(shape)
             else:

@@ -153,7 +153,7 @@ def _init_ray(settings: PipelineSettings, quiet: bool) -> None:
         # Inside a submitted job RAY_ADDRESS points at the cluster.
         ray.init(address=settings.address or None, log_to_driver=not quiet)
     else:
-        ray.init(include_dashboard=False, log_to_driver=not quiet, configure_logging=True, logging_level="WARNING")
+        ray.init(address="local", include_dashboard=False, log_to_driver=not quiet, configure_logging=True, logging_level="WARNING")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = not quiet
     ctx.print_on_execution_start = not quiet
