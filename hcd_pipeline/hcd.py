@@ -252,6 +252,7 @@ def collaborative_downscale(
     settings: HCDSettings | None = None,
     generator: torch.Generator | None = None,
     progress: Callable[[], None] | None = None,
+    z: torch.Tensor | None = None,
 ) -> HCDResult:
     """Optimise the 8-bit LR image of ``hr`` for ``model``'s upscaler.
 
@@ -264,6 +265,7 @@ def collaborative_downscale(
         generator: source of every random number (random start, z draws); seed it for bit-identical
             results. The decoder's z is drawn first, so it depends only on the seed.
         progress: called once per optimisation step (for progress bars).
+        z: the decoder's z, if already drawn (tiles use slices of one image-wide z); else drawn here.
 
     Returns:
         :class:`HCDResult`; ``result.lr`` is exactly the image to store.
@@ -280,7 +282,7 @@ def collaborative_downscale(
     with torch.no_grad():
         lr_cont, _ = model.downscale(x)
         plain = _round8(lr_cont)
-    z_dec = decode_z(model, plain.shape, cfg, generator, x.device)
+    z_dec = z if z is not None else decode_z(model, plain.shape, cfg, generator, x.device)
 
     def z_for_pass() -> torch.Tensor | None:
         if cfg.z_opt == "decode" or z_dec is None:

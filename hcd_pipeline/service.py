@@ -29,8 +29,14 @@ from .metrics import Scores, score_pair
 from .models.protocol import Rescaler
 from .models.registry import MODELS, load_model, model_fingerprint
 from .resize import imresize
+from .tiles import tiled_collaborative_downscale
 
-__all__ = ["DownscaleSettings", "DownscaleOutput", "Downscaler", "pad_symmetric", "upscale_lr"]
+__all__ = ["DownscaleSettings", "DownscaleOutput", "Downscaler", "pad_symmetric", "upscale_lr", "AUTO_TILE_PIXELS", "AUTO_TILE"]
+
+AUTO_TILE_PIXELS = 1024 * 1024
+"""HR images with more pixels than this are optimised in tiles unless ``tile = 0``."""
+AUTO_TILE = 192
+"""LR tile side used by the automatic tiling."""
 
 
 def _mirror_index(n: int, total: int) -> torch.Tensor:
@@ -60,6 +66,8 @@ class DownscaleSettings:
     overrides: dict[str, object] = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
+    tile: int | None = None  # LR pixels per tile side; None: tile images over AUTO_TILE_PIXELS; 0: never
+    overlap: int = 16
 
     def hcd_settings(self) -> HCDSettings:
         return get_preset(self.preset, **self.overrides)
@@ -125,7 +133,22 @@ class Downscaler:
         hr = pad_symmetric(rgb.float(), s).unsqueeze(0).to(dev)
         gen = torch.Generator(device="cpu").manual_seed(self.settings.seed)
         t0 = time.perf_counter()
-        res = collaborative_downscale(self.model, hr, method=self.settings.method, settings=self.hcd, generator=gen, progress=progress)
+        tile = self.settings.tile
+        if tile is None:
+            tile = AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0
+        if tile and self.settings.method != "plain":
+            res = tiled_collaborative_downscale(
+                self.model,
+                hr,
+                tile=tile,
+                overlap=self.settings.overlap,
+                method=self.settings.method,
+                settings=self.hcd,
+                generator=gen,
+                progress=progress,
+            )
+        else:
+            res = collaborative_downscale(self.model, hr, method=self.settings.method, settings=self.hcd, generator=gen, progress=progress)
         seconds = time.perf_counter() - t0
         lr = res.lr[0].cpu()
         lr_alpha = None
@@ -152,6 +175,7 @@ class Downscaler:
             "channels": int(image.pixels.shape[0]),
             "lr_size": [int(lr.shape[-1]), int(lr.shape[-2])],
             "decode_z": self.hcd.decode,
+            "tile": tile or None,
             "changed_values": res.changed,
             "losses": [round(v, 10) for v in res.losses],
             "seconds": round(seconds, 4),
