@@ -108,7 +108,7 @@ def encode_png16(arr: np.ndarray) -> bytes:
         raise ValueError(f"encode_png16 needs uint16 (H, W, 1..4), got {arr.dtype} {arr.shape}")
     h, w, ch = arr.shape
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[ch]
-    rows = arr.astype(">u2").reshape(h, w * ch).view(np.uint8)
+    rows = np.ascontiguousarray(arr.astype(">u2")).reshape(h, w * ch).view(np.uint8)
     raw = np.concatenate([np.zeros((h, 1), dtype=np.uint8), rows], axis=1).tobytes()
 
     def chunk(kind: bytes, body: bytes) -> bytes:
