@@ -523,6 +523,27 @@ def report(uris: tuple[str, ...], worst: int, json_out: str, html_out: str, endp
     click.echo(f"wrote {json_out} and {html_out}")
 
 
+@main.command()
+@click.option("--sets", default="Set5", show_default=True, help="comma-separated set names or folders")
+@click.option("--scales", default="2,4", show_default=True)
+@click.option("--methods", default="bicubic,plain,lr,hr,hcd,official", show_default=True)
+@click.option("--draws", type=int, default=1, show_default=True)
+@click.option("--limit", type=int, default=None, help="only the first N images of each set")
+@click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False))
+@_handle_errors
+def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, out: str) -> None:
+    """Compare methods over sets and scales; writes results.md/json, PNG plots and comparison.html."""
+    from .bench import BENCH_METHODS, run_bench
+
+    ms = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = [m for m in ms if m not in BENCH_METHODS]
+    if bad:
+        raise HcdError(f"--methods: unknown {bad}; choose from {BENCH_METHODS}")
+    run_bench([s.strip() for s in sets.split(",")], [int(s) for s in scales.split(",")], ms, draws, Path(out), limit=limit,
+              command="hcd bench " + " ".join(sys.argv[2:]))  # fmt: skip
+    click.echo(f"wrote {out}/results.md, results.json, comparison.html and plots")
+
+
 @main.command(name="export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
 @click.argument("dst", type=click.Path(dir_okay=False))

@@ -91,6 +91,7 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
             if out.optimised is None or out.plain is None:
                 raise ValueError(f"{path}: {img.width}x{img.height} is too small to score (SSIM needs 11 px after cropping)")
             per_draw.append((out.optimised, out.plain, out.sidecar["changed_values"]))
+            losses = out.sidecar["losses"]
         row: dict[str, object] = {"image": path.name}
         for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"):
             row[key] = statistics.fmean(getattr(o, key) for o, _, _ in per_draw)
@@ -98,10 +99,11 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
         row["gain_y"] = float(row["psnr_y"]) - float(row["plain_psnr_y"])  # type: ignore[arg-type]
         row["changed_values"] = statistics.fmean(c for _, _, c in per_draw)  # type: ignore[misc]
         row["seconds"] = (time.perf_counter() - t0) / len(downscalers)
+        row["losses"] = losses  # per optimisation step, last draw
         rows.append(row)
         if progress is not None:
             progress(row)
-    keys = [k for k in rows[0] if k != "image"]
+    keys = [k for k in rows[0] if k not in ("image", "losses")]
     mean = {k: statistics.fmean(float(r[k]) for r in rows) for k in keys}  # type: ignore[arg-type]
     return {
         "settings": {**asdict(cfg), "data_folder": str(folder), **downscalers[0].describe(), "method": cfg.method},
