@@ -102,9 +102,9 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
     if not data:
         raise ImageReadError(f"{name}: empty file")
     head = png_header(data)
+    if head is not None:
+        _check_size(name, head[0], head[1], max_pixels)  # before any decoding
     if head is not None and head[2] == 16 and head[3] in (2, 4, 6):
-        w, h = head[0], head[1]
-        _check_size(name, w, h, max_pixels)
         try:
             arr = decode_png16(data)
         except (ValueError, zlib.error, struct.error) as exc:

@@ -128,6 +128,8 @@ class Downscaler:
         h, w = image.height, image.width
         if h < s or w < s:
             raise ImageReadError(f"{image.name}: image is {w}x{h}, smaller than the scale x{s}")
+        if not bool(torch.isfinite(image.pixels).all()):
+            raise ImageReadError(f"{image.name}: pixel values contain NaN or inf")
         dev = torch.device(self.settings.device)
         rgb = image.pixels if image.pixels.shape[0] == 3 else image.pixels.expand(3, -1, -1)
         hr = pad_symmetric(rgb.float(), s).unsqueeze(0).to(dev)
