@@ -88,19 +88,21 @@ def test_s3_shards_in_lr_and_parquet_out(ray_local, s3_server, small_images):
     fs.mkdir("archive")
     fs.pipe("archive/in/a.png", (small_images / "a.png").read_bytes())
     fs.pipe("archive/in/bad.jpg", b"definitely not a jpeg")
+    fs.pipe("archive/in/broken.tar", b"\x00garbage, not a tar archive" * 30)
     shard = _tar({"x/b.jpg": (small_images / "sub" / "b.jpg").read_bytes(), "c.png": (small_images / "sub" / "c.png").read_bytes(),
                   "notes.txt": b"skipped"})  # fmt: skip
     fs.pipe("archive/in/shards/000.tar", shard)
     opts = StorageOptions(endpoint_url=s3_server.url)
     settings = _settings("s3://archive/in/", "s3://archive/out/", storage=opts)
     summary = run_pipeline(settings, progress=False)
-    assert (summary.done, summary.failed) == (3, 1)
+    assert (summary.done, summary.failed) == (3, 2)
     keys = sorted(fs.find("archive/out/lr"))
     assert keys == sorted(f"archive/out/lr/{k}" for k in ["a.png", "a.json", "shards/000/x/b.png", "shards/000/x/b.json",
                                                            "shards/000/c.png", "shards/000/c.json"])  # fmt: skip
     table = pq.read_table(io.BytesIO(fs.cat("archive/out/metrics.parquet")))
     rows = {r["key"]: r for r in table.to_pylist()}
-    assert set(rows) == {"a.png", "bad.jpg", "shards/000/x/b.jpg", "shards/000/c.png"}
+    assert set(rows) == {"a.png", "bad.jpg", "broken", "shards/000/x/b.jpg", "shards/000/c.png"}
+    assert rows["broken"]["status"] == "failed" and "tar shard" in rows["broken"]["error"]
     assert rows["bad.jpg"]["status"] == "failed" and "bad.jpg" in rows["bad.jpg"]["error"]
     assert rows["a.png"]["lr_uri"] == "s3://archive/out/lr/a.png"
     from hcd_pipeline.imageio import decode_image
@@ -109,8 +111,8 @@ def test_s3_shards_in_lr_and_parquet_out(ray_local, s3_server, small_images):
     assert (lr.width, lr.height) == (17, 15)
     # Rerun: nothing new is done, the bad file is retried and fails again; one final row per key.
     again = run_pipeline(settings, progress=False)
-    assert (again.done, again.failed, again.skipped) == (0, 1, 1)
-    assert read_metrics("s3://archive/out/", opts).num_rows == 4
+    assert (again.done, again.failed, again.skipped) == (0, 2, 1)
+    assert read_metrics("s3://archive/out/", opts).num_rows == 5
 
 
 def test_cli_run_prints_summary(ray_local, small_images, tmp_path):
