@@ -121,3 +121,56 @@ def test_cli_run_prints_summary(ray_local, small_images, tmp_path):
                            "--limit", "2"], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "2 done, 0 failed" in proc.stdout and "metrics.parquet" in proc.stdout
+
+
+def test_storage_outage_fails_cleanly_and_rerun_completes(ray_local, s3_server, small_images):
+    import threading
+
+    from hcd_pipeline.errors import StorageError
+    from tests.services import TcpProxy
+
+    proxy = TcpProxy(s3_server.port)
+    proxy.start()
+    direct = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server.url}, use_listings_cache=False)
+    direct.mkdir("outage")
+    names = []
+    for i in range(6):
+        src = sorted(small_images.rglob("*.*"))[i % 4]
+        names.append(f"img{i}{src.suffix}")
+        direct.pipe(f"outage/in/{names[-1]}", src.read_bytes())
+    # A short retry budget so that the outage is noticed quickly.
+    opts = StorageOptions(
+        endpoint_url=proxy.url,
+        extra={"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 10}},
+    )
+    settings = _settings("s3://outage/in/", "s3://outage/out/", storage=opts, batch_size=1)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_pipeline(settings, progress=False)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    import time
+
+    deadline = time.time() + 300
+    while not any(k.endswith(".json") for k in direct.find("outage/out/lr")) and time.time() < deadline and t.is_alive():
+        time.sleep(0.05)
+    assert t.is_alive(), f"the run ended before the outage: {errors}"
+    proxy.stop()  # the server goes away mid-run
+    t.join(timeout=600)
+    assert errors and isinstance(errors[0], StorageError), errors
+    assert "outage/out" in str(errors[0])
+    proxy.start()  # back again
+    summary = run_pipeline(settings, progress=False)
+    assert summary.failed == 0
+    attempts = read_metrics("s3://outage/out/", opts, all_attempts=True)
+    ok = [k for k, s in zip(attempts["key"].to_pylist(), attempts["status"].to_pylist(), strict=True) if s == "ok"]
+    assert sorted(ok) == sorted(names)  # nothing lost, nothing duplicated
+    assert sorted(k.rsplit("/", 1)[-1] for k in direct.find("outage/out/lr") if k.endswith(".png")) == sorted(
+        n.rsplit(".", 1)[0] + ".png" for n in names
+    )
+    proxy.stop()
