@@ -1,0 +1,64 @@
+"""Pipeline throughput: images per second, plain and HCD, 1 vs 2 actors, and a plain Python loop.
+
+Usage: python benchmarks/pipeline_throughput.py --data ../shared/data/Set14/HR --limit 8 --model irn-x2
+All variants run in one process on the same images, so their ratios are comparable (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from hcd_pipeline import Downscaler, DownscaleSettings, read_image
+from hcd_pipeline.imageio import list_images
+from hcd_pipeline.pipeline import PipelineSettings, run_pipeline
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="../shared/data/Set14/HR")
+    ap.add_argument("--limit", type=int, default=8)
+    ap.add_argument("--model", default="irn-x2")
+    ap.add_argument("--out", default=None, help="write the numbers as JSON here")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hcd-throughput-"))
+    inp = work / "in"
+    inp.mkdir()
+    for p in list_images(args.data)[: args.limit]:
+        shutil.copy(p, inp / p.name)
+    n = len(list(inp.iterdir()))
+    rows = []
+    for method in ("plain", "hcd"):
+        torch.set_num_threads(2)
+        ds = Downscaler(DownscaleSettings(model=args.model, method=method))
+        t0 = time.perf_counter()
+        for p in sorted(inp.iterdir()):
+            ds.process(read_image(p))
+        loop = time.perf_counter() - t0
+        rows.append({"method": method, "runner": "python loop (2 threads)", "images": n, "seconds": loop, "images_per_s": n / loop})
+        for actors in (1, 2):
+            settings = PipelineSettings(input=str(inp), output=str(work / f"out-{method}-{actors}"), model=args.model, method=method,
+                                        min_actors=actors, max_actors=actors, threads=2 // actors)  # fmt: skip
+            t0 = time.perf_counter()
+            s = run_pipeline(settings, progress=False)
+            wall = time.perf_counter() - t0
+            rows.append({"method": method, "runner": f"pipeline, {actors} actor(s) x {2 // actors} thread(s)", "images": s.done,
+                         "seconds": wall, "images_per_s": s.done / wall})  # fmt: skip
+    print(f"{n} images from {args.data}, model {args.model}")
+    print("| method | runner | images/s | seconds |")
+    print("| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['method']} | {r['runner']} | {r['images_per_s']:.3f} | {r['seconds']:.1f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
