@@ -93,3 +93,20 @@ def test_plain_method_and_bad_settings(tiny, hr):
         get_preset("nope")
     with pytest.raises(ValueError, match="divisible"):
         collaborative_downscale(tiny, hr[..., :47, :])
+
+
+@pytest.mark.parametrize("model", ["tiny-irn-x2", "irn-x2"])
+def test_same_bits_across_runs_and_thread_counts(model):
+    from hcd_pipeline import Downscaler, DownscaleSettings
+    from tests.conftest import SAMPLES
+
+    img = read_image(SAMPLES / "coffee_crop.png")
+    before = torch.get_num_threads()
+    pngs = []
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            pngs.append(Downscaler(DownscaleSettings(model=model, seed=11)).process(img, metrics=False).png)
+    finally:
+        torch.set_num_threads(before)
+    assert pngs[0] == pngs[1] == pngs[2]
