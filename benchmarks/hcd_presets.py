@@ -18,6 +18,7 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "official, decode z=0": ("official", {"decode": "zero"}),
     "default": ("default", {}),
     "default, z fresh per pass": ("default", {"z_opt": "fresh"}),
+    "default, rounding in LR loop": ("default", {"lr_round": True}),
     "default, no rounding in LR loop": ("default", {"lr_round": False, "keep_best": False}),
     "default, PGD image ball 0.3": (
         "default",

@@ -41,7 +41,7 @@ def test_loss_goes_down_and_never_worse_than_plain(tiny, hr):
     res = collaborative_downscale(tiny, hr, method="hcd", settings=PRESETS["default"], generator=torch.Generator().manual_seed(0))
     assert len(res.losses) == PRESETS["default"].hr_steps + PRESETS["default"].lr_steps
     assert min(res.losses[1:]) < res.losses[0]
-    # Rounding is part of the optimisation: the stored 8-bit LR is what was scored.
+    # The stored LR is an 8-bit image, and it reconstructs better than the plain one.
     assert torch.equal(torch.round(res.lr * 255), res.lr * 255)
     assert _mse(tiny, res.lr, res.z, hr) < _mse(tiny, res.plain_lr, res.z, hr)
     assert res.changed > 0 and res.seconds["total"] >= res.seconds["hr"] + res.seconds["lr"] - 1e-6
