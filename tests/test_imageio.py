@@ -176,3 +176,10 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
     img = read_image(dest)
     assert torch.equal(torch.round(img.pixels * 255), torch.round(x * 255))
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    write_png(tmp_path / "p.png", torch.rand(3, 4, 4))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~mask

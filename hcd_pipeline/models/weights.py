@@ -59,6 +59,9 @@ def save_weights(model: IRN, path: str | Path, provenance: dict[str, str]) -> No
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
     try:
         save_file(tensors, tmp, metadata=meta)
         os.replace(tmp, dest)
