@@ -41,13 +41,14 @@ def mosaic(dest: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
+    ap.add_argument("--scales", default="2,4")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hcd-large-"))
     src = work / "div2k_sized.png"
     mosaic(src)
     hcd = str(Path(sys.executable).parent / "hcd")
     rows = []
-    for scale in (2, 4):
+    for scale in (int(x) for x in args.scales.split(",")):
         t0 = time.perf_counter()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         proc = subprocess.run([hcd, "downscale", str(src), "-o", str(work / f"x{scale}"), "--model", f"irn-x{scale}", "--force"],
