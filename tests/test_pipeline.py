@@ -117,8 +117,9 @@ def test_s3_shards_in_lr_and_parquet_out(ray_local, s3_server, small_images):
 
 def test_cli_run_prints_summary(ray_local, small_images, tmp_path):
     out = tmp_path / "o"
-    proc = subprocess.run([HCD, "run", "--input", str(small_images), "--output", str(out), "--model", "tiny-irn-x2", "--method", "plain",
-                           "--limit", "2"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    # No --model: the documented default (irn-x2), as in the README demo.
+    proc = subprocess.run([HCD, "run", "--input", str(small_images), "--output", str(out), "--method", "plain", "--limit", "2"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "2 done, 0 failed" in proc.stdout and "metrics.parquet" in proc.stdout
 

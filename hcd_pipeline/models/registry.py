@@ -77,7 +77,7 @@ def load_model(
     """Load a model by table name, or IRN weights from a file.
 
     Args:
-        name: a key of :data:`MODELS`; None picks the default model for ``scale``.
+        name: a key of :data:`MODELS`; None picks the default model for ``scale`` (``irn-x2`` without one).
         scale: required for scale-free models (``bicubic``); checked against fixed-scale models.
         weights: a ``.safetensors`` (ours) or ``.pth`` (original IRN) file; overrides the table's.
         device: where to put the model.
@@ -88,6 +88,8 @@ def load_model(
     if weights is not None:
         model: torch.nn.Module = load_irn(weights, scale)
     else:
+        if name is None and scale is None:
+            name = DEFAULT_MODELS[2]  # the documented default model
         if name is None:
             if scale not in DEFAULT_MODELS:
                 raise SettingsError(f"no default model for scale {scale}; choose one of {sorted(MODELS)}")

@@ -161,6 +161,12 @@ def _init_ray(settings: PipelineSettings, quiet: bool) -> None:
 
 def run_pipeline(settings: PipelineSettings, *, progress: bool = True, run_id: str | None = None) -> RunSummary:
     """Run (or resume) a job; returns its summary. Raises if the output storage fails."""
+    from dataclasses import replace
+
+    from ..service import Downscaler
+
+    # Model, scale and preset errors surface here, before Ray starts (on CPU: the driver may have no GPU).
+    Downscaler(replace(settings.downscale_settings(), device="cpu"))
     out = Storage(settings.output, settings.storage)
     _check_job(out, settings)
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
