@@ -72,6 +72,7 @@ def models() -> None:
 
 
 def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--threads", type=int, default=1, show_default=True, help="torch threads; the output bits depend on it")(fn)
     fn = click.option("--seed", type=int, default=0, show_default=True, help="seed for z and random starts")(fn)
     fn = click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True)(fn)
     fn = click.option("--method", type=click.Choice(METHODS), default="hcd", show_default=True)(fn)
@@ -95,13 +96,18 @@ def downscale(
     method: str,
     preset: str,
     seed: int,
+    threads: int,
     force: bool,
 ) -> None:
     """Downscale images to optimised 8-bit LR PNGs, each with a JSON sidecar."""
     from .service import Downscaler, DownscaleSettings
 
     model, scale = _resolve_model(model, scale, weights)
-    ds = Downscaler(DownscaleSettings(model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device))
+    ds = Downscaler(
+        DownscaleSettings(
+            model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads
+        )
+    )
     out = Path(out_dir)
     failures = []
     for src in tqdm(inputs, desc="images", disable=_quiet() or len(inputs) < 2):
@@ -215,13 +221,18 @@ def roundtrip(
     method: str,
     preset: str,
     seed: int,
+    threads: int,
     json_out: str | None,
 ) -> None:
     """Print per image PSNR/SSIM (Y and RGB) of plain downscaling vs the chosen method, and time."""
     from .service import Downscaler, DownscaleSettings
 
     model, scale = _resolve_model(model, scale, weights)
-    ds = Downscaler(DownscaleSettings(model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device))
+    ds = Downscaler(
+        DownscaleSettings(
+            model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads
+        )
+    )
     rows = []
     click.echo(f"{'image':24s} {'plain Y':>9s} {method + ' Y':>9s} {'gain':>7s} {'SSIM Y':>7s} {'RGB':>7s} {'sec':>6s}")
     for src in inputs:

@@ -66,6 +66,7 @@ class DownscaleSettings:
     overrides: dict[str, object] = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
+    threads: int = 1  # torch intra-op threads during processing: part of what fixes the output bits
     tile: int | None = None  # LR pixels per tile side; None: tile images over AUTO_TILE_PIXELS; 0: never
     overlap: int = 16
 
@@ -120,10 +121,21 @@ class Downscaler:
             "preset": self.settings.preset,
             "hcd": self.hcd.to_dict(),
             "seed": self.settings.seed,
+            "threads": self.settings.threads,
         }
 
     def process(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> DownscaleOutput:  # noqa: ANN001
         """Downscale one image; ``progress`` is called once per optimisation step."""
+        # oneDNN's reductions depend on the thread count, and an LR value can flip by one level: run with the
+        # configured count so that the same settings give the same bytes in the CLI and in pipeline actors.
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.settings.threads)
+        try:
+            return self._process(image, metrics=metrics, progress=progress)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _process(self, image: DecodedImage, *, metrics: bool, progress) -> DownscaleOutput:  # noqa: ANN001
         s = self.scale
         h, w = image.height, image.width
         if h < s or w < s:

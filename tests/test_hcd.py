@@ -104,9 +104,11 @@ def test_same_bits_across_runs_and_thread_counts(model):
     before = torch.get_num_threads()
     pngs = []
     try:
+        # The caller's thread setting does not matter: the Downscaler runs with its configured count.
         for threads in (1, 2, 1):
             torch.set_num_threads(threads)
             pngs.append(Downscaler(DownscaleSettings(model=model, seed=11)).process(img, metrics=False).png)
+        assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
     assert pngs[0] == pngs[1] == pngs[2]

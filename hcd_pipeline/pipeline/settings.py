@@ -77,6 +77,7 @@ class PipelineSettings:
             preset=self.preset,
             overrides=dict(self.overrides),
             seed=self.seed,
+            threads=self.threads,
             device="cuda" if self.num_gpus > 0 else "cpu",
         )
 
@@ -90,6 +91,7 @@ class PipelineSettings:
             "preset": self.preset,
             "overrides": self.overrides,
             "seed": self.seed,
+            "threads": self.threads,
         }
 
     def fingerprint_hash(self) -> str:
