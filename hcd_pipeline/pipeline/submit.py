@@ -16,7 +16,7 @@ from .jobs import SPEC_ENV, SPEC_NAME_ENV, load_job
 __all__ = ["project_root", "submit_job", "job_status", "job_logs", "DEFAULT_ADDRESS"]
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
-_EXCLUDES = [".venv", "runs", "out", ".git", "**/__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info"]
+_EXCLUDES = [".venv", "runs", "out", "checkpoints", ".git", "**/__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info"]
 
 
 def project_root() -> Path:
