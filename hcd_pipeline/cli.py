@@ -71,6 +71,19 @@ def models() -> None:
         click.echo(f"{spec.name:14s} {scale:4s} {spec.description}")
 
 
+def _downscaler(
+    model: str | None, scale: int | None, weights: str | None, device: str, method: str, preset: str, seed: int, threads: int
+) -> Any:
+    """The Downscaler for the shared model and settings options of downscale / roundtrip."""
+    from .service import Downscaler, DownscaleSettings
+
+    model, scale = _resolve_model(model, scale, weights)
+    settings = DownscaleSettings(
+        model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads
+    )
+    return Downscaler(settings)
+
+
 def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--threads", type=int, default=1, show_default=True, help="torch threads; the output bits depend on it")(fn)
     fn = click.option("--seed", type=int, default=0, show_default=True, help="seed for z and random starts")(fn)
@@ -100,14 +113,7 @@ def downscale(
     force: bool,
 ) -> None:
     """Downscale images to optimised 8-bit LR PNGs, each with a JSON sidecar."""
-    from .service import Downscaler, DownscaleSettings
-
-    model, scale = _resolve_model(model, scale, weights)
-    ds = Downscaler(
-        DownscaleSettings(
-            model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads
-        )
-    )
+    ds = _downscaler(model, scale, weights, device, method, preset, seed, threads)
     out = Path(out_dir)
     failures = []
     for src in tqdm(inputs, desc="images", disable=_quiet() or len(inputs) < 2):
@@ -225,14 +231,7 @@ def roundtrip(
     json_out: str | None,
 ) -> None:
     """Print per image PSNR/SSIM (Y and RGB) of plain downscaling vs the chosen method, and time."""
-    from .service import Downscaler, DownscaleSettings
-
-    model, scale = _resolve_model(model, scale, weights)
-    ds = Downscaler(
-        DownscaleSettings(
-            model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads
-        )
-    )
+    ds = _downscaler(model, scale, weights, device, method, preset, seed, threads)
     rows = []
     click.echo(f"{'image':24s} {'plain Y':>9s} {method + ' Y':>9s} {'gain':>7s} {'SSIM Y':>7s} {'RGB':>7s} {'sec':>6s}")
     for src in inputs:
