@@ -1,27 +1,34 @@
 """Time and peak memory of one HCD step: the official code's structure against ours, same weights and image.
 
 The official code wraps every invertible layer in gradient checkpointing (each backward recomputes the
-forward of the layer). Ours runs plain autograd (activations kept), which is what the CPU prefers when the
-image fits. Both compute the same gradient (checked). Run:
+forward of the layer). Ours runs plain autograd (activations kept) when the image fits, or the memory-light
+reversible backward (``IRN.low_memory``: activations rebuilt from outputs, memory independent of depth).
+Every variant computes the same gradient (checked). Each variant runs the LR-domain step (upscale + backward)
+and the HR-domain step (downscale + round + upscale + backward). Run:
 
-    python benchmarks/hcd_step_speed.py --model irn-x2 --size 256 --steps 5 [--threads 2]
+    python benchmarks/hcd_step_speed.py --model irn-x2 --size 256 --steps 5 [--threads 2] [--compile]
 
 Peak memory is the process's resident-set high-water mark, reset before each variant (Linux
-``/proc/self/clear_refs``), so both are measured in one process.
+``/proc/self/clear_refs``), so all are measured in one process; variants run interleaved twice and the second
+round is reported. ``--out`` writes the numbers as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
 from hcd_pipeline import load_model, read_image
-from hcd_pipeline.models.irn import quantize_ste
+from hcd_pipeline.models.irn import IRN, quantize_ste
+
+Chain = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _peak_rss_mib() -> float:
@@ -35,28 +42,51 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def upscale_checkpointed(model, lr, z):
+def checkpointed(model: IRN) -> tuple[Chain, Chain]:
     """The original structure: every invertible op in its own checkpoint (recomputed in backward)."""
-    y = torch.cat((lr, z), 1)
-    for op in reversed(model.operations):
-        y = checkpoint(op.inverse, y, use_reentrant=False)
-    return y
+
+    def down(x: torch.Tensor) -> torch.Tensor:
+        for op in model.operations:
+            x = checkpoint(op, x, use_reentrant=False)
+        return x
+
+    def up(y: torch.Tensor) -> torch.Tensor:
+        for op in reversed(model.operations):
+            y = checkpoint(op.inverse, y, use_reentrant=False)
+        return y
+
+    return down, up
 
 
-def run(variant: str, model, hr: torch.Tensor, steps: int) -> tuple[float, float, torch.Tensor]:
+def step_fn(down: Chain, up: Chain, model: IRN, hr: torch.Tensor, stage: str, channels_last: bool):
+    """One HCD step of ``stage`` ("lr" or "hr") as a function of the perturbation; returns (loss, grad)."""
     with torch.no_grad():
-        lr0 = quantize_ste(model.downscale(hr)[0])
+        lr0 = quantize_ste(down(hr)[:, :3])
     z = torch.zeros(model.z_shape(lr0.shape))
-    e = torch.zeros_like(lr0, requires_grad=True)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    base = (hr if stage == "hr" else lr0).contiguous(memory_format=fmt)
+    z = z.contiguous(memory_format=fmt)
+
+    def step(e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if stage == "hr":
+            lr_in = quantize_ste(down(base + e)[:, :3])
+        else:
+            lr_in = quantize_ste(base + e)
+        rec = up(torch.cat((lr_in, z), 1))
+        loss = torch.mean((rec - hr) ** 2)
+        (grad,) = torch.autograd.grad(loss, e)
+        return loss, grad
+
+    return step, torch.zeros_like(base, requires_grad=True)
+
+
+def run(step, e: torch.Tensor, steps: int) -> tuple[float, float, torch.Tensor]:
     times = []
     _reset_peak()
     grad = torch.empty(0)
     for _ in range(steps):
         t0 = time.perf_counter()
-        lr_in = quantize_ste(lr0 + e)
-        rec = upscale_checkpointed(model, lr_in, z) if variant == "official" else model.upscale(lr_in, z)
-        loss = torch.mean((rec - hr) ** 2)
-        (grad,) = torch.autograd.grad(loss, e)
+        _, grad = step(e)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), _peak_rss_mib(), grad
 
@@ -66,22 +96,60 @@ def main() -> None:
     ap.add_argument("--model", default="irn-x2")
     ap.add_argument("--size", type=int, default=256, help="HR crop side")
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile of our plain-autograd step")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model)
+    assert isinstance(model, IRN)
     img = read_image(Path(__file__).resolve().parents[2] / "shared/data/Set5/HR/baby.png").pixels
     hr = img[:, : args.size, : args.size].unsqueeze(0).contiguous()
-    results = {}
-    for variant in ("official", "ours", "official", "ours"):  # interleaved, the second pass is reported
-        results[variant] = run(variant, model, hr, args.steps)
-    (t_o, m_o, g_o), (t_u, m_u, g_u) = results["official"], results["ours"]
-    assert torch.allclose(g_o, g_u, atol=1e-7), "the two structures must give the same gradient"
-    print(f"model {args.model}, HR {args.size}x{args.size}, LR-domain step, {torch.get_num_threads()} threads")
-    print(f"official structure (checkpoint per op): {t_o * 1000:8.1f} ms/step, peak RSS {m_o:7.0f} MiB")
-    print(f"ours (plain autograd):                  {t_u * 1000:8.1f} ms/step, peak RSS {m_u:7.0f} MiB")
-    print(f"speed-up {t_o / t_u:.2f}x")
+
+    def plain_chains(low: bool) -> tuple[Chain, Chain]:
+        def down(x: torch.Tensor) -> torch.Tensor:
+            model.low_memory = low
+            return model(x)
+
+        def up(y: torch.Tensor) -> torch.Tensor:
+            model.low_memory = low
+            return model.inverse(y)
+
+        return down, up
+
+    variants: dict[str, tuple[tuple[Chain, Chain], bool]] = {
+        "official structure (checkpoint per op)": (checkpointed(model), False),
+        "ours: plain autograd": (plain_chains(False), False),
+        "ours: plain autograd, channels_last": (plain_chains(False), True),
+        "ours: low-memory reversible backward": (plain_chains(True), False),
+    }
+    rows = []
+    for stage in ("lr", "hr"):
+        steps = {name: step_fn(*chains, model, hr, stage, cl) for name, (chains, cl) in variants.items()}
+        if args.compile:
+            fn, e = steps["ours: plain autograd"]
+            steps["ours: plain autograd, torch.compile"] = (torch.compile(fn), e)
+        results: dict[str, tuple[float, float, torch.Tensor]] = {}
+        for _ in range(2):  # interleaved; the second round is reported (warm caches, compiled graphs)
+            for name, (fn, e) in steps.items():
+                results[name] = run(fn, e, args.steps)
+        ref = results["official structure (checkpoint per op)"]
+        for name, (t, mem, grad) in results.items():
+            err = float((grad - ref[2]).abs().max() / ref[2].abs().max())
+            if err > 1e-3:
+                raise SystemExit(f"{name}: gradient differs from the official structure's (relative {err:.2e})")
+            rows.append({"stage": stage, "variant": name, "ms_per_step": t * 1000, "peak_rss_mib": mem,
+                         "speedup_vs_official": ref[0] / t, "grad_rel_err": err})  # fmt: skip
+    print(f"model {args.model}, HR {args.size}x{args.size}, {torch.get_num_threads()} threads, median of {args.steps} steps")
+    print("| stage | variant | ms / step | peak RSS (MiB) | speed vs official |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in rows:
+        ms, mem, speed = r["ms_per_step"], r["peak_rss_mib"], r["speedup_vs_official"]
+        print(f"| {r['stage'].upper()} | {r['variant']} | {ms:.0f} | {mem:.0f} | {speed:.2f}x |")
+    if args.out:
+        meta = {"model": args.model, "size": args.size, "threads": torch.get_num_threads(), "steps": args.steps}
+        Path(args.out).write_text(json.dumps({"settings": meta, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

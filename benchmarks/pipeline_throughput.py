@@ -13,8 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from hcd_pipeline import Downscaler, DownscaleSettings, read_image
 from hcd_pipeline.imageio import list_images
 from hcd_pipeline.pipeline import PipelineSettings, run_pipeline
@@ -35,8 +33,7 @@ def main() -> None:
     n = len(list(inp.iterdir()))
     rows = []
     for method in ("plain", "hcd"):
-        torch.set_num_threads(2)
-        ds = Downscaler(DownscaleSettings(model=args.model, method=method))
+        ds = Downscaler(DownscaleSettings(model=args.model, method=method, threads=2))
         t0 = time.perf_counter()
         for p in sorted(inp.iterdir()):
             ds.process(read_image(p))

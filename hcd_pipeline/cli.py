@@ -71,20 +71,43 @@ def models() -> None:
         click.echo(f"{spec.name:14s} {scale:4s} {spec.description}")
 
 
+_MEMORY = {"auto": None, "low": True, "fast": False}
+
+
 def _downscaler(
-    model: str | None, scale: int | None, weights: str | None, device: str, method: str, preset: str, seed: int, threads: int
+    model: str | None,
+    scale: int | None,
+    weights: str | None,
+    device: str,
+    method: str,
+    preset: str,
+    seed: int,
+    threads: int,
+    tile: int | None,
+    memory: str,
 ) -> Any:
     """The Downscaler for the shared model and settings options of downscale / roundtrip."""
     from .service import Downscaler, DownscaleSettings
 
     model, scale = _resolve_model(model, scale, weights)
     settings = DownscaleSettings(
-        model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads
-    )
+        model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads,
+        tile=tile, low_memory=_MEMORY[memory],
+    )  # fmt: skip
     return Downscaler(settings)
 
 
 def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--memory",
+        type=click.Choice(sorted(_MEMORY)),
+        default="auto",
+        show_default=True,
+        help="backward through the model: low = rebuild activations (less memory), fast = keep them; auto: low above 0.26 MP",
+    )(fn)
+    fn = click.option(
+        "--tile", type=click.IntRange(min=0), default=None, help="LR tile side for tiled HCD; 0: whole image [default: tiles above 4 MP]"
+    )(fn)
     fn = click.option("--threads", type=int, default=1, show_default=True, help="torch threads; the output bits depend on it")(fn)
     fn = click.option("--seed", type=int, default=0, show_default=True, help="seed for z and random starts")(fn)
     fn = click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True)(fn)
@@ -110,10 +133,12 @@ def downscale(
     preset: str,
     seed: int,
     threads: int,
+    tile: int | None,
+    memory: str,
     force: bool,
 ) -> None:
     """Downscale images to optimised 8-bit LR PNGs, each with a JSON sidecar."""
-    ds = _downscaler(model, scale, weights, device, method, preset, seed, threads)
+    ds = _downscaler(model, scale, weights, device, method, preset, seed, threads, tile, memory)
     out = Path(out_dir)
     failures = []
     for src in tqdm(inputs, desc="images", disable=_quiet() or len(inputs) < 2):
@@ -228,10 +253,12 @@ def roundtrip(
     preset: str,
     seed: int,
     threads: int,
+    tile: int | None,
+    memory: str,
     json_out: str | None,
 ) -> None:
     """Print per image PSNR/SSIM (Y and RGB) of plain downscaling vs the chosen method, and time."""
-    ds = _downscaler(model, scale, weights, device, method, preset, seed, threads)
+    ds = _downscaler(model, scale, weights, device, method, preset, seed, threads, tile, memory)
     rows = []
     click.echo(f"{'image':24s} {'plain Y':>9s} {method + ' Y':>9s} {'gain':>7s} {'SSIM Y':>7s} {'RGB':>7s} {'sec':>6s}")
     for src in inputs:

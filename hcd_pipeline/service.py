@@ -31,12 +31,26 @@ from .models.registry import MODELS, load_model, model_fingerprint
 from .resize import imresize
 from .tiles import tiled_collaborative_downscale
 
-__all__ = ["DownscaleSettings", "DownscaleOutput", "Downscaler", "pad_symmetric", "upscale_lr", "AUTO_TILE_PIXELS", "AUTO_TILE"]
+__all__ = [
+    "DownscaleSettings",
+    "DownscaleOutput",
+    "Downscaler",
+    "pad_symmetric",
+    "upscale_lr",
+    "AUTO_TILE_PIXELS",
+    "AUTO_TILE",
+    "LOW_MEMORY_PIXELS",
+]
 
-AUTO_TILE_PIXELS = 1024 * 1024
-"""HR images with more pixels than this are optimised in tiles unless ``tile = 0``."""
+AUTO_TILE_PIXELS = 4096 * 1024
+"""HR images with more pixels than this (4 MP: DIV2K's 2040 x 1356 fits whole) are optimised in tiles unless
+``tile = 0``. Below it the whole image is optimised at once, with the memory-light backward when large."""
 AUTO_TILE = 192
 """LR tile side used by the automatic tiling."""
+LOW_MEMORY_PIXELS = 512 * 512
+"""Optimised regions (whole image or tile) with more HR pixels than this use the model's memory-light
+backward (``IRN.low_memory``) unless ``low_memory`` is set: plain autograd keeps about 5 KB per HR pixel
+per coupling block, the reversible backward about 1 KB in all (``docs/results.md``, "Speed")."""
 
 
 def _mirror_index(n: int, total: int) -> torch.Tensor:
@@ -69,6 +83,7 @@ class DownscaleSettings:
     threads: int = 1  # torch intra-op threads during processing: part of what fixes the output bits
     tile: int | None = None  # LR pixels per tile side; None: tile images over AUTO_TILE_PIXELS; 0: never
     overlap: int = 16
+    low_memory: bool | None = None  # memory-light backward; None: for regions over LOW_MEMORY_PIXELS
 
     def hcd_settings(self) -> HCDSettings:
         return get_preset(self.preset, **self.overrides)
@@ -124,6 +139,17 @@ class Downscaler:
             "threads": self.settings.threads,
         }
 
+    def layout(self, height: int, width: int) -> tuple[int, bool]:
+        """(LR tile side or 0 for the whole image, memory-light backward?) for an HR image of this size."""
+        tile = self.settings.tile
+        if tile is None:
+            tile = AUTO_TILE if height * width > AUTO_TILE_PIXELS else 0
+        low = self.settings.low_memory
+        if low is None:
+            region = min(height, tile * self.scale) * min(width, tile * self.scale) if tile else height * width
+            low = region > LOW_MEMORY_PIXELS
+        return tile, low and hasattr(self.model, "low_memory")
+
     def process(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> DownscaleOutput:  # noqa: ANN001
         """Downscale one image; ``progress`` is called once per optimisation step."""
         # oneDNN's reductions depend on the thread count, and an LR value can flip by one level: run with the
@@ -147,22 +173,31 @@ class Downscaler:
         hr = pad_symmetric(rgb.float(), s).unsqueeze(0).to(dev)
         gen = torch.Generator(device="cpu").manual_seed(self.settings.seed)
         t0 = time.perf_counter()
-        tile = self.settings.tile
-        if tile is None:
-            tile = AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0
-        if tile and self.settings.method != "plain":
-            res = tiled_collaborative_downscale(
-                self.model,
-                hr,
-                tile=tile,
-                overlap=self.settings.overlap,
-                method=self.settings.method,
-                settings=self.hcd,
-                generator=gen,
-                progress=progress,
-            )
-        else:
-            res = collaborative_downscale(self.model, hr, method=self.settings.method, settings=self.hcd, generator=gen, progress=progress)
+        tile, low = self.layout(*hr.shape[-2:])
+        if self.settings.method == "plain":
+            tile, low = 0, False
+        previous_low = getattr(self.model, "low_memory", False)
+        if low:
+            self.model.low_memory = True  # type: ignore[attr-defined]
+        try:
+            if tile:
+                res = tiled_collaborative_downscale(
+                    self.model,
+                    hr,
+                    tile=tile,
+                    overlap=self.settings.overlap,
+                    method=self.settings.method,
+                    settings=self.hcd,
+                    generator=gen,
+                    progress=progress,
+                )
+            else:
+                res = collaborative_downscale(
+                    self.model, hr, method=self.settings.method, settings=self.hcd, generator=gen, progress=progress
+                )
+        finally:
+            if low:
+                self.model.low_memory = previous_low  # type: ignore[attr-defined]
         seconds = time.perf_counter() - t0
         lr = res.lr[0].cpu()
         lr_alpha = None
@@ -190,6 +225,7 @@ class Downscaler:
             "lr_size": [int(lr.shape[-1]), int(lr.shape[-2])],
             "decode_z": self.hcd.decode,
             "tile": tile or None,
+            "low_memory": low,
             "changed_values": res.changed,
             "losses": [round(v, 10) for v in res.losses],
             "seconds": round(seconds, 4),

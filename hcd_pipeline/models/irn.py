@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .reversible import ParamGrads, reversible_chain, trainable, vjp
+
 __all__ = ["IRN", "IRNConfig", "quantize_ste"]
 
 
@@ -120,6 +122,39 @@ class CouplingBlock(nn.Module):
         x1 = y1 - self.F(x2)
         return torch.cat((x1, x2), 1)
 
+    def vjp(self, x: torch.Tensor, y: torch.Tensor, grad_out: torch.Tensor, reverse: bool) -> tuple[torch.Tensor, ParamGrads]:
+        """Back-propagate ``grad_out`` through this block, one subnetwork at a time (see ``reversible``).
+
+        ``reverse=False``: the block was applied forward (``x`` in, ``y`` out, ``grad_out`` = dL/dy, returns dL/dx);
+        ``reverse=True``: it was applied as ``inverse`` (``y`` in, ``x`` out, ``grad_out`` = dL/dx, returns dL/dy).
+        Only one of F, G, H holds activations at any moment.
+        """
+        k = self.split
+        x2, y1 = x[:, k:], y[:, :k]
+        pg: ParamGrads = {}
+        with torch.no_grad():
+            es = torch.exp(self._log_scale(y1))
+        if not reverse:
+            # y1 = x1 + F(x2); y2 = x2 * exp(s(y1)) + G(y1)
+            gy1, gy2 = grad_out[:, :k], grad_out[:, k:]
+            gy1_g, p_g = vjp(self.G, y1, gy2, trainable(self.G))
+            gy1_h, p_h = vjp(self._log_scale, y1, gy2 * x2 * es, trainable(self.H))
+            gy1 = gy1 + gy1_g + gy1_h
+            gx2_f, p_f = vjp(self.F, x2, gy1, trainable(self.F))
+            for part in (p_g, p_h, p_f):
+                pg.update(part)
+            return torch.cat((gy1, gy2 * es + gx2_f), 1), pg
+        # x2 = (y2 - G(y1)) * exp(-s(y1)); x1 = y1 - F(x2)
+        gx1, gx2 = grad_out[:, :k], grad_out[:, k:]
+        gx2_f, p_f = vjp(self.F, x2, -gx1, trainable(self.F))
+        gx2 = gx2 + gx2_f
+        gy2 = gx2 / es
+        gy1_g, p_g = vjp(self.G, y1, -gy2, trainable(self.G))
+        gy1_h, p_h = vjp(self._log_scale, y1, -gx2 * x2, trainable(self.H))
+        for part in (p_f, p_g, p_h):
+            pg.update(part)
+        return torch.cat((gx1 + gy1_g + gy1_h, gy2), 1), pg
+
 
 class HaarDownsampling(nn.Module):
     """Orthogonal-up-to-scale 2x2 Haar transform: (B, C, H, W) -> (B, 4C, H/2, W/2).
@@ -157,9 +192,14 @@ class IRN(nn.Module):
     with the true z and an unrounded LR it reconstructs ``hr`` up to float error.
     """
 
-    def __init__(self, config: IRNConfig | None = None) -> None:
+    low_memory: bool = False
+    """Back-propagate by rebuilding activations from outputs (``models.reversible``) instead of storing them:
+    memory independent of depth, about one more forward pass of compute. Off by default."""
+
+    def __init__(self, config: IRNConfig | None = None, *, low_memory: bool = False) -> None:
         super().__init__()
         self.config = config or IRNConfig()
+        self.low_memory = low_memory
         ops: list[nn.Module] = []
         c = self.config.channels
         for _ in range(self.config.levels):
@@ -178,12 +218,19 @@ class IRN(nn.Module):
         """Std of the latent prior: draws of z are ``z_std * N(0, 1)``."""
         return self.config.z_std
 
+    def _reversible(self, x: torch.Tensor) -> bool:
+        if not (self.low_memory and torch.is_grad_enabled()):
+            return False
+        return x.requires_grad or any(p.requires_grad for p in self.parameters())
+
     def z_shape(self, lr_shape: torch.Size | tuple[int, ...]) -> tuple[int, int, int, int]:
         b, _, h, w = lr_shape
         return (b, self.config.channels * (self.scale**2 - 1), h, w)
 
     def forward(self, hr: torch.Tensor) -> torch.Tensor:
         """Full forward transform: (B, 3, H, W) -> (B, 3 s^2, H/s, W/s) = cat(LR, z)."""
+        if self._reversible(hr):
+            return reversible_chain(hr, self.operations)
         x = hr
         for op in self.operations:
             x = op(x)
@@ -191,6 +238,8 @@ class IRN(nn.Module):
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """Inverse transform: cat(LR, z) -> HR."""
+        if self._reversible(y):
+            return reversible_chain(y, self.operations[::-1], reverse=True)
         for op in reversed(self.operations):
             y = op.inverse(y)  # type: ignore[operator]
         return y
