@@ -21,13 +21,14 @@ from typing import Any
 import torch
 from PIL import Image
 
+from .bench_sections import benchmark_sections
 from .evaluate import EvalSettings, evaluate, resolve_dataset
 from .imageio import atomic_write_bytes, list_images, read_image
 from .models.registry import DEFAULT_MODELS
 from .plots import bar_chart, line_chart
 from .service import Downscaler, DownscaleSettings, upscale_lr
 
-__all__ = ["BENCH_METHODS", "run_bench"]
+__all__ = ["BENCH_METHODS", "run_bench", "render_results"]
 
 BENCH_METHODS = ("bicubic", "plain", "lr", "hr", "hcd", "official")
 
@@ -158,11 +159,19 @@ def run_bench(
                 bar_chart(labels, gains, out / f"gain_x{scale}_{_label(name)}.png", title=title, ylabel="dB")
     atomic_write_bytes(out / "results.json", (json.dumps(results, indent=1) + "\n").encode())
     atomic_write_bytes(out / "comparison.html", _comparison(sets[:1], scales).encode())
-    atomic_write_bytes(out / "results.md", _markdown(results, sets, scales).encode())
+    atomic_write_bytes(out / "results.md", _markdown(results, sets, scales, out).encode())
     return results
 
 
-def _markdown(results: dict[str, Any], sets: list[str], scales: list[int]) -> str:
+def render_results(out: Path) -> None:
+    """Rewrite ``out/results.md`` from ``out/results.json`` and the benchmark JSON in ``out/eval`` (no runs)."""
+    results = json.loads((out / "results.json").read_text())
+    sets = list(dict.fromkeys(r["set"] for r in results["runs"]))
+    scales = list(dict.fromkeys(r["scale"] for r in results["runs"]))
+    atomic_write_bytes(out / "results.md", _markdown(results, sets, scales, out).encode())
+
+
+def _markdown(results: dict[str, Any], sets: list[str], scales: list[int], out: Path) -> str:
     lines = [
         "# Benchmark results",
         "",
@@ -189,4 +198,5 @@ def _markdown(results: dict[str, Any], sets: list[str], scales: list[int]) -> st
                     )
             lines += ["", f"![PSNR per step](psnr_vs_iter_x{scale}_{name}.png)", f"![gain per image](gain_x{scale}_{name}.png)", ""]
     lines += ["Visual comparison: [comparison.html](comparison.html).", ""]
+    lines += benchmark_sections(out / "eval")
     return "\n".join(lines)

@@ -55,12 +55,6 @@ def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _resolve_model(model: str | None, scale: int | None, weights: str | None) -> tuple[str | None, int | None]:
-    if model is None and weights is None and scale is None:
-        return "irn-x2", None
-    return model, scale
-
-
 @main.command()
 def models() -> None:
     """List the available models."""
@@ -89,7 +83,6 @@ def _downscaler(
     """The Downscaler for the shared model and settings options of downscale / roundtrip."""
     from .service import Downscaler, DownscaleSettings
 
-    model, scale = _resolve_model(model, scale, weights)
     settings = DownscaleSettings(
         model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads,
         tile=tile, low_memory=_MEMORY[memory],
@@ -312,7 +305,6 @@ def eval_cmd(
     """Evaluate a model and method on a set with the standard protocol (Y-PSNR / SSIM, border crop)."""
     from .evaluate import EVAL_METHODS, EvalSettings, evaluate
 
-    model, scale = _resolve_model(model, scale, weights)
     methods = EVAL_METHODS if method == "all" else (method,)
     results = {}
     for m in methods:
@@ -567,10 +559,18 @@ def report(uris: tuple[str, ...], worst: int, json_out: str, html_out: str, endp
 @click.option("--draws", type=int, default=1, show_default=True)
 @click.option("--limit", type=int, default=None, help="only the first N images of each set")
 @click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--render-only", is_flag=True, help="rewrite results.md from results.json and eval/*.json without running anything")
 @_handle_errors
-def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, out: str) -> None:
+def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, out: str, render_only: bool) -> None:
     """Compare methods over sets and scales; writes results.md/json, PNG plots and comparison.html."""
-    from .bench import BENCH_METHODS, run_bench
+    from .bench import BENCH_METHODS, render_results, run_bench
+
+    if render_only:
+        if not (Path(out) / "results.json").exists():
+            raise HcdError(f"{Path(out) / 'results.json'}: not found; run hcd bench without --render-only first")
+        render_results(Path(out))
+        click.echo(f"wrote {out}/results.md")
+        return
 
     ms = [m.strip() for m in methods.split(",") if m.strip()]
     bad = [m for m in ms if m not in BENCH_METHODS]

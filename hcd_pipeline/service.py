@@ -27,7 +27,7 @@ from .hcd import DEFAULT_PRESET, METHODS, HCDSettings, collaborative_downscale, 
 from .imageio import DecodedImage, encode_png
 from .metrics import Scores, score_pair
 from .models.protocol import Rescaler
-from .models.registry import MODELS, load_model, model_fingerprint
+from .models.registry import load_model, model_fingerprint, resolve_name
 from .resize import imresize
 from .tiles import tiled_collaborative_downscale
 
@@ -120,9 +120,10 @@ class Downscaler:
         self.hcd = settings.hcd_settings()
         self.model: Rescaler = load_model(settings.model, scale=settings.scale, weights=settings.weights, device=settings.device)
         self.scale = int(self.model.scale)
-        self.model_name = settings.model or (f"file:{Path(settings.weights).name}" if settings.weights else "")
-        if not self.model_name:
-            self.model_name = next(n for n, s in MODELS.items() if s.scale == self.scale and s.name.startswith("irn"))
+        if settings.weights:
+            self.model_name = settings.model or f"file:{Path(settings.weights).name}"
+        else:
+            self.model_name = resolve_name(settings.model, settings.scale)
         self.weights_hash = model_fingerprint(self.model_name, settings.weights)
 
     def describe(self) -> dict[str, object]:

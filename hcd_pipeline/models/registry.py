@@ -18,7 +18,7 @@ from .bicubic import BicubicRescaler
 from .protocol import Rescaler
 from .weights import file_sha256, load_irn
 
-__all__ = ["ModelSpec", "MODELS", "DEFAULT_MODELS", "load_model", "model_fingerprint", "weights_path"]
+__all__ = ["ModelSpec", "MODELS", "DEFAULT_MODELS", "load_model", "resolve_name", "model_fingerprint", "weights_path"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,18 @@ def model_fingerprint(name: str, weights: str | Path | None = None) -> str:
     return file_sha256(weights_path(spec))
 
 
+def resolve_name(name: str | None, scale: int | None) -> str:
+    """The table name :func:`load_model` loads for ``name`` / ``scale``: ``name`` itself, else the default
+    model of ``scale`` (:data:`DEFAULT_MODELS`), else ``irn-x2``."""
+    if name is not None:
+        return name
+    if scale is None:
+        return DEFAULT_MODELS[2]  # the documented default model
+    if scale not in DEFAULT_MODELS:
+        raise SettingsError(f"no default model for scale {scale}; choose one of {sorted(MODELS)}")
+    return DEFAULT_MODELS[scale]
+
+
 def load_model(
     name: str | None = None,
     *,
@@ -88,12 +100,7 @@ def load_model(
     if weights is not None:
         model: torch.nn.Module = load_irn(weights, scale)
     else:
-        if name is None and scale is None:
-            name = DEFAULT_MODELS[2]  # the documented default model
-        if name is None:
-            if scale not in DEFAULT_MODELS:
-                raise SettingsError(f"no default model for scale {scale}; choose one of {sorted(MODELS)}")
-            name = DEFAULT_MODELS[scale]
+        name = resolve_name(name, scale)
         spec = MODELS.get(name)
         if spec is None:
             raise SettingsError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")

@@ -1,0 +1,97 @@
+"""Sections of ``docs/results.md`` made from the JSON that the scripts in ``benchmarks/`` write.
+
+``hcd bench`` (and ``hcd bench --render-only``) appends these after its own tables, so that every number in
+``results.md`` comes from a command printed next to it. A missing JSON file leaves its section out.
+``caveats.md`` in the same folder (hand-written remarks on how the runs were made) closes the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import HcdError
+
+__all__ = ["benchmark_sections"]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _speed(data: dict[str, Any]) -> list[str]:
+    st = data["settings"]
+    cmd = f"python benchmarks/hcd_step_speed.py --model {st['model']} --size {st['size']} --steps {st['steps']} --threads {st['threads']}"
+    rows = [
+        [r["stage"].upper(), r["variant"], f"{r['ms_per_step']:.0f}", f"{r['peak_rss_mib']:.0f}", f"{r['speedup_vs_official']:.2f}x"]
+        for r in data["rows"]
+    ]
+    return [
+        f"### One HCD step, {st['model']}, {st['size']}x{st['size']} HR, {st['threads']} threads",
+        "",
+        f"`{cmd} --out docs/eval/step_speed.json`: median of {st['steps']} steps after a warm-up round, all variants in one",
+        "process on the same weights and image, same gradient (checked). Peak RSS is the process high-water mark.",
+        "",
+        *_table(["stage", "variant", "ms / step", "peak RSS (MiB)", "speed vs official"], rows),
+        "",
+    ]
+
+
+def _large(rows: list[dict[str, Any]]) -> list[str]:
+    body = [
+        [
+            f"x{r['scale']}",
+            r["layout"],
+            f"`hcd {r['command']}`",
+            f"{r['seconds']:.0f}",
+            f"{r['peak_rss_mib']:.0f}",
+            f"{r['plain_psnr_y']:.3f}",
+            f"{r['psnr_y']:.3f}",
+            f"{r['psnr_y'] - r['plain_psnr_y']:+.3f}",
+        ]  # fmt: skip
+        for r in rows
+    ]
+    return [
+        "### A DIV2K-sized image (2040 x 1356)",
+        "",
+        "`python benchmarks/large_image.py --out docs/eval/large_image.json`: a mosaic of B100 photos through `hcd downscale`",
+        "(default preset), each run its own process; peak RSS is that process's maximum resident set (from `wait4`).",
+        "",
+        *_table(["scale", "layout", "command", "seconds", "peak RSS (MiB)", "plain Y-PSNR", "HCD Y-PSNR", "gain"], body),
+        "",
+    ]
+
+
+def _throughput(data: dict[str, Any]) -> list[str]:
+    st = data["settings"]
+    crop = f" --crop {st['crop']}" if st.get("crop") else ""
+    cmd = f"python benchmarks/pipeline_throughput.py --data {st['data']} --limit {st['limit']}{crop} --model {st['model']}"
+    rows = [[r["method"], r["runner"], str(r["images"]), f"{r['images_per_s']:.3f}", f"{r['seconds']:.1f}"] for r in data["rows"]]
+    return [
+        "### Pipeline throughput",
+        "",
+        f"`{cmd} --out docs/eval/throughput.json`: the same images through a Python loop over `Downscaler` and through",
+        "`hcd run` (local Ray) with 1 and 2 actors; pipeline times are end to end (actor start and model load included).",
+        "",
+        *_table(["method", "runner", "images", "images / s", "seconds"], rows),
+        "",
+    ]
+
+
+def benchmark_sections(eval_dir: Path) -> list[str]:
+    """Markdown lines for the speed, large-image and throughput results found in ``eval_dir``."""
+    parts: list[str] = []
+    makers = (("step_speed.json", _speed), ("large_image.json", _large), ("throughput.json", _throughput))
+    for name, make in makers:
+        path = eval_dir / name
+        if path.exists():
+            try:
+                parts += make(json.loads(path.read_text()))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise HcdError(f"{path}: not the JSON its benchmark script writes ({exc!r}); rerun the script") from exc
+    lines = ["## Speed, large images and throughput", "", *parts] if parts else []
+    caveats = eval_dir / "caveats.md"  # hand-written remarks about how the runs were made
+    if caveats.exists():
+        lines += ["## Caveats", "", *caveats.read_text().rstrip().splitlines(), ""]
+    return lines
