@@ -2,9 +2,10 @@
 
 The official code wraps every invertible layer in gradient checkpointing (each backward recomputes the
 forward of the layer). Ours runs plain autograd (activations kept) when the image fits, or the memory-light
-reversible backward (``IRN.low_memory``: activations rebuilt from outputs, memory independent of depth).
-Every variant computes the same gradient (checked). Each variant runs the LR-domain step (upscale + backward)
-and the HR-domain step (downscale + round + upscale + backward). Run:
+backwards of ``IRN.backward``: ``recompute`` (tensors between blocks kept, each block recomputed one
+subnetwork at a time) and ``reversible`` (block inputs rebuilt from outputs, memory independent of depth).
+The gradients agree (the reversible one up to float drift; its relative error is printed). Each variant runs
+the LR-domain step (upscale + backward) and the HR-domain step (downscale + round + upscale + backward). Run:
 
     python benchmarks/hcd_step_speed.py --model irn-x2 --size 256 --steps 5 [--threads 2] [--compile]
 
@@ -107,28 +108,29 @@ def main() -> None:
     img = read_image(Path(__file__).resolve().parents[2] / "shared/data/Set5/HR/baby.png").pixels
     hr = img[:, : args.size, : args.size].unsqueeze(0).contiguous()
 
-    def plain_chains(low: bool) -> tuple[Chain, Chain]:
+    def plain_chains(mode: str) -> tuple[Chain, Chain]:
         def down(x: torch.Tensor) -> torch.Tensor:
-            model.low_memory = low
+            model.backward = mode
             return model(x)
 
         def up(y: torch.Tensor) -> torch.Tensor:
-            model.low_memory = low
+            model.backward = mode
             return model.inverse(y)
 
         return down, up
 
     variants: dict[str, tuple[tuple[Chain, Chain], bool]] = {
         "official structure (checkpoint per op)": (checkpointed(model), False),
-        "ours: plain autograd": (plain_chains(False), False),
-        "ours: plain autograd, channels_last": (plain_chains(False), True),
-        "ours: low-memory reversible backward": (plain_chains(True), False),
+        "ours: plain autograd (memory=fast)": (plain_chains("store"), False),
+        "ours: plain autograd, channels_last": (plain_chains("store"), True),
+        "ours: recompute per subnetwork (memory=low)": (plain_chains("recompute"), False),
+        "ours: reversible, inputs rebuilt (memory=lowest)": (plain_chains("reversible"), False),
     }
     rows = []
     for stage in ("lr", "hr"):
         steps = {name: step_fn(*chains, model, hr, stage, cl) for name, (chains, cl) in variants.items()}
         if args.compile:
-            fn, e = steps["ours: plain autograd"]
+            fn, e = steps["ours: plain autograd (memory=fast)"]
             steps["ours: plain autograd, torch.compile"] = (torch.compile(fn), e)
         results: dict[str, tuple[float, float, torch.Tensor]] = {}
         for _ in range(2):  # interleaved; the second round is reported (warm caches, compiled graphs)
@@ -137,16 +139,16 @@ def main() -> None:
         ref = results["official structure (checkpoint per op)"]
         for name, (t, mem, grad) in results.items():
             err = float((grad - ref[2]).abs().max() / ref[2].abs().max())
-            if err > 1e-3:
+            if err > 1e-2:
                 raise SystemExit(f"{name}: gradient differs from the official structure's (relative {err:.2e})")
             rows.append({"stage": stage, "variant": name, "ms_per_step": t * 1000, "peak_rss_mib": mem,
                          "speedup_vs_official": ref[0] / t, "grad_rel_err": err})  # fmt: skip
     print(f"model {args.model}, HR {args.size}x{args.size}, {torch.get_num_threads()} threads, median of {args.steps} steps")
-    print("| stage | variant | ms / step | peak RSS (MiB) | speed vs official |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| stage | variant | ms / step | peak RSS (MiB) | speed vs official | gradient error |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         ms, mem, speed = r["ms_per_step"], r["peak_rss_mib"], r["speedup_vs_official"]
-        print(f"| {r['stage'].upper()} | {r['variant']} | {ms:.0f} | {mem:.0f} | {speed:.2f}x |")
+        print(f"| {r['stage'].upper()} | {r['variant']} | {ms:.0f} | {mem:.0f} | {speed:.2f}x | {r['grad_rel_err']:.1e} |")
     if args.out:
         meta = {"model": args.model, "size": args.size, "threads": torch.get_num_threads(), "steps": args.steps}
         Path(args.out).write_text(json.dumps({"settings": meta, "rows": rows}, indent=1) + "\n")

@@ -65,9 +65,6 @@ def models() -> None:
         click.echo(f"{spec.name:14s} {scale:4s} {spec.description}")
 
 
-_MEMORY = {"auto": None, "low": True, "fast": False}
-
-
 def _downscaler(
     model: str | None,
     scale: int | None,
@@ -85,7 +82,7 @@ def _downscaler(
 
     settings = DownscaleSettings(
         model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads,
-        tile=tile, low_memory=_MEMORY[memory],
+        tile=tile, memory=memory,
     )  # fmt: skip
     return Downscaler(settings)
 
@@ -93,10 +90,11 @@ def _downscaler(
 def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--memory",
-        type=click.Choice(sorted(_MEMORY)),
+        type=click.Choice(["auto", "fast", "low", "lowest"]),
         default="auto",
         show_default=True,
-        help="backward through the model: low = rebuild activations (less memory), fast = keep them; auto: low above 0.26 MP",
+        help="gradients through IRN: fast keeps every activation; low recomputes them block by block; lowest also"
+        " rebuilds block inputs from outputs; auto: low above 0.26 MP",
     )(fn)
     fn = click.option(
         "--tile", type=click.IntRange(min=0), default=None, help="LR tile side for tiled HCD; 0: whole image [default: tiles above 4 MP]"

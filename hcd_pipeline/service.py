@@ -40,6 +40,7 @@ __all__ = [
     "AUTO_TILE_PIXELS",
     "AUTO_TILE",
     "LOW_MEMORY_PIXELS",
+    "MEMORY_MODES",
 ]
 
 AUTO_TILE_PIXELS = 4096 * 1024
@@ -48,9 +49,11 @@ AUTO_TILE_PIXELS = 4096 * 1024
 AUTO_TILE = 192
 """LR tile side used by the automatic tiling."""
 LOW_MEMORY_PIXELS = 512 * 512
-"""Optimised regions (whole image or tile) with more HR pixels than this use the model's memory-light
-backward (``IRN.low_memory``) unless ``low_memory`` is set: plain autograd keeps about 5 KB per HR pixel
-per coupling block, the reversible backward about 1 KB in all (``docs/results.md``, "Speed")."""
+"""With ``memory="auto"``, optimised regions (whole image or tile) with more HR pixels than this use the
+``low`` memory mode: plain autograd keeps every activation of every coupling block (``docs/results.md``,
+"Speed", has the measured peaks)."""
+MEMORY_MODES = {"fast": "store", "low": "recompute", "lowest": "reversible"}
+"""``DownscaleSettings.memory`` -> the model's backward mode (``IRN.BACKWARDS``); "auto" picks fast or low."""
 
 
 def _mirror_index(n: int, total: int) -> torch.Tensor:
@@ -83,7 +86,7 @@ class DownscaleSettings:
     threads: int = 1  # torch intra-op threads during processing: part of what fixes the output bits
     tile: int | None = None  # LR pixels per tile side; None: tile images over AUTO_TILE_PIXELS; 0: never
     overlap: int = 16
-    low_memory: bool | None = None  # memory-light backward; None: for regions over LOW_MEMORY_PIXELS
+    memory: str = "auto"  # fast | low | lowest (MEMORY_MODES); auto: low for regions over LOW_MEMORY_PIXELS
 
     def hcd_settings(self) -> HCDSettings:
         return get_preset(self.preset, **self.overrides)
@@ -116,6 +119,8 @@ class Downscaler:
     def __init__(self, settings: DownscaleSettings) -> None:
         if settings.method not in METHODS:
             raise SettingsError(f"unknown method {settings.method!r}; expected one of {METHODS}")
+        if settings.memory != "auto" and settings.memory not in MEMORY_MODES:
+            raise SettingsError(f"unknown memory mode {settings.memory!r}; expected auto or one of {tuple(MEMORY_MODES)}")
         self.settings = settings
         self.hcd = settings.hcd_settings()
         self.model: Rescaler = load_model(settings.model, scale=settings.scale, weights=settings.weights, device=settings.device)
@@ -140,16 +145,16 @@ class Downscaler:
             "threads": self.settings.threads,
         }
 
-    def layout(self, height: int, width: int) -> tuple[int, bool]:
-        """(LR tile side or 0 for the whole image, memory-light backward?) for an HR image of this size."""
+    def layout(self, height: int, width: int) -> tuple[int, str]:
+        """(LR tile side or 0 for the whole image, memory mode) for an HR image of this size."""
         tile = self.settings.tile
         if tile is None:
             tile = AUTO_TILE if height * width > AUTO_TILE_PIXELS else 0
-        low = self.settings.low_memory
-        if low is None:
+        memory = self.settings.memory
+        if memory == "auto":
             region = min(height, tile * self.scale) * min(width, tile * self.scale) if tile else height * width
-            low = region > LOW_MEMORY_PIXELS
-        return tile, low and hasattr(self.model, "low_memory")
+            memory = "low" if region > LOW_MEMORY_PIXELS else "fast"
+        return tile, memory
 
     def process(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> DownscaleOutput:  # noqa: ANN001
         """Downscale one image; ``progress`` is called once per optimisation step."""
@@ -174,12 +179,13 @@ class Downscaler:
         hr = pad_symmetric(rgb.float(), s).unsqueeze(0).to(dev)
         gen = torch.Generator(device="cpu").manual_seed(self.settings.seed)
         t0 = time.perf_counter()
-        tile, low = self.layout(*hr.shape[-2:])
+        tile, memory = self.layout(*hr.shape[-2:])
         if self.settings.method == "plain":
-            tile, low = 0, False
-        previous_low = getattr(self.model, "low_memory", False)
-        if low:
-            self.model.low_memory = True  # type: ignore[attr-defined]
+            tile, memory = 0, "fast"
+        # Models without a choice of backward (the bicubic pair, user models) always run plain autograd.
+        previous = getattr(self.model, "backward", None)
+        if previous is not None:
+            self.model.backward = MEMORY_MODES[memory]  # type: ignore[attr-defined]
         try:
             if tile:
                 res = tiled_collaborative_downscale(
@@ -197,8 +203,8 @@ class Downscaler:
                     self.model, hr, method=self.settings.method, settings=self.hcd, generator=gen, progress=progress
                 )
         finally:
-            if low:
-                self.model.low_memory = previous_low  # type: ignore[attr-defined]
+            if previous is not None:
+                self.model.backward = previous  # type: ignore[attr-defined]
         seconds = time.perf_counter() - t0
         lr = res.lr[0].cpu()
         lr_alpha = None
@@ -226,7 +232,7 @@ class Downscaler:
             "lr_size": [int(lr.shape[-1]), int(lr.shape[-2])],
             "decode_z": self.hcd.decode,
             "tile": tile or None,
-            "low_memory": low,
+            "memory": memory,
             "changed_values": res.changed,
             "losses": [round(v, 10) for v in res.losses],
             "seconds": round(seconds, 4),

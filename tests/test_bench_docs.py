@@ -16,7 +16,14 @@ def test_render_only_rebuilds_results_md_with_benchmark_sections(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"command": "hcd bench --sets Set5", "draws": 1, "runs": runs}))
     ev = tmp_path / "eval"
     ev.mkdir()
-    speed_row = {"stage": "lr", "variant": "ours", "ms_per_step": 123.4, "peak_rss_mib": 700, "speedup_vs_official": 1.42}
+    speed_row = {
+        "stage": "lr",
+        "variant": "ours",
+        "ms_per_step": 123.4,
+        "peak_rss_mib": 700,
+        "speedup_vs_official": 1.42,
+        "grad_rel_err": 0.0,
+    }
     settings = {"model": "irn-x2", "size": 256, "threads": 2, "steps": 5}
     (ev / "step_speed.json").write_text(json.dumps({"settings": settings, "rows": [speed_row]}))
     large = {"scale": 2, "layout": "whole", "command": "downscale a.png", "seconds": 600, "peak_rss_mib": 3000.4,
@@ -27,7 +34,7 @@ def test_render_only_rebuilds_results_md_with_benchmark_sections(tmp_path):
     assert res.exit_code == 0, res.output
     md = (tmp_path / "results.md").read_text()
     assert "| hcd | 40.123 | 0.9800 | +0.500 | 3.00 | 512 |" in md
-    assert "| LR | ours | 123 | 700 | 1.42x |" in md
+    assert "| LR | ours | 123 | 700 | 1.42x | 0.0e+00 |" in md
     assert "| x2 | whole | `hcd downscale a.png` | 600 | 3000 | 30.000 | 30.500 | +0.500 |" in md
     assert md.rstrip().endswith("- shared machine")
     assert "### Pipeline throughput" not in md  # no JSON, no section

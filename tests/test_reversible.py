@@ -20,8 +20,8 @@ def _perturbed_irn(scale: int) -> IRN:
     return model
 
 
-def _grads(model: IRN, x: torch.Tensor, low: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    model.low_memory = low
+def _grads(model: IRN, x: torch.Tensor, backward: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    model.backward = backward
     model.zero_grad()
     xx = x.clone().requires_grad_(True)
     lr, z = model.downscale(xx)
@@ -31,16 +31,24 @@ def _grads(model: IRN, x: torch.Tensor, low: bool) -> tuple[torch.Tensor, list[t
 
 
 @pytest.mark.parametrize("scale", [2, 4])
-def test_low_memory_gradients_equal_plain_autograd(scale):
+@pytest.mark.parametrize("backward", ["recompute", "reversible"])
+def test_memory_light_gradients_equal_plain_autograd(scale, backward):
     model = _perturbed_irn(scale)
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    g_plain, p_plain = _grads(model, x, low=False)
-    g_low, p_low = _grads(model, x, low=True)
+    g_plain, p_plain = _grads(model, x, "store")
+    g_low, p_low = _grads(model, x, backward)
     assert g_plain.abs().max() > 1e-3  # the check below is not vacuous
     torch.testing.assert_close(g_low, g_plain, rtol=1e-9, atol=1e-11)
     assert len(p_low) == len(p_plain) > 0
     for a, b in zip(p_low, p_plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_unknown_backward_is_refused():
+    model = IRN(IRNConfig(scale=2, blocks=1, width=4))
+    model.backward = "cheap"
+    with pytest.raises(ValueError, match="store"):
+        model.downscale(torch.rand(1, 3, 8, 8, requires_grad=True))
 
 
 def _saved_bytes(model: IRN, x: torch.Tensor) -> int:
@@ -58,59 +66,63 @@ def _saved_bytes(model: IRN, x: torch.Tensor) -> int:
     return total
 
 
-def test_low_memory_keeps_only_the_chain_outputs():
+def test_memory_modes_keep_what_they_promise():
     model = IRN(IRNConfig(scale=2, blocks=4, width=8)).requires_grad_(False)
     x = torch.rand(1, 3, 32, 32).requires_grad_(True)
-    model.low_memory = False
-    plain = _saved_bytes(model, x)
-    model.low_memory = True
-    low = _saved_bytes(model, x)
     image = x.numel() * 4
-    assert low <= 2 * image  # the output of each chain (downscale, upscale), nothing per layer
-    assert plain > 20 * low
+    saved = {}
+    for mode in IRN.BACKWARDS:
+        model.backward = mode
+        saved[mode] = _saved_bytes(model, x)
+    assert saved["reversible"] <= 2 * image  # the output of each chain (downscale, upscale), nothing per layer
+    assert saved["recompute"] <= 2 * (len(model.operations) + 1) * image  # plus the tensors between operations
+    assert saved["store"] > 20 * saved["reversible"]
+    assert saved["store"] > 2 * saved["recompute"]
 
 
-def test_hcd_with_low_memory_model_matches_plain_autograd():
-    torch.manual_seed(0)
+def test_hcd_with_memory_light_backward_matches_plain_autograd():
     model = IRN(IRNConfig(scale=2, blocks=2, width=8)).requires_grad_(False)
     hr = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(1))
-    settings = PRESETS["default"]
-    results = []
-    for low in (False, True):
-        model.low_memory = low
-        results.append(collaborative_downscale(model, hr, settings=settings, generator=torch.Generator().manual_seed(5)))
-    a, b = results
-    assert a.changed > 0
-    assert torch.allclose(torch.tensor(a.losses), torch.tensor(b.losses), rtol=1e-4)
+    results = {}
+    for mode in IRN.BACKWARDS:
+        model.backward = mode
+        results[mode] = collaborative_downscale(model, hr, settings=PRESETS["default"], generator=torch.Generator().manual_seed(5))
+    ref = results["store"]
+    assert ref.changed > 0
+    assert torch.equal(results["recompute"].lr, ref.lr)  # exact gradients: the same stored LR
+    rev = results["reversible"]
+    assert torch.allclose(torch.tensor(rev.losses), torch.tensor(ref.losses), rtol=1e-4)
     # Float rounding of rebuilt activations may flip a rare LR value by one 8-bit level, never more.
-    diff = (a.lr - b.lr).abs() * 255
+    diff = (rev.lr - ref.lr).abs() * 255
     assert diff.max() <= 1.0 + 1e-4 and (diff > 0.5).float().mean() < 0.01
 
 
-def test_downscaler_chooses_tiles_and_backward_by_size():
+def test_downscaler_chooses_tiles_and_memory_by_size():
+    from hcd_pipeline.errors import SettingsError
     from hcd_pipeline.service import Downscaler, DownscaleSettings
 
     x2 = Downscaler(DownscaleSettings(model="tiny-irn-x2"))
-    assert x2.layout(256, 256) == (0, False)  # small: plain autograd, whole image
-    assert x2.layout(1356, 2040) == (0, True)  # DIV2K-sized: whole image, memory-light backward
-    assert x2.layout(3000, 2000) == (192, False)  # over 4 MP: 384-px HR tiles, small enough for plain autograd
+    assert x2.layout(256, 256) == (0, "fast")  # small: plain autograd, whole image
+    assert x2.layout(1356, 2040) == (0, "low")  # DIV2K-sized: whole image, memory-light backward
+    assert x2.layout(3000, 2000) == (192, "fast")  # over 4 MP: 384-px HR tiles, small enough for plain autograd
     x4 = Downscaler(DownscaleSettings(model="tiny-irn-x4"))
-    assert x4.layout(3000, 2000) == (192, True)  # 768-px HR tiles: memory-light
-    forced = Downscaler(DownscaleSettings(model="tiny-irn-x2", tile=0, low_memory=False))
-    assert forced.layout(3000, 2000) == (0, False)
+    assert x4.layout(3000, 2000) == (192, "low")  # 768-px HR tiles: memory-light
+    forced = Downscaler(DownscaleSettings(model="tiny-irn-x2", tile=0, memory="lowest"))
+    assert forced.layout(3000, 2000) == (0, "lowest")
+    with pytest.raises(SettingsError, match="memory mode"):
+        Downscaler(DownscaleSettings(model="tiny-irn-x2", memory="small"))
 
 
-def test_downscaler_low_memory_is_recorded_and_scoped():
+def test_downscaler_memory_mode_is_recorded_and_scoped():
     from hcd_pipeline.imageio import DecodedImage
     from hcd_pipeline.service import Downscaler, DownscaleSettings
 
     pixels = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(2))
     image = DecodedImage(name="t.png", pixels=pixels, alpha=None, bit_depth=8, source_mode="RGB")
     outs = {}
-    for low in (False, True):
-        ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", low_memory=low))
-        outs[low] = ds.process(image)
-        assert outs[low].sidecar["low_memory"] is low
-        assert ds.model.low_memory is False  # the flag is set only while processing
-    diff = (outs[True].lr - outs[False].lr).abs() * 255
-    assert diff.max() <= 1.0 + 1e-4
+    for memory in ("fast", "low"):
+        ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", memory=memory))
+        outs[memory] = ds.process(image)
+        assert outs[memory].sidecar["memory"] == memory
+        assert ds.model.backward == "store"  # the mode is set only while processing
+    assert outs["low"].png == outs["fast"].png  # "low" computes the exact gradient
