@@ -38,10 +38,11 @@ def _speed(data: dict[str, Any]) -> list[str]:
         f"### One HCD step, {st['model']}, {st['size']}x{st['size']} HR, {st['threads']} threads",
         "",
         f"`{cmd} --out docs/eval/step_speed.json`: median of {st['steps']} steps after a warm-up round, all variants in one",
-        "process on the same weights and image. Peak RSS is the process high-water mark. Gradient error: largest",
+        "process on the same weights and image. Step memory: peak resident memory of two steps above the resident",
+        "memory before them (model and image loaded), each variant in its own process. Gradient error: largest",
         "difference from the official structure's gradient over its largest value.",
         "",
-        *_table(["stage", "variant", "ms / step", "peak RSS (MiB)", "speed vs official", "gradient error"], rows),
+        *_table(["stage", "variant", "ms / step", "step memory (MiB)", "speed vs official", "gradient error"], rows),
         "",
     ]
 
