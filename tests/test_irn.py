@@ -27,7 +27,9 @@ def test_exact_invertibility(scale):
     lr, z = m.downscale(x)
     assert lr.shape == (2, 3, 32 // scale, 48 // scale)
     assert z.shape == (2, 3 * (scale**2 - 1), 32 // scale, 48 // scale)
-    assert (m.upscale(lr, z) - x).abs().max() < 1e-5
+    assert (m.upscale(lr, z) - x).abs().max() < 3e-5  # float32 rounding only
+    m64, x64 = m.double(), x.double()
+    assert (m64.upscale(*m64.downscale(x64)) - x64).abs().max() < 1e-12  # exact up to float64 rounding
 
 
 def test_upscale_z_policies_are_seeded():
