@@ -23,8 +23,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def mosaic(dest: Path, width: int = 2040, height: int = 1356) -> None:
-    tiles = sorted((ROOT.parent / "shared" / "data" / "B100" / "HR").glob("*.png"))
+def mosaic(dest: Path, width: int = 2040, height: int = 1356, source: Path = ROOT.parent / "shared/data/B100/HR") -> None:
+    tiles = sorted(source.glob("*.png"))
+    if not tiles:
+        raise SystemExit(f"{source}: no PNG images to build the mosaic from (use --source)")
     canvas = Image.new("RGB", (width, height))
     x = y = 0
     for p in tiles:
@@ -47,10 +49,11 @@ def main() -> None:
     ap.add_argument("--layouts", default="whole,tiled")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", default="2040x1356", help="WxH of the mosaic (smaller for a quick check)")
+    ap.add_argument("--source", type=Path, default=ROOT.parent / "shared/data/B100/HR", help="folder of photos for the mosaic")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hcd-large-"))
     src = work / "div2k_sized.png"
-    mosaic(src, *(int(v) for v in args.size.split("x")))
+    mosaic(src, *(int(v) for v in args.size.split("x")), source=args.source)
     hcd = str(Path(sys.executable).parent / "hcd")
     rows = []
     for scale in (int(x) for x in args.scales.split(",")):
