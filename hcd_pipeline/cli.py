@@ -65,26 +65,11 @@ def models() -> None:
         click.echo(f"{spec.name:14s} {scale:4s} {spec.description}")
 
 
-def _downscaler(
-    model: str | None,
-    scale: int | None,
-    weights: str | None,
-    device: str,
-    method: str,
-    preset: str,
-    seed: int,
-    threads: int,
-    tile: int | None,
-    memory: str,
-) -> Any:
-    """The Downscaler for the shared model and settings options of downscale / roundtrip."""
+def _downscaler(**opts: Any) -> Any:
+    """The Downscaler for the shared options of downscale / roundtrip (``_model_options``, ``_settings_options``)."""
     from .service import Downscaler, DownscaleSettings
 
-    settings = DownscaleSettings(
-        model=model, scale=scale, weights=weights, method=method, preset=preset, seed=seed, device=device, threads=threads,
-        tile=tile, memory=memory,
-    )  # fmt: skip
-    return Downscaler(settings)
+    return Downscaler(DownscaleSettings(**opts))
 
 
 def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -113,23 +98,10 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @_settings_options
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
 @_handle_errors
-def downscale(
-    inputs: tuple[str, ...],
-    out_dir: str,
-    model: str | None,
-    scale: int | None,
-    weights: str | None,
-    device: str,
-    method: str,
-    preset: str,
-    seed: int,
-    threads: int,
-    tile: int | None,
-    memory: str,
-    force: bool,
-) -> None:
+def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -> None:
     """Downscale images to optimised 8-bit LR PNGs, each with a JSON sidecar."""
-    ds = _downscaler(model, scale, weights, device, method, preset, seed, threads, tile, memory)
+    ds = _downscaler(**opts)
+    method = opts["method"]
     out = Path(out_dir)
     failures = []
     for src in tqdm(inputs, desc="images", disable=_quiet() or len(inputs) < 2):
@@ -234,22 +206,10 @@ def upscale(
 @_settings_options
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="also write the numbers as JSON")
 @_handle_errors
-def roundtrip(
-    inputs: tuple[str, ...],
-    model: str | None,
-    scale: int | None,
-    weights: str | None,
-    device: str,
-    method: str,
-    preset: str,
-    seed: int,
-    threads: int,
-    tile: int | None,
-    memory: str,
-    json_out: str | None,
-) -> None:
+def roundtrip(inputs: tuple[str, ...], json_out: str | None, **opts: Any) -> None:
     """Print per image PSNR/SSIM (Y and RGB) of plain downscaling vs the chosen method, and time."""
-    ds = _downscaler(model, scale, weights, device, method, preset, seed, threads, tile, memory)
+    ds = _downscaler(**opts)
+    method = opts["method"]
     rows = []
     click.echo(f"{'image':24s} {'plain Y':>9s} {method + ' Y':>9s} {'gain':>7s} {'SSIM Y':>7s} {'RGB':>7s} {'sec':>6s}")
     for src in inputs:
