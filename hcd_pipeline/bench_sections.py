@@ -28,7 +28,7 @@ def _speed(data: dict[str, Any]) -> list[str]:
             r["stage"].upper(),
             r["variant"],
             f"{r['ms_per_step']:.0f}",
-            f"{r['peak_rss_mib']:.0f}",
+            f"{r['step_memory_mib']:.0f}",
             f"{r['speedup_vs_official']:.2f}x",
             f"{r['grad_rel_err']:.1e}",
         ]  # fmt: skip
@@ -78,7 +78,8 @@ def _large(rows: list[dict[str, Any]]) -> list[str]:
     return [
         "### A DIV2K-sized image (2040 x 1356)",
         "",
-        "`python benchmarks/large_image.py --out docs/eval/large_image.json`: a mosaic of B100 photos through `hcd downscale`",
+        f"`python benchmarks/large_image.py --layouts {','.join(dict.fromkeys(r['layout'] for r in rows))} --out"
+        " docs/eval/large_image.json`: a mosaic of B100 photos through `hcd downscale`",
         "(default preset), each run its own process; peak RSS is that process's maximum resident set (from `wait4`).",
         "",
         *_table(["scale", "layout", "command", "seconds", "peak RSS (MiB)", "plain Y-PSNR", "HCD Y-PSNR", "gain"], body),

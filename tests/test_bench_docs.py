@@ -20,7 +20,7 @@ def test_render_only_rebuilds_results_md_with_benchmark_sections(tmp_path):
         "stage": "lr",
         "variant": "ours",
         "ms_per_step": 123.4,
-        "peak_rss_mib": 700,
+        "step_memory_mib": 700,
         "speedup_vs_official": 1.42,
         "grad_rel_err": 0.0,
     }
