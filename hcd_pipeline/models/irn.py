@@ -196,9 +196,9 @@ class IRN(nn.Module):
     """How gradients flow through the chain (``backward`` attribute; see ``models.reversible``):
     ``store``: plain autograd, every activation kept (fastest, memory grows with depth and width);
     ``recompute``: the image-sized tensors between operations kept, each coupling block recomputed one
-    subnetwork at a time in the backward pass (exact; about 1/20 of the memory);
+    subnetwork at a time in the backward pass (exact; a tenth of the memory of ``store``);
     ``reversible``: only the chain's output kept, each operation's input rebuilt from its output (memory
-    independent of depth; one more pass; float drift of about 1e-3 in the gradient)."""
+    independent of depth; one more pass; float drift of about 1e-2 in the gradient)."""
 
     def __init__(self, config: IRNConfig | None = None, *, backward: str = "store", channels_last: bool = True) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ operation's backward (for IRN's coupling blocks, one dense subnetwork at a time:
 ``CouplingBlock.vjp``), independent of depth.
 
 The rebuilt inputs differ from the true ones by float rounding, which the backward pass carries into the
-gradient: on the shipped irn-x2 in float32 the largest gradient error is about 1e-3 of the largest gradient
+gradient: on the shipped irn-x2 in float32 the largest gradient error is about 1e-2 of the largest gradient
 value (``benchmarks/hcd_step_speed.py``). ``keep_inputs=True`` keeps the small tensors between operations
 instead of rebuilding them: exact gradients, still one subnetwork's activations at a time.
 """
