@@ -397,6 +397,8 @@ def pc_equal(col: Any, value: str) -> Any:
 @click.option("--limit", type=int, default=None, help="only the first N input items")
 @click.option("--num-gpus", type=float, default=None, help="GPUs per actor (default: 1 if CUDA is visible, else 0)")
 @click.option("--threads", type=int, default=None, help="torch threads (CPUs) per actor")
+@click.option("--memory", type=click.Choice(["auto", "fast", "low", "lowest"]), default=None, help="as for hcd downscale")
+@click.option("--tile", type=click.IntRange(min=0), default=None, help="as for hcd downscale")
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, Ceph, ...)")
 @click.option("--anon", is_flag=True, default=None, help="anonymous object-storage access")
 @click.option("--address", default=None, help="Ray cluster address (default: start a local Ray)")
@@ -421,7 +423,9 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         upd["input"] = input_uri
     if output_uri:
         upd["output"] = output_uri
-    for key in ("model", "scale", "weights", "method", "preset", "seed", "batch_size", "limit", "num_gpus", "threads", "address"):
+    keys = ("model", "scale", "weights", "method", "preset", "seed", "batch_size", "limit", "num_gpus", "threads", "address")
+    keys += ("memory", "tile")
+    for key in keys:
         if flags.get(key) is not None:
             upd[key] = flags[key]
     if flags.get("actors"):

@@ -125,3 +125,20 @@ def test_malformed_spec_is_not_submitted(ray_head, tmp_path):
     with pytest.raises(SettingsError, match="bad.yaml"):
         submit_job(bad, ray_head)
     assert len(JobSubmissionClient(ray_head).list_jobs()) == before
+
+
+def test_memory_and_tile_reach_the_downscaler_and_the_fingerprint(tmp_path):
+    from hcd_pipeline.pipeline import PipelineSettings
+    from hcd_pipeline.pipeline.jobs import load_job
+
+    spec = tmp_path / "job.yaml"
+    spec.write_text("input: in/\noutput: out/\nmemory: low\ntile: 96\n")
+    settings = load_job(spec).settings
+    ds = settings.downscale_settings()
+    assert (ds.memory, ds.tile) == ("low", 96)
+    assert settings.fingerprint_hash() != PipelineSettings(input="in/", output="out/").fingerprint_hash()
+    # Defaults leave the fingerprint of earlier runs (which had no such fields) unchanged.
+    assert "memory" not in PipelineSettings(input="in/", output="out/").result_fingerprint()
+    spec.write_text("input: in/\noutput: out/\nmemory: tiny\n")
+    with pytest.raises(SettingsError, match="job.yaml.*memory"):
+        load_job(spec)

@@ -11,6 +11,7 @@ A spec names the input and output URIs and the settings of :class:`PipelineSetti
     seed: 0
     actors: {min: 1, max: 8}      # or a number for a fixed pool
     resources: {num_gpus: 1, threads: 4}
+    memory: auto                  # fast | low | lowest (hcd downscale --memory); tile: N for --tile
     storage: {endpoint_url: null, anon: false, region: eu-west-1}
 """
 
@@ -32,7 +33,7 @@ from .settings import PipelineSettings
 __all__ = ["JobSpec", "load_job", "SPEC_ENV", "SPEC_NAME_ENV"]
 
 _TOP = {"name", "description", "input", "output", "model", "scale", "weights", "method", "preset", "overrides", "seed",
-        "actors", "batch_size", "limit", "part_rows", "resources", "storage", "address"}  # fmt: skip
+        "actors", "batch_size", "limit", "part_rows", "resources", "storage", "address", "memory", "tile"}  # fmt: skip
 _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "description": (str,),
@@ -45,6 +46,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "preset": (str,),
     "overrides": (dict,),
     "seed": (int,),
+    "memory": (str,),
+    "tile": (int,),
     "actors": (int, dict),
     "batch_size": (int,),
     "limit": (int,),
@@ -145,6 +148,8 @@ def load_job(path: str | Path) -> JobSpec:
             part_rows=int(raw.get("part_rows", 256)),
             storage=StorageOptions(**st),
             address=raw.get("address"),
+            memory=raw.get("memory", "auto"),
+            tile=raw.get("tile"),
         )
         settings.downscale_settings().hcd_settings()  # validates preset overrides
         if settings.model is not None and settings.model not in MODELS:

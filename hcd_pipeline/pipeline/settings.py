@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import SettingsError
 from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
-from ..service import DownscaleSettings
+from ..service import MEMORY_MODES, DownscaleSettings
 from ..storage import StorageOptions
 
 __all__ = ["PipelineSettings"]
@@ -33,6 +33,7 @@ class PipelineSettings:
         part_rows: metric rows per Parquet part file.
         storage: endpoint / anonymous access for object storage.
         address: Ray cluster address (None: start a local Ray).
+        memory, tile: as ``hcd downscale --memory / --tile`` (``auto`` / None: by image size).
     """
 
     input: str
@@ -53,6 +54,8 @@ class PipelineSettings:
     part_rows: int = 256
     storage: StorageOptions = field(default_factory=StorageOptions)
     address: str | None = None
+    memory: str = "auto"
+    tile: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -67,6 +70,10 @@ class PipelineSettings:
             raise SettingsError(f"limit must be >= 1, got {self.limit}")
         if not self.input or not self.output:
             raise SettingsError("input and output URIs are required")
+        if self.memory != "auto" and self.memory not in MEMORY_MODES:
+            raise SettingsError(f"memory {self.memory!r}: expected auto or one of {tuple(MEMORY_MODES)}")
+        if self.tile is not None and self.tile < 0:
+            raise SettingsError(f"tile must be >= 0 (0: whole image), got {self.tile}")
 
     def downscale_settings(self) -> DownscaleSettings:
         return DownscaleSettings(
@@ -79,6 +86,8 @@ class PipelineSettings:
             seed=self.seed,
             threads=self.threads,
             device="cuda" if self.num_gpus > 0 else "cpu",
+            memory=self.memory,
+            tile=self.tile,
         )
 
     def result_fingerprint(self) -> dict[str, Any]:
@@ -92,6 +101,9 @@ class PipelineSettings:
             "overrides": self.overrides,
             "seed": self.seed,
             "threads": self.threads,
+            # Added later: recorded only when set, so that the fingerprints of earlier runs stay valid.
+            **({"memory": self.memory} if self.memory != "auto" else {}),
+            **({"tile": self.tile} if self.tile is not None else {}),
         }
 
     def fingerprint_hash(self) -> str:
