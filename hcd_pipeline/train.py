@@ -13,6 +13,7 @@ NCCL on GPUs); each rank draws its own crops, gradients are averaged.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -24,7 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .imageio import list_images, read_image
+from .imageio import atomic_write_bytes, list_images, read_image
 from .metrics import score_pair
 from .models.irn import IRN, IRNConfig, quantize_ste
 from .models.weights import save_weights
@@ -149,11 +150,9 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def _atomic_torch_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _pick_device(name: str) -> torch.device:

@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..errors import WeightsError
+from ..imageio import atomic_write_bytes
 from .irn import IRN, IRNConfig
 
 __all__ = [
@@ -53,20 +52,9 @@ def file_sha256(path: str | Path, length: int = 16) -> str:
 
 def save_weights(model: IRN, path: str | Path, provenance: dict[str, str]) -> None:
     """Write ``model``'s trainable tensors and config to ``path`` atomically (.safetensors)."""
-    dest = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith("haar_weights")}
     meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict()), "provenance": json.dumps(provenance)}
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write_bytes(path, save(tensors, metadata=meta))
 
 
 def read_weights(path: str | Path) -> tuple[IRNConfig, dict[str, torch.Tensor], dict[str, str]]:
