@@ -20,6 +20,7 @@ from .errors import HcdError
 from .hcd import DEFAULT_PRESET, METHODS, PRESETS
 from .imageio import atomic_write_bytes, read_image, write_png
 from .metrics import score_pair
+from .service import MEMORY_CHOICES
 
 __all__ = ["main"]
 
@@ -75,7 +76,7 @@ def _downscaler(**opts: Any) -> Any:
 def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--memory",
-        type=click.Choice(["auto", "fast", "low", "lowest"]),
+        type=click.Choice(MEMORY_CHOICES),
         default="auto",
         show_default=True,
         help="gradients through IRN: fast keeps every activation; low recomputes them block by block; lowest also"
@@ -397,7 +398,7 @@ def pc_equal(col: Any, value: str) -> Any:
 @click.option("--limit", type=int, default=None, help="only the first N input items")
 @click.option("--num-gpus", type=float, default=None, help="GPUs per actor (default: 1 if CUDA is visible, else 0)")
 @click.option("--threads", type=int, default=None, help="torch threads (CPUs) per actor")
-@click.option("--memory", type=click.Choice(["auto", "fast", "low", "lowest"]), default=None, help="as for hcd downscale")
+@click.option("--memory", type=click.Choice(MEMORY_CHOICES), default=None, help="as for hcd downscale")
 @click.option("--tile", type=click.IntRange(min=0), default=None, help="as for hcd downscale")
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, Ceph, ...)")
 @click.option("--anon", is_flag=True, default=None, help="anonymous object-storage access")
@@ -423,8 +424,8 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         upd["input"] = input_uri
     if output_uri:
         upd["output"] = output_uri
-    keys = ("model", "scale", "weights", "method", "preset", "seed", "batch_size", "limit", "num_gpus", "threads", "address")
-    keys += ("memory", "tile")
+    keys = ("model", "scale", "weights", "method", "preset", "seed", "batch_size", "limit", "num_gpus", "threads", "address",
+            "memory", "tile")  # fmt: skip
     for key in keys:
         if flags.get(key) is not None:
             upd[key] = flags[key]

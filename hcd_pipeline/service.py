@@ -41,6 +41,7 @@ __all__ = [
     "AUTO_TILE",
     "LOW_MEMORY_PIXELS",
     "MEMORY_MODES",
+    "MEMORY_CHOICES",
 ]
 
 AUTO_TILE_PIXELS = 4096 * 1024
@@ -54,6 +55,8 @@ LOW_MEMORY_PIXELS = 512 * 512
 "Speed", has the measured peaks)."""
 MEMORY_MODES = {"fast": "store", "low": "recompute", "lowest": "reversible"}
 """``DownscaleSettings.memory`` -> the model's backward mode (``IRN.BACKWARDS``); "auto" picks fast or low."""
+MEMORY_CHOICES = ("auto", *MEMORY_MODES)
+"""Every value ``DownscaleSettings.memory`` (``--memory``) takes."""
 
 
 def _mirror_index(n: int, total: int) -> torch.Tensor:
@@ -88,6 +91,12 @@ class DownscaleSettings:
     overlap: int = 16
     memory: str = "auto"  # fast | low | lowest (MEMORY_MODES); auto: low for regions over LOW_MEMORY_PIXELS
 
+    def __post_init__(self) -> None:
+        if self.memory not in MEMORY_CHOICES:
+            raise SettingsError(f"unknown memory mode {self.memory!r}; expected one of {MEMORY_CHOICES}")
+        if self.tile is not None and self.tile < 0:
+            raise SettingsError(f"tile must be >= 0 (0: whole image), got {self.tile}")
+
     def hcd_settings(self) -> HCDSettings:
         return get_preset(self.preset, **self.overrides)
 
@@ -119,8 +128,6 @@ class Downscaler:
     def __init__(self, settings: DownscaleSettings) -> None:
         if settings.method not in METHODS:
             raise SettingsError(f"unknown method {settings.method!r}; expected one of {METHODS}")
-        if settings.memory != "auto" and settings.memory not in MEMORY_MODES:
-            raise SettingsError(f"unknown memory mode {settings.memory!r}; expected auto or one of {tuple(MEMORY_MODES)}")
         self.settings = settings
         self.hcd = settings.hcd_settings()
         self.model: Rescaler = load_model(settings.model, scale=settings.scale, weights=settings.weights, device=settings.device)
@@ -147,6 +154,8 @@ class Downscaler:
 
     def layout(self, height: int, width: int) -> tuple[int, str]:
         """(LR tile side or 0 for the whole image, memory mode) for an HR image of this size."""
+        if self.settings.method == "plain":
+            return 0, "fast"  # nothing is optimised: one no-grad pass over the whole image
         tile = self.settings.tile
         if tile is None:
             tile = AUTO_TILE if height * width > AUTO_TILE_PIXELS else 0
@@ -180,8 +189,6 @@ class Downscaler:
         gen = torch.Generator(device="cpu").manual_seed(self.settings.seed)
         t0 = time.perf_counter()
         tile, memory = self.layout(*hr.shape[-2:])
-        if self.settings.method == "plain":
-            tile, memory = 0, "fast"
         # Models without a choice of backward (the bicubic pair, user models) always run plain autograd.
         previous = getattr(self.model, "backward", None)
         if previous is not None:

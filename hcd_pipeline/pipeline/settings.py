@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import SettingsError
 from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
-from ..service import MEMORY_MODES, DownscaleSettings
+from ..service import DownscaleSettings
 from ..storage import StorageOptions
 
 __all__ = ["PipelineSettings"]
@@ -70,10 +70,7 @@ class PipelineSettings:
             raise SettingsError(f"limit must be >= 1, got {self.limit}")
         if not self.input or not self.output:
             raise SettingsError("input and output URIs are required")
-        if self.memory != "auto" and self.memory not in MEMORY_MODES:
-            raise SettingsError(f"memory {self.memory!r}: expected auto or one of {tuple(MEMORY_MODES)}")
-        if self.tile is not None and self.tile < 0:
-            raise SettingsError(f"tile must be >= 0 (0: whole image), got {self.tile}")
+        self.downscale_settings()  # checks memory and tile
 
     def downscale_settings(self) -> DownscaleSettings:
         return DownscaleSettings(
