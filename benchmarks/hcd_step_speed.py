@@ -31,27 +31,10 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from hcd_pipeline import load_model, read_image
+from hcd_pipeline.memstats import peak_rss_mib, reset_peak_rss, rss_mib
 from hcd_pipeline.models.irn import IRN, quantize_ste
 
 Chain = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def step_memory_mib(argv: list[str], variant: str, stage: str) -> float:
@@ -147,11 +130,11 @@ def main() -> None:
     }
     if args.memory_of:
         fn, e = step_fn(*variants[args.memory_of], model, hr, args.stage)
-        base = _rss_mib()
-        _reset_peak()
+        base = rss_mib()
+        reset_peak_rss()
         for _ in range(2):
             fn(e)
-        print(json.dumps({"extra_mib": _peak_rss_mib() - base}))
+        print(json.dumps({"extra_mib": peak_rss_mib() - base}))
         return
     child_argv = ["--model", args.model, "--size", str(args.size), "--threads", str(args.threads)]
     rows = []

@@ -24,6 +24,7 @@ from PIL import Image
 from .bench_sections import benchmark_sections
 from .evaluate import EvalSettings, evaluate, resolve_dataset
 from .imageio import atomic_write_bytes, list_images, read_image
+from .memstats import peak_rss_mib, reset_peak_rss
 from .models.registry import DEFAULT_MODELS
 from .plots import bar_chart, line_chart
 from .service import Downscaler, DownscaleSettings, upscale_lr
@@ -39,24 +40,6 @@ def _label(name: str) -> str:
     if len(p.parts) <= 1:
         return name
     return p.parent.name if p.name == "HR" else p.name
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_mib() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def _png_b64(x: torch.Tensor) -> str:
@@ -114,7 +97,7 @@ def run_bench(
             curves: dict[str, list[float]] = {}
             for method in methods:
                 model = "bicubic" if method == "bicubic" else DEFAULT_MODELS[scale]
-                tracked = _reset_peak()
+                tracked = reset_peak_rss()
                 t0 = time.perf_counter()
                 res = evaluate(
                     EvalSettings(
@@ -138,7 +121,7 @@ def run_bench(
                     "mean": res["mean"],
                     "images": [{k: v for k, v in r.items() if k != "losses"} for r in images],  # type: ignore[union-attr]
                     "wall_s": wall,
-                    "peak_rss_mib": _peak_mib() if tracked else None,
+                    "peak_rss_mib": peak_rss_mib() if tracked else None,
                 }
                 results["runs"].append(run)
                 m = res["mean"]

@@ -47,3 +47,18 @@ def test_render_only_names_a_bad_json(tmp_path):
     res = CliRunner().invoke(main, ["bench", "--render-only", "--out", str(tmp_path)])
     assert res.exit_code != 0
     assert "throughput.json" in res.output
+
+
+def test_peak_rss_sees_an_allocation_after_a_reset():
+    import torch
+
+    from hcd_pipeline.memstats import peak_rss_mib, reset_peak_rss, rss_mib
+
+    if not reset_peak_rss():
+        import pytest
+
+        pytest.skip("no /proc/self/clear_refs here")
+    before = rss_mib()
+    block = torch.ones(64 * 1024 * 1024, dtype=torch.uint8)  # 64 MiB, touched
+    assert peak_rss_mib() - before > 48
+    del block
