@@ -31,6 +31,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from hcd_pipeline import load_model, read_image
+from hcd_pipeline.bench_sections import section
 from hcd_pipeline.memstats import peak_rss_mib, reset_peak_rss, rss_mib
 from hcd_pipeline.models.irn import IRN, quantize_ste
 
@@ -155,12 +156,6 @@ def main() -> None:
             extra = step_memory_mib(child_argv, name, stage) if name in variants else float("nan")
             rows.append({"stage": stage, "variant": name, "ms_per_step": t * 1000, "step_memory_mib": extra,
                          "speedup_vs_official": ref[0] / t, "grad_rel_err": err})  # fmt: skip
-    print(f"model {args.model}, HR {args.size}x{args.size}, {torch.get_num_threads()} threads, median of {args.steps} steps")
-    print("| stage | variant | ms / step | step memory (MiB) | speed vs official | gradient error |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        ms, mem, speed = r["ms_per_step"], r["step_memory_mib"], r["speedup_vs_official"]
-        print(f"| {r['stage'].upper()} | {r['variant']} | {ms:.0f} | {mem:.0f} | {speed:.2f}x | {r['grad_rel_err']:.1e} |")
     # Per image, from the step times: the presets' step counts (official 15 HR + 15 LR, default 5 HR + 20 LR).
     ms = {(r["stage"], r["variant"]): r["ms_per_step"] / 1000 for r in rows}
     official = "official structure (checkpoint per op)"
@@ -168,13 +163,11 @@ def main() -> None:
     for name in variants:
         if name.startswith("ours"):
             per_image[f"default preset, {name[6:]}"] = 5 * ms["hr", name] + 20 * ms["lr", name]
-    print("per image (step counts of the presets):")
-    for name, sec in per_image.items():
-        print(f"  {name}: {sec:.1f} s ({per_image[next(iter(per_image))] / sec:.2f}x)")
+    meta = {"model": args.model, "size": args.size, "threads": torch.get_num_threads(), "steps": args.steps}
+    data = {"settings": meta, "rows": rows, "per_image_s": per_image}
+    print("\n".join(section("step_speed", data)))
     if args.out:
-        meta = {"model": args.model, "size": args.size, "threads": torch.get_num_threads(), "steps": args.steps}
-        out = {"settings": meta, "rows": rows, "per_image_s": per_image}
-        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
 
 
 if __name__ == "__main__":

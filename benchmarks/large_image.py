@@ -20,6 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from hcd_pipeline.bench_sections import section
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -71,16 +73,12 @@ def main() -> None:
             if os.waitstatus_to_exitcode(status) != 0:
                 raise SystemExit(f"{' '.join(cmd)} failed:\n{(work / 'err.txt').read_text()}")
             side = json.loads((dest / "div2k_sized.json").read_text())
+            shown = " ".join(["downscale", src.name, "-o", "OUT", *cmd[5:]])  # the command without temporary paths
             rows.append({"scale": scale, "layout": layout, "seconds": wall, "peak_rss_mib": peak_kib / 1024,
-                         "tile": side["tile"], "memory": side["memory"], "command": " ".join(cmd[1:]),
+                         "tile": side["tile"], "memory": side["memory"], "command": shown,
                          "plain_psnr_y": side["metrics"]["plain"]["psnr_y"], "psnr_y": side["metrics"]["optimised"]["psnr_y"]})  # fmt: skip
             print(out.strip(), flush=True)
-    print("| scale | layout | seconds | peak RSS (MiB) | tile (LR px) | memory | plain Y-PSNR | HCD Y-PSNR |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        cells = [f"x{r['scale']}", r["layout"], f"{r['seconds']:.0f}", f"{r['peak_rss_mib']:.0f}", str(r["tile"]),
-                 r["memory"], f"{r['plain_psnr_y']:.3f}", f"{r['psnr_y']:.3f}"]  # fmt: skip
-        print("| " + " | ".join(cells) + " |")
+    print("\n".join(section("large_image", rows)))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
 

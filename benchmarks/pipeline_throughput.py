@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from hcd_pipeline import Downscaler, DownscaleSettings, read_image
+from hcd_pipeline.bench_sections import section
 from hcd_pipeline.imageio import list_images
 from hcd_pipeline.pipeline import PipelineSettings, run_pipeline
 
@@ -57,15 +58,11 @@ def main() -> None:
             wall = time.perf_counter() - t0
             rows.append({"method": method, "runner": f"pipeline, {actors} actor(s) x {2 // actors} thread(s)", "images": s.done,
                          "seconds": wall, "images_per_s": s.done / wall})  # fmt: skip
-    size = f", centre {args.crop}x{args.crop} crops" if args.crop else ""
-    print(f"{n} images from {args.data}{size}, model {args.model}")
-    print("| method | runner | images/s | seconds |")
-    print("| --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['method']} | {r['runner']} | {r['images_per_s']:.3f} | {r['seconds']:.1f} |")
+    meta = {"data": args.data, "limit": args.limit, "crop": args.crop, "model": args.model}
+    data = {"settings": meta, "rows": rows}
+    print("\n".join(section("throughput", data)))
     if args.out:
-        meta = {"data": args.data, "limit": args.limit, "crop": args.crop, "model": args.model}
-        Path(args.out).write_text(json.dumps({"settings": meta, "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
     shutil.rmtree(work)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import HcdError
 
-__all__ = ["benchmark_sections"]
+__all__ = ["benchmark_sections", "section"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -103,15 +103,22 @@ def _throughput(data: dict[str, Any]) -> list[str]:
     ]
 
 
+_SECTIONS = {"step_speed": _speed, "large_image": _large, "throughput": _throughput}
+
+
+def section(kind: str, data: Any) -> list[str]:
+    """Markdown lines for one benchmark's JSON (``kind``: step_speed, large_image, throughput); the scripts print it."""
+    return _SECTIONS[kind](data)
+
+
 def benchmark_sections(eval_dir: Path) -> list[str]:
     """Markdown lines for the speed, large-image and throughput results found in ``eval_dir``."""
     parts: list[str] = []
-    makers = (("step_speed.json", _speed), ("large_image.json", _large), ("throughput.json", _throughput))
-    for name, make in makers:
-        path = eval_dir / name
+    for kind in _SECTIONS:
+        path = eval_dir / f"{kind}.json"
         if path.exists():
             try:
-                parts += make(json.loads(path.read_text()))
+                parts += section(kind, json.loads(path.read_text()))
             except (KeyError, TypeError, ValueError) as exc:
                 raise HcdError(f"{path}: not the JSON its benchmark script writes ({exc!r}); rerun the script") from exc
     lines = ["## Speed, large images and throughput", "", *parts] if parts else []
