@@ -354,33 +354,27 @@ def train(
     click.echo(f"wrote {path}")
 
 
-def _print_summary(summary: Any, output: str, storage: Any) -> None:
-    from .pipeline import read_metrics
-
-    table = read_metrics(output, storage)
-    ok = table.filter(pc_equal(table["status"], "ok")).to_pylist()
+def _print_summary(summary: Any, output: str) -> None:
     click.echo(
         f"run {summary.run_id}: {summary.items} items, {summary.done} done, {summary.failed} failed, "
         f"{summary.skipped} skipped (complete before), {summary.seconds:.1f} s, {summary.images_per_second:.3f} img/s"
     )
-    scored = [r for r in ok if r["psnr_y"] is not None]
-    if scored:
-        n = len(scored)
-        mean = {k: sum(r[k] for r in scored) / n for k in ("plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "seconds")}
+    if summary.recovered:
+        click.echo(f"  {summary.recovered} images of an interrupted run kept (rows rebuilt from their sidecars)")
+    t = summary.table
+    if t.get("scored"):
+        n = t["scored"]
+        mean = {k: t[f"sum_{k}"] / n for k in ("plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "seconds")}
         click.echo(
-            f"table {output}/metrics.parquet: {len(ok)} ok of {table.num_rows} images; mean Y-PSNR plain {mean['plain_psnr_y']:.3f} dB "
+            f"table {output}/metrics.parquet: {t['ok']} ok of {t['rows']} images; mean Y-PSNR plain {mean['plain_psnr_y']:.3f} dB "
             f"-> {mean['psnr_y']:.3f} dB (gain {mean['gain_y']:+.3f} dB), SSIM-Y {mean['ssim_y']:.4f}, {mean['seconds']:.2f} s/image"
         )
+    elif t:
+        click.echo(f"table {output}/metrics.parquet: {t['ok']} ok of {t['rows']} images")
     for reason, count in sorted(summary.failed_by_reason.items()):
         click.echo(f"  failed ({reason}): {count}", err=True)
     for f in summary.failures[:20]:
         click.echo(f"  {f['key']}: {f['error']}", err=True)
-
-
-def pc_equal(col: Any, value: str) -> Any:
-    import pyarrow.compute as pc
-
-    return pc.equal(col, value)
 
 
 @main.command()
@@ -442,7 +436,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
     except (TypeError, ValueError) as exc:
         raise HcdError(str(exc)) from exc
     summary = run_pipeline(settings, progress=not _quiet())
-    _print_summary(summary, settings.output, settings.storage)
+    _print_summary(summary, settings.output)
     if summary.failed:
         sys.exit(1)
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -199,8 +201,9 @@ def encode_png(pixels: torch.Tensor, alpha: torch.Tensor | None = None, *, bit_d
     return buf.getvalue()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
+def atomic_write_bytes(path: str | Path, data: bytes | BinaryIO) -> None:
+    """Write ``data`` (bytes, or a binary file read to its end) to a temporary file beside ``path``, fsync it,
+    then rename it into place.
 
     A crash or a full disk never leaves a partial ``path``: either the old file (or nothing) or the
     complete new one.
@@ -215,7 +218,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes | bytearray | memoryview):
+                fh.write(data)
+            else:
+                shutil.copyfileobj(data, fh, 1 << 20)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rgb_to_y", "to_uint8_levels", "psnr", "ssim", "Scores", "score_pair"]
+__all__ = ["rgb_to_y", "to_uint8_levels", "psnr", "ssim", "Scores", "score_pair", "score_levels"]
 
 _Y_COEFFS = (65.481, 128.553, 24.966)
 
@@ -102,7 +102,16 @@ def score_pair(hr: torch.Tensor, sr: torch.Tensor, crop: int) -> Scores:
 
     Both are rounded to 8-bit levels first; ``crop`` border pixels are ignored.
     """
-    h8, s8 = to_uint8_levels(hr), to_uint8_levels(sr)
+    return score_levels(to_uint8_levels(hr), to_uint8_levels(sr), crop)
+
+
+def score_levels(h8: torch.Tensor, s8: torch.Tensor, crop: int) -> Scores:
+    """:func:`score_pair` on images already rounded to 8-bit levels (any dtype holding 0..255, (C, H, W)).
+
+    The pipeline's CPU stage scores from ``uint8`` arrays that the model stage sent it; the result equals
+    :func:`score_pair` on the float images they were rounded from.
+    """
+    h8, s8 = h8.double(), s8.double()
     hy, sy = rgb_to_y(h8), rgb_to_y(s8)
     return Scores(
         psnr_y=psnr(hy, sy, crop),

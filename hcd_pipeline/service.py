@@ -25,7 +25,7 @@ from ._version import __version__
 from .errors import ImageReadError, SettingsError
 from .hcd import DEFAULT_PRESET, METHODS, HCDSettings, collaborative_downscale, decode_z, get_preset
 from .imageio import DecodedImage, encode_png
-from .metrics import Scores, score_pair
+from .metrics import Scores, score_levels, to_uint8_levels
 from .models.protocol import Rescaler
 from .models.registry import load_model, model_fingerprint, resolve_name
 from .resize import imresize
@@ -34,6 +34,8 @@ from .tiles import tiled_collaborative_downscale
 __all__ = [
     "DownscaleSettings",
     "DownscaleOutput",
+    "ImageInfo",
+    "Optimised",
     "Downscaler",
     "pad_symmetric",
     "upscale_lr",
@@ -101,6 +103,46 @@ class DownscaleSettings:
         return get_preset(self.preset, **self.overrides)
 
 
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :meth:`Downscaler.finish` needs to know of the source besides its pixels."""
+
+    name: str
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    source_mode: str
+
+    @classmethod
+    def of(cls, image: DecodedImage) -> ImageInfo:
+        return cls(image.name, image.width, image.height, int(image.pixels.shape[0]), image.bit_depth, image.source_mode)
+
+
+@dataclass
+class Optimised:
+    """The model stage's result for one image (CPU tensors): what :meth:`Downscaler.finish` turns into files.
+
+    Attributes:
+        lr: the stored LR colour as 8-bit levels, uint8 (3, h, w).
+        tile, memory: the layout used (0 = whole image) and the memory mode.
+        changed, losses, seconds, stage_seconds: HCD diagnostics.
+        plain_rec, rec: reconstructions of the plain and the stored LR in the source's channels, cropped to the
+            source size and rounded to 8-bit levels (uint8 (C, H, W)); None when not scored. ``rec is plain_rec``
+            when the stored LR is the plain one.
+    """
+
+    lr: torch.Tensor
+    tile: int
+    memory: str
+    changed: int
+    losses: list[float]
+    seconds: float
+    stage_seconds: dict[str, float]
+    plain_rec: torch.Tensor | None
+    rec: torch.Tensor | None
+
+
 @dataclass
 class DownscaleOutput:
     """Result for one image.
@@ -166,17 +208,26 @@ class Downscaler:
         return tile, memory
 
     def process(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> DownscaleOutput:  # noqa: ANN001
-        """Downscale one image; ``progress`` is called once per optimisation step."""
+        """Downscale one image; ``progress`` is called once per optimisation step.
+
+        Equal to :meth:`finish` of :meth:`optimise`: the pipeline runs the two halves in different stages
+        (the model stage on the accelerator, encoding and scoring on CPU workers) and gets the same bytes.
+        """
+        opt = self.optimise(image, metrics=metrics, progress=progress)
+        return self.finish(ImageInfo.of(image), opt, alpha=image.alpha, hr_levels=to_uint8_levels(image.pixels).to(torch.uint8))
+
+    def optimise(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> Optimised:  # noqa: ANN001
+        """The model's part of :meth:`process`: HCD and the reconstructions to score (CPU tensors out)."""
         # oneDNN's reductions depend on the thread count, and an LR value can flip by one level: run with the
         # configured count so that the same settings give the same bytes in the CLI and in pipeline actors.
         previous = torch.get_num_threads()
         torch.set_num_threads(self.settings.threads)
         try:
-            return self._process(image, metrics=metrics, progress=progress)
+            return self._optimise(image, metrics=metrics, progress=progress)
         finally:
             torch.set_num_threads(previous)
 
-    def _process(self, image: DecodedImage, *, metrics: bool, progress) -> DownscaleOutput:  # noqa: ANN001
+    def _optimise(self, image: DecodedImage, *, metrics: bool, progress) -> Optimised:  # noqa: ANN001
         s = self.scale
         h, w = image.height, image.width
         if h < s or w < s:
@@ -213,37 +264,59 @@ class Downscaler:
             if previous is not None:
                 self.model.backward = previous  # type: ignore[attr-defined]
         seconds = time.perf_counter() - t0
-        lr = res.lr[0].cpu()
+        plain_rec = rec = None
+        if metrics and min(h, w) >= 2 * s + 11:
+
+            def reconstruct(lr_img: torch.Tensor) -> torch.Tensor:
+                with torch.no_grad():
+                    out = self.model.upscale(lr_img, res.z)[0].clamp(0, 1).cpu()
+                return to_uint8_levels(_to_source_channels(out, image)[:, :h, :w]).to(torch.uint8)
+
+            plain_rec = reconstruct(res.plain_lr)
+            rec = plain_rec if torch.equal(res.lr, res.plain_lr) else reconstruct(res.lr)
+        return Optimised(
+            lr=torch.round(res.lr[0].cpu() * 255).to(torch.uint8),
+            tile=tile,
+            memory=memory,
+            changed=res.changed,
+            losses=list(res.losses),
+            seconds=seconds,
+            stage_seconds=dict(res.seconds),
+            plain_rec=plain_rec,
+            rec=rec,
+        )
+
+    def finish(self, info: ImageInfo, opt: Optimised, *, alpha: torch.Tensor | None, hr_levels: torch.Tensor | None) -> DownscaleOutput:
+        """The CPU part of :meth:`process`: alpha, scores, sidecar and the PNG.
+
+        ``alpha``: the source alpha (1, H, W) in [0, 1] or None; ``hr_levels``: the source rounded to 8-bit
+        levels (uint8 (C, H, W)), needed only when ``opt`` carries reconstructions.
+        """
+        s = self.scale
+        lr = opt.lr.float() / 255
         lr_alpha = None
-        if image.alpha is not None:
-            a = imresize(pad_symmetric(image.alpha.double(), s), 1.0 / s)
+        if alpha is not None:
+            a = imresize(pad_symmetric(alpha.double(), s), 1.0 / s)
             lr_alpha = (torch.round(a.clamp(0, 1) * 255) / 255).float()
         plain_scores = opt_scores = None
-        if metrics and min(h, w) >= 2 * s + 11:
-            ref = image.pixels
-
-            def score(lr_img: torch.Tensor) -> Scores:
-                with torch.no_grad():
-                    rec = self.model.upscale(lr_img, res.z)[0].clamp(0, 1).cpu()
-                return score_pair(ref, _to_source_channels(rec, image)[:, :h, :w], s)
-
-            plain_scores = score(res.plain_lr)
-            opt_scores = plain_scores if torch.equal(res.lr, res.plain_lr) else score(res.lr)
+        if opt.plain_rec is not None and opt.rec is not None and hr_levels is not None:
+            plain_scores = score_levels(hr_levels, opt.plain_rec, s)
+            opt_scores = plain_scores if opt.rec is opt.plain_rec else score_levels(hr_levels, opt.rec, s)
         sidecar: dict[str, object] = {
             **self.describe(),
-            "source": image.name,
-            "source_size": [w, h],
-            "source_mode": image.source_mode,
-            "source_bit_depth": image.bit_depth,
-            "channels": int(image.pixels.shape[0]),
+            "source": info.name,
+            "source_size": [info.width, info.height],
+            "source_mode": info.source_mode,
+            "source_bit_depth": info.bit_depth,
+            "channels": info.channels,
             "lr_size": [int(lr.shape[-1]), int(lr.shape[-2])],
             "decode_z": self.hcd.decode,
-            "tile": tile or None,
-            "memory": memory,
-            "changed_values": res.changed,
-            "losses": [round(v, 10) for v in res.losses],
-            "seconds": round(seconds, 4),
-            "stage_seconds": {k: round(v, 4) for k, v in res.seconds.items()},
+            "tile": opt.tile or None,
+            "memory": opt.memory,
+            "changed_values": opt.changed,
+            "losses": [round(v, 10) for v in opt.losses],
+            "seconds": round(opt.seconds, 4),
+            "stage_seconds": {k: round(v, 4) for k, v in opt.stage_seconds.items()},
             "metrics": {
                 "plain": asdict(plain_scores) if plain_scores else None,
                 "optimised": asdict(opt_scores) if opt_scores else None,

@@ -106,6 +106,15 @@ class Storage:
         with _storage_errors(f"writing {self.uri_of(key)}"), self.fs.open(self.full(key), "wb") as fh:
             fh.write(data)
 
+    def put_file(self, local_path: str, key: str) -> None:
+        """Upload a local file to ``key`` as :meth:`write` would write its bytes, without reading it into memory."""
+        if self.local:
+            with open(local_path, "rb") as fh:
+                atomic_write_bytes(self.full(key), fh)
+            return
+        with _storage_errors(f"writing {self.uri_of(key)}"):
+            self.fs.put_file(local_path, self.full(key))
+
     def delete(self, key: str) -> None:
         if self.exists(key):
             self.fs.rm(self.full(key))
@@ -121,6 +130,38 @@ class Storage:
             found = self.fs.find(base)
         root = self.root.rstrip("/")
         return sorted(p[len(root) :].lstrip("/") if p.startswith(root) else p for p in found)
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        """The file keys under ``prefix`` in sorted order, as :meth:`list` gives them, without holding the listing.
+
+        Local folders are walked one directory at a time; object stores are listed by their client (s3fs
+        pages through the prefix; the pages are held by the client until the listing ends).
+        """
+        if not self.local:
+            yield from self.list(prefix)
+            return
+        top = self.full(prefix)
+        if os.path.isfile(top):
+            yield prefix
+            return
+        if not os.path.isdir(top):
+            return
+        root = self.root.rstrip("/")
+
+        def walk(path: str) -> Iterator[str]:
+            try:
+                with os.scandir(path) as it:
+                    # Directories sort as "name/" so that the walk yields keys in plain string order.
+                    entries = sorted(((e.name + "/" if e.is_dir() else e.name), e.path, e.is_dir()) for e in it)
+            except OSError as exc:
+                raise StorageError(f"listing {path}: {exc}") from exc
+            for _, full, is_dir in entries:
+                if is_dir:
+                    yield from walk(full)
+                else:
+                    yield full[len(root) :].lstrip("/")
+
+        yield from walk(top)
 
     def glob(self, pattern: str) -> list[str]:
         root = self.root.rstrip("/")

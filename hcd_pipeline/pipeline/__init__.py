@@ -1,17 +1,19 @@
 """The distributed batch pipeline: Ray Data from object storage through HCD actor pools to LR + Parquet."""
 
-from .runner import RunSummary, build_dataset, final_rows, plan, read_metrics, run_pipeline
-from .schema import METRICS_SCHEMA
+from .runner import RunSummary, build_dataset, final_rows, plan_run, read_metrics, run_pipeline
+from .schema import METRICS_SCHEMA, SCHEMA_VERSION
 from .settings import PipelineSettings
-from .sources import InputItem, list_inputs
+from .sources import InputItem, iter_inputs, list_inputs
 
 __all__ = [
     "PipelineSettings",
     "RunSummary",
     "InputItem",
     "METRICS_SCHEMA",
+    "SCHEMA_VERSION",
     "list_inputs",
-    "plan",
+    "iter_inputs",
+    "plan_run",
     "build_dataset",
     "run_pipeline",
     "read_metrics",

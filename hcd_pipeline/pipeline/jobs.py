@@ -10,7 +10,7 @@ A spec names the input and output URIs and the settings of :class:`PipelineSetti
     preset: default
     seed: 0
     actors: {min: 1, max: 8}      # or a number for a fixed pool
-    resources: {num_gpus: 1, threads: 4}
+    resources: {num_gpus: 1, threads: 4}  # per model actor; also decode_cpus, write_cpus, decode_tasks, write_tasks
     memory: auto                  # fast | low | lowest (hcd downscale --memory); tile: N for --tile
     storage: {endpoint_url: null, anon: false, region: eu-west-1}
 """
@@ -33,7 +33,8 @@ from .settings import PipelineSettings
 __all__ = ["JobSpec", "load_job", "SPEC_ENV", "SPEC_NAME_ENV"]
 
 _TOP = {"name", "description", "input", "output", "model", "scale", "weights", "method", "preset", "overrides", "seed",
-        "actors", "batch_size", "limit", "part_rows", "resources", "storage", "address", "memory", "tile"}  # fmt: skip
+        "actors", "batch_size", "limit", "part_rows", "resources", "storage", "address", "memory", "tile", "decode_batch",
+        "progress_interval"}  # fmt: skip
 _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "description": (str,),
@@ -52,10 +53,15 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "batch_size": (int,),
     "limit": (int,),
     "part_rows": (int,),
+    "decode_batch": (int,),
+    "progress_interval": (int, float),
     "resources": (dict,),
     "storage": (dict,),
     "address": (str,),
 }
+
+
+_RESOURCES = {"num_gpus", "threads", "decode_cpus", "write_cpus", "decode_tasks", "write_tasks"}
 
 
 class JobSpec:
@@ -117,9 +123,9 @@ def load_job(path: str | Path) -> JobSpec:
             raise SettingsError(f"{p}: actors takes min and max, got {sorted(extra)}")
         lo, hi = int(actors.get("min", 1)), int(actors.get("max", actors.get("min", 1)))
     res = dict(raw.get("resources") or {})
-    bad_res = set(res) - {"num_gpus", "threads"}
+    bad_res = set(res) - _RESOURCES
     if bad_res:
-        raise SettingsError(f"{p}: resources takes num_gpus and threads, got {sorted(bad_res)}")
+        raise SettingsError(f"{p}: resources takes {sorted(_RESOURCES)}, got {sorted(bad_res)}")
     st = dict(raw.get("storage") or {})
     allowed_st = {f.name for f in fields(StorageOptions)}
     if set(st) - allowed_st:
@@ -141,9 +147,15 @@ def load_job(path: str | Path) -> JobSpec:
             seed=int(raw.get("seed", 0)),
             min_actors=lo,
             max_actors=hi,
-            batch_size=int(raw.get("batch_size", 1)),
+            batch_size=raw.get("batch_size"),
             num_gpus=float(res.get("num_gpus", 0)),
             threads=int(res.get("threads", 1)),
+            decode_cpus=float(res.get("decode_cpus", 1.0)),
+            write_cpus=float(res.get("write_cpus", 1.0)),
+            decode_tasks=res.get("decode_tasks"),
+            write_tasks=res.get("write_tasks"),
+            decode_batch=int(raw.get("decode_batch", 64)),
+            progress_interval=float(raw.get("progress_interval", 30.0)),
             limit=raw.get("limit"),
             part_rows=int(raw.get("part_rows", 256)),
             storage=StorageOptions(**st),

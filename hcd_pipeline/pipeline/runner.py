@@ -5,9 +5,15 @@ Output layout under ``settings.output``::
     job.json                      settings fingerprint (a rerun must match it)
     lr/<key stem>.png             optimised 8-bit LR (tar members: lr/<shard>/<member stem>.png)
     lr/<key stem>.json            sidecar, written after the PNG: its presence marks the pair complete
-    metrics/parts/<run>-NNNNN.parquet   every attempt, as written during runs
+    metrics/parts/<run>-*.parquet every attempt: one part per write batch, merged into
+                                  <run>-compacted.parquet when the run ends
     metrics.parquet               final table: one row per image key (latest attempt, "ok" preferred)
     runs/<run>.json               summary of each run
+
+The driver holds settings, object references and counts, never a row or a key per image: the listing and
+the resume plan run in a Ray task (:mod:`.plan`), the stages (:mod:`.stages`) write LR, sidecars and
+Parquet parts themselves and send back one summary row per batch, and ``metrics.parquet`` is rebuilt in a
+Ray task.
 
 Resume: images whose key has an ``ok`` row and a sidecar are skipped; everything else (missing,
 failed, interrupted) is redone. Outputs are deterministic, so a redo writes the same bytes.
@@ -25,19 +31,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from ..errors import SettingsError
+from ..errors import HcdError, SettingsError, StorageError
 from ..storage import Storage, StorageOptions
-from .schema import METRICS_SCHEMA
+from .plan import done_keys, final_rows, finalize, iter_manifest
+from .progress import Progress
+from .schema import METRICS_SCHEMA, conform, read_parquet_bytes
 from .settings import PipelineSettings
-from .sources import InputItem, list_inputs, output_stem
+from .stages import ModelStage, decode_stage, write_stage
 
-__all__ = ["RunSummary", "build_dataset", "run_pipeline", "read_metrics", "final_rows", "plan"]
+__all__ = ["RunSummary", "build_dataset", "run_pipeline", "read_metrics", "final_rows", "plan_run"]
 
 
 @dataclass
@@ -53,46 +58,30 @@ class RunSummary:
     seconds: float
     images_per_second: float
     failed_by_reason: dict[str, int] = field(default_factory=dict)
-    failures: list[dict[str, str]] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)  # the first MAX_FAILURE_SAMPLES per batch, at most 100
+    recovered: int = 0  # images of a killed run whose rows were rebuilt from their sidecars (not redone)
+    table: dict[str, Any] = field(default_factory=dict)  # metrics.parquet: rows, ok, scored, and means of the scored
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def _read_parts(out: Storage) -> pa.Table:
-    keys = [k for k in out.list("metrics/parts") if k.endswith(".parquet")]
-    tables = [pq.read_table(io.BytesIO(out.read(k))).cast(METRICS_SCHEMA) for k in keys]
-    if not tables:
-        return METRICS_SCHEMA.empty_table()
-    return pa.concat_tables(tables)
-
-
-def final_rows(table: pa.Table) -> pa.Table:
-    """One row per key: the latest ``ok`` row if any, else the latest attempt."""
-    if table.num_rows == 0:
-        return table
-    ok = pc.equal(table["status"], "ok").cast(pa.int8())
-    t = table.append_column("_ok", ok)
-    t = t.sort_by([("key", "ascending"), ("_ok", "ascending"), ("finished_at", "ascending")])
-    keys = t["key"].to_numpy(zero_copy_only=False)
-    last = np.ones(len(keys), dtype=bool)
-    last[:-1] = keys[:-1] != keys[1:]
-    return t.filter(pa.array(last)).drop_columns(["_ok"])
+    keys = [k for k in out.iter_keys("metrics/parts") if k.endswith(".parquet")]
+    tables = [read_parquet_bytes(out.read(k)) for k in keys]
+    return pa.concat_tables(tables) if tables else METRICS_SCHEMA.empty_table()
 
 
 def read_metrics(uri: str, options: StorageOptions | None = None, *, all_attempts: bool = False) -> pa.Table:
-    """The metric table of a run output (final rows, or every attempt with ``all_attempts``)."""
+    """The metric table of a run output (final rows, or every attempt with ``all_attempts``).
+
+    Files of every schema version read into the current one (:func:`.schema.conform`).
+    """
     out = Storage(uri, options)
     if not all_attempts and out.exists("metrics.parquet"):
-        return pq.read_table(io.BytesIO(out.read("metrics.parquet"))).cast(METRICS_SCHEMA)
+        return conform(pq.read_table(io.BytesIO(out.read("metrics.parquet"))))
     parts = _read_parts(out)
     return parts if all_attempts else final_rows(parts)
-
-
-def _write_table(out: Storage, key: str, table: pa.Table) -> None:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    out.write(key, buf.getvalue())
 
 
 def _check_job(out: Storage, settings: PipelineSettings) -> None:
@@ -108,60 +97,109 @@ def _check_job(out: Storage, settings: PipelineSettings) -> None:
         out.write("job.json", (json.dumps(fp, indent=1, sort_keys=True) + "\n").encode())
 
 
-def plan(settings: PipelineSettings) -> tuple[list[InputItem], list[str], int]:
-    """(items to process, done member keys for tar shards, number of skipped file items)."""
-    out = Storage(settings.output, settings.storage)
-    items = list_inputs(settings.input, settings.storage)
-    if settings.limit is not None:
-        items = items[: settings.limit]
-    previous = final_rows(_read_parts(out))
-    ok_keys = set(previous.filter(pc.equal(previous["status"], "ok"))["key"].to_pylist()) if previous.num_rows else set()
-    sidecars = {k for k in out.list("lr") if k.endswith(".json")}
-    done = {k for k in ok_keys if f"lr/{output_stem(k)}.json" in sidecars}
-    todo = [it for it in items if not (it.kind == "file" and it.key in done)]
-    skipped = len(items) - len(todo)
-    return todo, sorted(k for k in done if "/" in k), skipped
+def _plan_gen(settings: dict[str, Any], run_id: str):  # noqa: ANN202 - a Ray generator task
+    """Manifest tables, then the done keys (or None without tar shards), then the counts."""
+    from .stages import settings_from_dict
+
+    cfg = settings_from_dict(settings)
+    out = Storage(cfg.output, cfg.storage)
+    done, recovered = done_keys(out, run_id)
+    counts: dict[str, int] = {}
+    yield from iter_manifest(cfg, done, counts)
+    yield done if counts["tar"] else None
+    yield {**counts, "recovered": recovered}
 
 
-def build_dataset(settings: PipelineSettings, items: list[InputItem], run_id: str, done_member_keys: list[str] | None = None):  # noqa: ANN201
-    """The Ray Dataset: input items -> autoscaling HCD actor pool -> metric rows (pyarrow blocks).
+def _finalize(settings: dict[str, Any], run_id: str) -> dict[str, Any]:
+    from .stages import settings_from_dict
 
-    Compose it with your own Ray code (filter, union, write); nothing runs until it is consumed.
+    cfg = settings_from_dict(settings)
+    return finalize(Storage(cfg.output, cfg.storage), run_id)
+
+
+def plan_run(settings: PipelineSettings, run_id: str) -> tuple[list[Any], Any, dict[str, int]]:
+    """(manifest object refs, done-keys ref or None, counts) from the plan task; Ray must be running."""
+    import ray
+
+    gen = ray.remote(num_cpus=1)(_plan_gen).remote(settings.to_dict(), run_id)
+    refs = list(gen)
+    counts = ray.get(refs[-1])
+    return refs[:-2], refs[-2], counts
+
+
+def build_dataset(settings: PipelineSettings, manifest: list[Any], run_id: str, done_ref: Any = None):  # noqa: ANN201
+    """The Ray Dataset of a run: manifest -> decode (CPU tasks) -> model (actor pool) -> write (CPU tasks).
+
+    ``manifest``: object refs of Arrow tables (kind, uri, key) as :func:`plan_run` makes them. Each output
+    row summarises one written batch (:data:`.stages.SUMMARY_SCHEMA`). Nothing runs until it is consumed.
     """
     import ray.data
 
-    from .worker import HCDWorker
-
-    ds = ray.data.from_items([{"kind": it.kind, "uri": it.uri, "key": it.key} for it in items], override_num_blocks=max(1, len(items)))
-    return ds.map_batches(
-        HCDWorker,
-        fn_constructor_kwargs={"settings": settings.to_dict(), "run_id": run_id, "done_keys": done_member_keys or []},
+    sd = settings.to_dict()
+    ds = ray.data.from_arrow_refs(manifest)
+    ds = ds.map_batches(
+        decode_stage,
+        fn_kwargs={"settings": sd, "done_members": [done_ref] if done_ref is not None else None},
+        batch_size=settings.decode_batch,
+        batch_format="pyarrow",
+        num_cpus=settings.decode_cpus,
+        concurrency=settings.decode_tasks,
+    )
+    ds = ds.map_batches(
+        ModelStage,
+        fn_constructor_kwargs={"settings": sd},
         compute=ray.data.ActorPoolStrategy(min_size=settings.min_actors, max_size=settings.max_actors),
-        batch_size=settings.batch_size,
-        batch_format="numpy",
+        batch_size=settings.model_batch(),
+        batch_format="pyarrow",
         num_cpus=settings.threads,
         num_gpus=settings.num_gpus or None,
+    )
+    return ds.map_batches(
+        write_stage,
+        fn_kwargs={"settings": sd, "run_id": run_id},
+        batch_size=None,  # one part per model batch: rows land as soon as their images are written
+        batch_format="pyarrow",
+        num_cpus=settings.write_cpus,
+        concurrency=settings.write_tasks,
     )
 
 
 def _init_ray(settings: PipelineSettings, quiet: bool) -> None:
     import ray
 
-    if ray.is_initialized():
-        return
-    if settings.address or os.environ.get("RAY_ADDRESS"):
-        # Inside a submitted job RAY_ADDRESS points at the cluster.
-        ray.init(address=settings.address or None, log_to_driver=not quiet)
-    else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=not quiet, configure_logging=True, logging_level="WARNING")
+    if not ray.is_initialized():
+        if settings.address or os.environ.get("RAY_ADDRESS"):
+            # Inside a submitted job RAY_ADDRESS points at the cluster.
+            ray.init(address=settings.address or None, log_to_driver=not quiet)
+        else:
+            ray.init(address="local", include_dashboard=False, log_to_driver=not quiet, configure_logging=True, logging_level="WARNING")
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = not quiet
-    ctx.print_on_execution_start = not quiet
+    # Our own progress (done / failed / img/s / ETA) replaces Ray's per-operator bars.
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
 
 
-def run_pipeline(settings: PipelineSettings, *, progress: bool = True, run_id: str | None = None) -> RunSummary:
-    """Run (or resume) a job; returns its summary. Raises if the output storage fails."""
+def _storage_cause(exc: BaseException) -> BaseException | None:
+    """The first of our own errors (StorageError, ...) in an exception's cause chain (Ray wraps task errors)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, HcdError):
+            return cur
+        cur = cur.__cause__ or cur.__context__ or getattr(cur, "cause", None)
+    return None
+
+
+def run_pipeline(settings: PipelineSettings, *, progress: bool | str = True, run_id: str | None = None) -> RunSummary:
+    """Run (or resume) a job; returns its summary. Raises if the output storage fails.
+
+    ``progress``: True / ``"auto"`` (a bar in a terminal, a line every ``settings.progress_interval`` seconds
+    otherwise), ``"bar"``, ``"lines"``, or False.
+    """
     from dataclasses import replace
+
+    import ray
 
     from ..service import Downscaler
 
@@ -170,52 +208,45 @@ def run_pipeline(settings: PipelineSettings, *, progress: bool = True, run_id: s
     out = Storage(settings.output, settings.storage)
     _check_job(out, settings)
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    items, done_members, skipped = plan(settings)
+    mode = "auto" if progress is True else ("off" if progress is False else str(progress))
+    _init_ray(settings, quiet=mode == "off")
     t0 = time.perf_counter()
-    n_done = n_failed = 0
-    reasons: Counter[str] = Counter()
-    failures: list[dict[str, str]] = []
-    if items:
-        _init_ray(settings, quiet=not progress)
-        ds = build_dataset(settings, items, run_id, done_members)
-        pending: list[pa.Table] = []
-        pending_rows = 0
-        part = 0
-        bar = tqdm(total=len(items), desc="images", unit="img", disable=not progress)
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            tbl = batch.cast(METRICS_SCHEMA)
-            pending.append(tbl)
-            pending_rows += tbl.num_rows
-            for status, err, key in zip(tbl["status"].to_pylist(), tbl["error"].to_pylist(), tbl["key"].to_pylist(), strict=True):
-                if status == "ok":
-                    n_done += 1
-                else:
-                    n_failed += 1
-                    reasons[" ".join(str(err).split(":")[:1])] += 1
-                    failures.append({"key": key, "error": str(err)})
-            bar.update(tbl.num_rows)
-            rate = (n_done + n_failed) / max(1e-9, time.perf_counter() - t0)
-            bar.set_postfix(done=n_done, failed=n_failed, per_s=f"{rate:.2f}")
-            if pending_rows >= settings.part_rows:
-                _write_table(out, f"metrics/parts/{run_id}-{part:05d}.parquet", pa.concat_tables(pending))
-                part += 1
-                pending, pending_rows = [], 0
+    try:
+        manifest, done_ref, counts = plan_run(settings, run_id)
+        reasons: Counter[str] = Counter()
+        failures: list[dict[str, str]] = []
+        bar = Progress(counts["todo"], mode=mode, interval=settings.progress_interval)
+        if manifest:
+            for batch in build_dataset(settings, manifest, run_id, done_ref).iter_batches(batch_size=None, batch_format="pyarrow"):
+                for r in batch.to_pylist():  # one row per written batch, not per image
+                    if r["fatal"]:
+                        bar.close()
+                        raise StorageError(r["fatal"])
+                    bar.update(r["ok"], r["failed"])
+                    reasons.update(json.loads(r["reasons"]))
+                    failures.extend(json.loads(r["failures"])[: max(0, 100 - len(failures))])
         bar.close()
-        if pending_rows:
-            _write_table(out, f"metrics/parts/{run_id}-{part:05d}.parquet", pa.concat_tables(pending))
-    _write_table(out, "metrics.parquet", final_rows(_read_parts(out)))
+        table = ray.get(ray.remote(num_cpus=1)(_finalize).remote(settings.to_dict(), run_id))
+    except Exception as exc:
+        cause = _storage_cause(exc)
+        if cause is not None and cause is not exc:
+            raise cause from exc
+        raise
     seconds = time.perf_counter() - t0
+    n = bar.done + bar.failed
     summary = RunSummary(
         run_id=run_id,
         output=settings.output,
-        items=len(items) + skipped,
-        skipped=skipped,
-        done=n_done,
-        failed=n_failed,
+        items=counts["items"],
+        skipped=counts["skipped"],
+        done=bar.done,
+        failed=bar.failed,
         seconds=round(seconds, 3),
-        images_per_second=round((n_done + n_failed) / seconds, 4) if seconds > 0 else 0.0,
+        images_per_second=round(n / seconds, 4) if seconds > 0 else 0.0,
         failed_by_reason=dict(reasons),
         failures=failures,
+        recovered=counts["recovered"],
+        table=table,
     )
     out.write(f"runs/{run_id}.json", (json.dumps(summary.to_dict(), indent=1) + "\n").encode())
     return summary

@@ -5,11 +5,19 @@ See the README section "Parquet quality reports" for the meaning of each column.
 
 from __future__ import annotations
 
-from typing import Any
+import io
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-__all__ = ["METRICS_SCHEMA", "empty_row", "rows_to_table"]
+if TYPE_CHECKING:
+    from ..storage import Storage
+
+__all__ = ["METRICS_SCHEMA", "SCHEMA_VERSION", "empty_row", "rows_to_table", "conform", "write_part", "read_parquet_bytes"]
+
+SCHEMA_VERSION = "2"
+"""Written into every Parquet file's metadata (``hcd_pipeline.schema``); 1 = files without the key."""
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -55,3 +63,33 @@ def empty_row() -> dict[str, Any]:
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist([{**empty_row(), **r} for r in rows], schema=METRICS_SCHEMA)
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """A table of any release's metric schema in the current one.
+
+    Columns that an older file lacks come back as nulls; columns that a newer release added are dropped
+    (read the file with pyarrow to see them); the rest are cast to the current types.
+    """
+    cols = []
+    for f in METRICS_SCHEMA:
+        if f.name in table.column_names:
+            cols.append(table[f.name].cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=METRICS_SCHEMA.remove_metadata())
+
+
+def read_parquet_bytes(data: bytes, columns: list[str] | None = None) -> pa.Table:
+    """A metric Parquet file's rows in the current schema (only ``columns`` when given)."""
+    if columns is None:
+        return conform(pq.read_table(io.BytesIO(data)))
+    present = set(pq.read_schema(io.BytesIO(data)).names)
+    return conform(pq.read_table(io.BytesIO(data), columns=[c for c in columns if c in present])).select(columns)
+
+
+def write_part(out: Storage, key: str, table: pa.Table) -> None:
+    """Write metric rows as one Parquet file (zstd), stamped with :data:`SCHEMA_VERSION`."""
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({"hcd_pipeline.schema": SCHEMA_VERSION}), buf, compression="zstd")
+    out.write(key, buf.getvalue())

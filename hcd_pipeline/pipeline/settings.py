@@ -25,12 +25,17 @@ class PipelineSettings:
             hold image files and ``.tar`` shards of images (webdataset style).
         output: folder or ``s3://`` prefix; gets ``lr/``, ``metrics/`` and ``job.json``.
         model, scale, weights, method, preset, overrides, seed: as for ``hcd downscale``.
-        min_actors, max_actors: size of the autoscaling actor pool (equal for a fixed pool).
-        batch_size: input items per actor call.
-        num_gpus: GPUs per actor (0 on CPU machines; 1 to give each actor a GPU).
-        threads: torch threads per CPU actor (and CPUs reserved for it).
-        limit: only the first N input items (after sorting).
-        part_rows: metric rows per Parquet part file.
+        min_actors, max_actors: size of the autoscaling model actor pool (equal for a fixed pool).
+        batch_size: images per model-stage call (None: 64 for ``method="plain"``, else 1); each call's
+            rows become one Parquet part, written as soon as its images are.
+        num_gpus: GPUs per model actor (0 on CPU machines; 1 to give each actor a GPU).
+        threads: torch threads per model actor (and CPUs reserved for it).
+        decode_batch: input items (files or tar shards) per decode task.
+        decode_cpus, write_cpus: CPUs reserved per decode / write task (fractions allowed).
+        decode_tasks, write_tasks: most decode / write tasks at once (None: as many as the CPUs allow).
+        limit: only the first N input items (in listing order: key order for folders and prefixes).
+        part_rows: unused since schema 2 (parts are written per model batch); kept so that old specs load.
+        progress_interval: seconds between progress lines when the output is not a terminal.
         storage: endpoint / anonymous access for object storage.
         address: Ray cluster address (None: start a local Ray).
         memory, tile: as ``hcd downscale --memory / --tile`` (``auto`` / None: by image size).
@@ -47,11 +52,17 @@ class PipelineSettings:
     seed: int = 0
     min_actors: int = 1
     max_actors: int = 1
-    batch_size: int = 1
+    batch_size: int | None = None
     num_gpus: float = 0.0
     threads: int = 1
     limit: int | None = None
     part_rows: int = 256
+    decode_batch: int = 64
+    decode_cpus: float = 1.0
+    write_cpus: float = 1.0
+    decode_tasks: int | None = None
+    write_tasks: int | None = None
+    progress_interval: float = 30.0
     storage: StorageOptions = field(default_factory=StorageOptions)
     address: str | None = None
     memory: str = "auto"
@@ -64,13 +75,23 @@ class PipelineSettings:
             raise SettingsError(f"preset {self.preset!r}: expected one of {sorted(PRESETS)}")
         if not 1 <= self.min_actors <= self.max_actors:
             raise SettingsError(f"actors: need 1 <= min ({self.min_actors}) <= max ({self.max_actors})")
-        if self.batch_size < 1 or self.threads < 1 or self.part_rows < 1 or self.num_gpus < 0:
+        if (self.batch_size is not None and self.batch_size < 1) or self.threads < 1 or self.part_rows < 1 or self.num_gpus < 0:
             raise SettingsError("batch_size, threads and part_rows must be >= 1 and num_gpus >= 0")
+        if self.decode_batch < 1 or self.decode_cpus <= 0 or self.write_cpus <= 0 or self.progress_interval <= 0:
+            raise SettingsError("decode_batch must be >= 1; decode_cpus, write_cpus and progress_interval > 0")
+        for name in ("decode_tasks", "write_tasks"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise SettingsError(f"{name} must be >= 1 or unset, got {v}")
         if self.limit is not None and self.limit < 1:
             raise SettingsError(f"limit must be >= 1, got {self.limit}")
         if not self.input or not self.output:
             raise SettingsError("input and output URIs are required")
         self.downscale_settings()  # checks memory and tile
+
+    def model_batch(self) -> int:
+        """Images per model-stage call: ``batch_size``, or by method when unset."""
+        return self.batch_size or (64 if self.method == "plain" else 1)
 
     def downscale_settings(self) -> DownscaleSettings:
         return DownscaleSettings(

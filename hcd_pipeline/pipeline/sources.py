@@ -12,7 +12,7 @@ from ..errors import SettingsError
 from ..imageio import IMAGE_EXTENSIONS
 from ..storage import Storage, StorageOptions
 
-__all__ = ["InputItem", "list_inputs", "iter_tar_images", "output_stem"]
+__all__ = ["InputItem", "list_inputs", "iter_inputs", "iter_tar_images", "output_stem", "is_image_name"]
 
 _GLOB_CHARS = set("*?[")
 
@@ -31,7 +31,7 @@ class InputItem:
     key: str
 
 
-def _is_image(name: str) -> bool:
+def is_image_name(name: str) -> bool:
     return posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
@@ -39,16 +39,24 @@ def _classify(uri: str, key: str) -> InputItem | None:
     low = key.lower()
     if low.endswith(".tar"):
         return InputItem("tar", uri, key[: -len(".tar")])
-    if _is_image(key):
+    if is_image_name(key):
         return InputItem("file", uri, key)
     return None
 
 
 def list_inputs(uri: str, options: StorageOptions | None = None) -> list[InputItem]:
-    """All input items of ``uri``, sorted by key (deterministic order for ``--limit`` and resume)."""
+    """All input items of ``uri`` in key order (a list: for small inputs and tests; jobs stream :func:`iter_inputs`)."""
+    return list(iter_inputs(uri, options))
+
+
+def iter_inputs(uri: str, options: StorageOptions | None = None) -> Iterator[InputItem]:
+    """The input items of ``uri``, one at a time, in a deterministic order (``--limit`` takes the first N).
+
+    Folders and prefixes are walked in key order without holding the listing (local folders: one directory
+    at a time; object stores: the client's paged listing); list files in their own line order; globs sorted.
+    """
     opts = options or StorageOptions()
     base = uri.rstrip("/") if "://" in uri else uri
-    items: list[InputItem] = []
     if _GLOB_CHARS & set(base):
         root = base[: min(base.index(c) for c in _GLOB_CHARS if c in base)]
         root = root.rsplit("/", 1)[0]
@@ -57,7 +65,7 @@ def list_inputs(uri: str, options: StorageOptions | None = None) -> list[InputIt
         for key in st.glob(pattern):
             item = _classify(st.uri_of(key), key)
             if item:
-                items.append(item)
+                yield item
     elif base.lower().endswith((".txt", ".lst")):
         parent = base.rsplit("/", 1)[0] if "/" in base else "."
         st = Storage(parent, opts)
@@ -73,7 +81,7 @@ def list_inputs(uri: str, options: StorageOptions | None = None) -> list[InputIt
             item = _classify(full, key)
             if item is None:
                 raise SettingsError(f"{uri}: entry {line!r} is neither an image nor a .tar shard")
-            items.append(item)
+            yield item
     else:
         st = Storage(base, opts)
         if not st.fs.exists(st.root):
@@ -83,19 +91,19 @@ def list_inputs(uri: str, options: StorageOptions | None = None) -> list[InputIt
             item = _classify(base, name)
             if item is None:
                 raise SettingsError(f"{uri}: not an image, a .tar shard, or a list file")
-            return [item]
-        for key in st.list():
+            yield item
+            return
+        for key in st.iter_keys():
             item = _classify(st.uri_of(key), key)
             if item:
-                items.append(item)
-    return sorted(items, key=lambda it: it.key)
+                yield item
 
 
 def iter_tar_images(data: bytes) -> Iterator[tuple[str, bytes]]:
     """(member name, bytes) of every image member of a tar shard, in archive order."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
         for member in tar:
-            if member.isfile() and _is_image(member.name):
+            if member.isfile() and is_image_name(member.name):
                 fh = tar.extractfile(member)
                 if fh is not None:
                     yield member.name, fh.read()

@@ -1,0 +1,391 @@
+"""The three stages of a pipeline run, as Ray Data ``map_batches`` callables (pyarrow tables in and out).
+
+    manifest (kind, uri, key)
+      -> decode   (CPU tasks)   read bytes, expand tar shards, decode     -> one row per image
+      -> model    (actor pool)  HCD on the accelerator: tensors in/out     -> LR, reconstructions
+      -> write    (CPU tasks)   alpha, PNG, scores, LR + sidecar, Parquet  -> one summary row per batch
+
+Only the model stage holds a model (and a GPU when there is one); the stages exchange raw arrays so that
+no stage waits on another's codec or storage. A bad image is a row with ``error`` set that later stages
+pass along; the write stage records it as a failed metric row. Every stage is a plain function or class
+that can be called without Ray (``benchmarks/gpu_check.py`` and the tests do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tarfile
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from ..errors import StorageError
+from ..imageio import DecodedImage, decode_image
+from ..service import Downscaler, ImageInfo, Optimised
+from ..storage import Storage, StorageOptions, open_uri
+from .schema import rows_to_table, write_part
+from .settings import PipelineSettings
+from .sources import is_image_name, output_stem
+
+__all__ = [
+    "DECODED_SCHEMA",
+    "decode_stage",
+    "ModelStage",
+    "write_stage",
+    "SUMMARY_SCHEMA",
+    "settings_from_dict",
+    "row_metrics",
+    "failure_reason",
+]
+
+_META = [
+    pa.field("key", pa.string()),
+    pa.field("source_uri", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("channels", pa.int8()),
+    pa.field("bit_depth", pa.int8()),
+    pa.field("source_mode", pa.string()),
+    pa.field("alpha", pa.large_binary()),  # float32 (1, H, W) bytes, null without transparency
+]
+DECODED_SCHEMA = pa.schema([*_META, pa.field("pixels", pa.large_binary())])
+"""Decode stage -> model stage: ``pixels`` is float32 (C, H, W) in [0, 1], C = ``channels``."""
+MODELLED_SCHEMA = pa.schema(
+    [
+        *_META,
+        pa.field("hr8", pa.large_binary()),  # source rounded to 8-bit levels, uint8 (C, H, W); null when not scored
+        pa.field("lr", pa.large_binary()),  # uint8 (3, lr_height, lr_width)
+        pa.field("lr_width", pa.int32()),
+        pa.field("lr_height", pa.int32()),
+        pa.field("plain_rec", pa.large_binary()),  # uint8 (C, H, W)
+        pa.field("rec", pa.large_binary()),  # uint8 (C, H, W); null when equal to plain_rec
+        pa.field("diag", pa.string()),  # JSON: tile, memory, changed, losses, seconds, stage_seconds
+    ]
+)
+"""Model stage -> write stage."""
+SUMMARY_SCHEMA = pa.schema(
+    [
+        pa.field("ok", pa.int64()),
+        pa.field("failed", pa.int64()),
+        pa.field("part", pa.string()),
+        pa.field("failures", pa.string()),  # JSON list of {"key", "error"}, at most MAX_FAILURE_SAMPLES
+        pa.field("reasons", pa.string()),  # JSON {reason: count}; reason = the error's exception type
+        pa.field("fatal", pa.string()),  # the part could not be written: the output store failed; the run stops
+    ]
+)
+"""Write stage -> driver: one small row per batch (the driver keeps counts, never rows)."""
+MAX_FAILURE_SAMPLES = 20
+_MAX_DECODED_BYTES = 64 << 20  # one decode output table is cut here (tar shards expand to many images)
+
+
+def settings_from_dict(d: dict[str, Any]) -> PipelineSettings:
+    """The settings that the driver sent as a dict (``PipelineSettings.to_dict``)."""
+    d = dict(d)
+    d["storage"] = StorageOptions(**d.get("storage", {}))
+    return PipelineSettings(**d)
+
+
+def _read_uri(uri: str, options: StorageOptions) -> bytes:
+    fs, path = open_uri(uri, options)
+    with fs.open(path, "rb") as fh:
+        return fh.read()
+
+
+def _failed(key: str, uri: str, exc: BaseException | str) -> dict[str, Any]:
+    err = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return {"key": key, "source_uri": uri, "error": err}
+
+
+def _decoded(key: str, uri: str, data: bytes) -> dict[str, Any]:
+    try:
+        img = decode_image(data, uri)
+    except Exception as exc:  # noqa: BLE001 - a bad image is a failed row, whatever the codec raised
+        return _failed(key, uri, exc)
+    return {
+        "key": key,
+        "source_uri": uri,
+        "width": img.width,
+        "height": img.height,
+        "channels": int(img.pixels.shape[0]),
+        "bit_depth": img.bit_depth,
+        "source_mode": img.source_mode,
+        "alpha": None if img.alpha is None else img.alpha.contiguous().numpy().tobytes(),
+        "pixels": img.pixels.contiguous().numpy().tobytes(),
+    }
+
+
+def _tar_members(key: str, uri: str, options: StorageOptions, done: pa.Array | None) -> Iterator[dict[str, Any]]:
+    """Decoded rows of a tar shard's image members, read as a stream.
+
+    A member that cannot be read (truncated data) is a failed row naming ``<shard>/<member>``; the members
+    before it keep their rows. A damaged header ends the walk with one failed row for the rest of the shard.
+    """
+    last = None
+    try:
+        fs, path = open_uri(uri, options)
+        with fs.open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+            for member in tar:
+                if not (member.isfile() and is_image_name(member.name)):
+                    continue
+                last = member.name
+                mkey = f"{key}/{member.name}"
+                if done is not None and len(done) and pc.is_in(pa.array([mkey]), value_set=done)[0].as_py():
+                    continue
+                try:
+                    fobj = tar.extractfile(member)
+                    data = fobj.read() if fobj is not None else b""
+                    if len(data) != member.size:
+                        raise tarfile.ReadError(f"member truncated ({len(data)} of {member.size} bytes)")
+                except (OSError, EOFError, tarfile.TarError) as exc:
+                    yield _failed(mkey, f"{uri}#{member.name}", exc)
+                    return  # nothing after a truncated member can be read from a stream
+                yield _decoded(mkey, f"{uri}#{member.name}", data)
+    except Exception as exc:  # noqa: BLE001 - storage clients and tarfile raise many types
+        where = f" after member {last!r}" if last else ""
+        yield _failed(key, uri, f"cannot read tar shard{where}: {type(exc).__name__}: {exc}")
+
+
+_DONE_CACHE: dict[str, pa.Array] = {}
+
+
+def _resolve_done(done: pa.Array | list[Any] | None) -> pa.Array | None:
+    """Done keys given directly, or as ``[ObjectRef]`` (fetched once per worker process)."""
+    if done is None or isinstance(done, pa.Array):
+        return done
+    import ray
+
+    ref = done[0]
+    k = ref.hex()
+    if k not in _DONE_CACHE:
+        _DONE_CACHE.clear()
+        _DONE_CACHE[k] = ray.get(ref)
+    return _DONE_CACHE[k]
+
+
+def decode_stage(batch: pa.Table, settings: dict[str, Any], done_members: pa.Array | list[Any] | None = None) -> Iterator[pa.Table]:
+    """Manifest rows (kind, uri, key) -> decoded images (:data:`DECODED_SCHEMA`), in tables of at most ~64 MiB.
+
+    ``done_members``: keys to skip inside tar shards (an Arrow array, or ``[ObjectRef]`` of one).
+    """
+    options = StorageOptions(**settings.get("storage", {}))
+    done = _resolve_done(done_members)
+    rows: list[dict[str, Any]] = []
+    size = 0
+    for kind, uri, key in zip(batch["kind"].to_pylist(), batch["uri"].to_pylist(), batch["key"].to_pylist(), strict=True):
+        if kind == "tar":
+            produced: Iterator[dict[str, Any]] = _tar_members(key, uri, options, done)
+        else:
+            try:
+                produced = iter([_decoded(key, uri, _read_uri(uri, options))])
+            except Exception as exc:  # noqa: BLE001 - a failed read is a failed row; the run goes on
+                produced = iter([_failed(key, uri, exc)])
+        for row in produced:
+            rows.append(row)
+            size += len(row.get("pixels") or b"")
+            if size >= _MAX_DECODED_BYTES:
+                yield pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
+                rows, size = [], 0
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
+
+
+def _tensor(buf: bytes | None, dtype: np.dtype, shape: tuple[int, ...]) -> torch.Tensor | None:
+    if buf is None:
+        return None
+    return torch.from_numpy(np.frombuffer(buf, dtype=dtype).reshape(shape).copy())
+
+
+class ModelStage:
+    """The actor pool's callable: loads the model once; decoded images in, LR and reconstructions out."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        cfg = settings_from_dict(settings)
+        self.downscaler = Downscaler(cfg.downscale_settings())
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.drop_columns(["pixels"]).to_pylist()
+        pixels = batch["pixels"].to_pylist()
+        for row, px in zip(rows, pixels, strict=True):
+            row.update(hr8=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diag=None)
+            if row["error"] is not None:
+                continue
+            try:
+                c, h, w = row["channels"], row["height"], row["width"]
+                img = DecodedImage(
+                    _tensor(px, np.dtype(np.float32), (c, h, w)), None, row["bit_depth"], row["source_mode"], row["source_uri"]
+                )  # type: ignore[arg-type]
+                opt = self.downscaler.optimise(img)
+            except Exception as exc:  # noqa: BLE001 - one image must never stop the pool
+                row["error"] = f"{type(exc).__name__}: {exc}"
+                continue
+            row.update(
+                lr=opt.lr.numpy().tobytes(),
+                lr_width=int(opt.lr.shape[-1]),
+                lr_height=int(opt.lr.shape[-2]),
+                diag=json.dumps(
+                    {
+                        "tile": opt.tile,
+                        "memory": opt.memory,
+                        "changed": opt.changed,
+                        "losses": opt.losses,
+                        "seconds": opt.seconds,
+                        "stage_seconds": opt.stage_seconds,
+                    }  # fmt: skip
+                ),
+            )
+            if opt.plain_rec is not None:
+                row["hr8"] = torch.round(img.pixels.double().clamp(0, 1) * 255).to(torch.uint8).numpy().tobytes()
+                row["plain_rec"] = opt.plain_rec.numpy().tobytes()
+                row["rec"] = None if opt.rec is opt.plain_rec else opt.rec.numpy().tobytes()  # type: ignore[union-attr]
+        return pa.Table.from_pylist(rows, schema=MODELLED_SCHEMA)
+
+
+def _optimised_of(row: dict[str, Any]) -> Optimised:
+    d = json.loads(row["diag"])
+    c, h, w = row["channels"], row["height"], row["width"]
+    plain = _tensor(row["plain_rec"], np.dtype(np.uint8), (c, h, w))
+    rec = _tensor(row["rec"], np.dtype(np.uint8), (c, h, w)) if row["rec"] is not None else plain
+    return Optimised(
+        lr=_tensor(row["lr"], np.dtype(np.uint8), (3, row["lr_height"], row["lr_width"])),  # type: ignore[arg-type]
+        tile=d["tile"],
+        memory=d["memory"],
+        changed=d["changed"],
+        losses=d["losses"],
+        seconds=d["seconds"],
+        stage_seconds=d["stage_seconds"],
+        plain_rec=plain,
+        rec=rec,
+    )
+
+
+class _Writer:
+    """Per-process cache of what the write stage needs: the output storage and a model-free Downscaler."""
+
+    _cache: dict[str, tuple[Storage, Downscaler]] = {}
+
+    @classmethod
+    def get(cls, settings: dict[str, Any]) -> tuple[Storage, Downscaler]:
+        k = json.dumps(settings, sort_keys=True, default=str)
+        if k not in cls._cache:
+            cfg = settings_from_dict(settings)
+            # finish() needs the settings and the model's description, not its weights on an accelerator.
+            from dataclasses import replace
+
+            cls._cache[k] = (Storage(cfg.output, cfg.storage), Downscaler(replace(cfg.downscale_settings(), device="cpu")))
+        return cls._cache[k]
+
+
+def settings_columns(ds: Downscaler) -> dict[str, Any]:
+    """The settings columns of a metric row."""
+    d = ds.describe()
+    return {
+        "model": d["model"],
+        "scale": d["scale"],
+        "weights_sha256": d["weights_sha256"],
+        "method": d["method"],
+        "preset": d["preset"],
+        "settings_json": json.dumps(d["hcd"], sort_keys=True),
+        "seed": d["seed"],
+    }
+
+
+def _write_one(out: Storage, ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    res: dict[str, Any] = {**base, "key": row["key"], "source_uri": row["source_uri"]}
+    if row["width"] is not None:
+        res.update(width=row["width"], height=row["height"], channels=row["channels"], bit_depth=row["bit_depth"])
+    try:
+        if row["error"] is not None:
+            raise _RowError(row["error"])
+        c, h, w = row["channels"], row["height"], row["width"]
+        info = ImageInfo(row["source_uri"], w, h, c, row["bit_depth"], row["source_mode"])
+        alpha = _tensor(row["alpha"], np.dtype(np.float32), (1, h, w))
+        hr8 = _tensor(row["hr8"], np.dtype(np.uint8), (c, h, w))
+        done = ds.finish(info, _optimised_of(row), alpha=alpha, hr_levels=hr8)
+        stem = output_stem(row["key"])
+        png_key, side_key = f"lr/{stem}.png", f"lr/{stem}.json"
+        out.write(png_key, done.png)
+        out.write(side_key, (json.dumps({**done.sidecar, "key": row["key"]}, indent=1) + "\n").encode())
+        res.update(row_metrics(done.sidecar), status="ok", lr_uri=out.uri_of(png_key))
+    except _RowError as exc:
+        res.update(status="failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - storage clients raise many types; every failure is a row
+        res.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    res["finished_at"] = datetime.now(UTC)
+    return res
+
+
+def failure_reason(error: str | None) -> str:
+    """The group of a failure in summaries: the error's text before the first colon (its exception type)."""
+    return str(error).split(":", 1)[0]
+
+
+class _RowError(Exception):
+    """An earlier stage's error, carried to the row as it was written."""
+
+
+def row_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """The metric-row columns that a sidecar holds (also used to recover rows from sidecars)."""
+    m = sidecar.get("metrics") or {}
+    plain, opt = m.get("plain"), m.get("optimised")
+    res: dict[str, Any] = {
+        "lr_width": sidecar["lr_size"][0],
+        "lr_height": sidecar["lr_size"][1],
+        "changed_values": int(sidecar["changed_values"]),
+        "seconds": float(sidecar["seconds"]),
+    }
+    if plain and opt:
+        res.update(
+            plain_psnr_y=plain["psnr_y"],
+            plain_ssim_y=plain["ssim_y"],
+            plain_psnr_rgb=plain["psnr_rgb"],
+            plain_ssim_rgb=plain["ssim_rgb"],
+            psnr_y=opt["psnr_y"],
+            ssim_y=opt["ssim_y"],
+            psnr_rgb=opt["psnr_rgb"],
+            ssim_rgb=opt["ssim_rgb"],
+            gain_y=opt["psnr_y"] - plain["psnr_y"],
+        )
+    return res
+
+
+def write_stage(batch: pa.Table, settings: dict[str, Any], run_id: str) -> pa.Table:
+    """Model-stage rows -> LR PNG + sidecar per image, one Parquet part of metric rows per batch -> a summary row.
+
+    The sidecar is written after the PNG and marks the pair complete; the part is written after the pairs.
+    A failed part write is reported in the summary's ``fatal`` column: the output store is gone and the driver
+    stops the run with :class:`~hcd_pipeline.errors.StorageError`.
+    """
+    out, ds = _Writer.get(settings)
+    base = {**settings_columns(ds), "run_id": run_id, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    rows = [_write_one(out, ds, r, base) for r in batch.to_pylist()]
+    part = f"metrics/parts/{run_id}-{uuid.uuid4().hex[:12]}.parquet"
+    try:
+        write_part(out, part, rows_to_table(rows))
+    except StorageError as exc:
+        # Sent as data: Ray would wrap the exception and drop its type. The batch's images that were written
+        # get their rows back from their sidecars when the run is resumed.
+        return pa.Table.from_pylist([{"ok": 0, "failed": 0, "part": part, "failures": "[]", "reasons": "{}", "fatal": str(exc)}],
+                                    schema=SUMMARY_SCHEMA)  # fmt: skip
+    failures = [{"key": r["key"], "error": r["error"]} for r in rows if r["status"] != "ok"]
+    return pa.Table.from_pylist(
+        [
+            {
+                "ok": len(rows) - len(failures),
+                "failed": len(failures),
+                "part": part,
+                "failures": json.dumps(failures[:MAX_FAILURE_SAMPLES]),
+                "reasons": json.dumps(dict(Counter(failure_reason(f["error"]) for f in failures))),
+            }
+        ],  # fmt: skip
+        schema=SUMMARY_SCHEMA,
+    )
