@@ -25,9 +25,16 @@ from .service import MEMORY_CHOICES
 __all__ = ["main"]
 
 
+def _verbosity() -> int:
+    """-1 with ``hcd --quiet``, 1 with ``hcd --verbose``, else 0."""
+    ctx = click.get_current_context(silent=True)
+    params = ctx.find_root().params if ctx else {}
+    return -1 if params.get("quiet") else (1 if params.get("verbose") else 0)
+
+
 def _quiet() -> bool:
     # Progress bars only on a terminal: CI logs stay readable.
-    return not sys.stderr.isatty()
+    return _verbosity() < 0 or not sys.stderr.isatty()
 
 
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,7 +51,9 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group()
 @click.version_option(package_name="hcd_pipeline")
-def main() -> None:
+@click.option("--quiet", "-q", is_flag=True, help="no progress display, only results and errors")
+@click.option("--verbose", "-v", is_flag=True, help="also Ray's own logs and warnings")
+def main(quiet: bool, verbose: bool) -> None:
     """hcd: Hierarchical Collaborative Downscaling, from one image to a Ray cluster."""
 
 
@@ -391,7 +400,8 @@ def _print_summary(summary: Any, output: str) -> None:
 @click.option("--batch-size", type=int, default=None)
 @click.option("--limit", type=int, default=None, help="only the first N input items")
 @click.option("--num-gpus", type=float, default=None, help="GPUs per actor (default: 1 if CUDA is visible, else 0)")
-@click.option("--threads", type=int, default=None, help="torch threads (CPUs) per actor")
+@click.option("--threads", type=int, default=None, help="torch threads (CPUs) per model actor")
+@click.option("--progress-interval", type=float, default=None, help="seconds between progress lines in logs (default 30)")
 @click.option("--memory", type=click.Choice(MEMORY_CHOICES), default=None, help="as for hcd downscale")
 @click.option("--tile", type=click.IntRange(min=0), default=None, help="as for hcd downscale")
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, Ceph, ...)")
@@ -419,7 +429,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
     if output_uri:
         upd["output"] = output_uri
     keys = ("model", "scale", "weights", "method", "preset", "seed", "batch_size", "limit", "num_gpus", "threads", "address",
-            "memory", "tile")  # fmt: skip
+            "memory", "tile", "progress_interval")  # fmt: skip
     for key in keys:
         if flags.get(key) is not None:
             upd[key] = flags[key]
@@ -435,7 +445,8 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         settings = replace(base, **upd)
     except (TypeError, ValueError) as exc:
         raise HcdError(str(exc)) from exc
-    summary = run_pipeline(settings, progress=not _quiet())
+    # A bar in a terminal; in logs (submitted jobs) a line every progress_interval seconds.
+    summary = run_pipeline(settings, progress=_verbosity() >= 0, verbose=_verbosity() > 0)
     _print_summary(summary, settings.output)
     if summary.failed:
         sys.exit(1)

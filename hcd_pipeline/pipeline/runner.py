@@ -164,15 +164,17 @@ def build_dataset(settings: PipelineSettings, manifest: list[Any], run_id: str, 
     )
 
 
-def _init_ray(settings: PipelineSettings, quiet: bool) -> None:
+def _init_ray(settings: PipelineSettings, verbose: bool) -> None:
     import ray
 
     if not ray.is_initialized():
+        # Workers' own logs (and Ray's start-up warnings) only when asked for: our errors come back as rows.
+        level = "INFO" if verbose else "ERROR"
         if settings.address or os.environ.get("RAY_ADDRESS"):
             # Inside a submitted job RAY_ADDRESS points at the cluster.
-            ray.init(address=settings.address or None, log_to_driver=not quiet)
+            ray.init(address=settings.address or None, log_to_driver=verbose, logging_level=level)
         else:
-            ray.init(address="local", include_dashboard=False, log_to_driver=not quiet, configure_logging=True, logging_level="WARNING")
+            ray.init(address="local", include_dashboard=False, log_to_driver=verbose, configure_logging=True, logging_level=level)
     ctx = ray.data.DataContext.get_current()
     # Our own progress (done / failed / img/s / ETA) replaces Ray's per-operator bars.
     ctx.enable_progress_bars = False
@@ -191,11 +193,13 @@ def _storage_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
-def run_pipeline(settings: PipelineSettings, *, progress: bool | str = True, run_id: str | None = None) -> RunSummary:
+def run_pipeline(
+    settings: PipelineSettings, *, progress: bool | str = True, run_id: str | None = None, verbose: bool = False
+) -> RunSummary:
     """Run (or resume) a job; returns its summary. Raises if the output storage fails.
 
     ``progress``: True / ``"auto"`` (a bar in a terminal, a line every ``settings.progress_interval`` seconds
-    otherwise), ``"bar"``, ``"lines"``, or False.
+    otherwise), ``"bar"``, ``"lines"``, or False. ``verbose``: Ray's worker logs and warnings reach the console.
     """
     from dataclasses import replace
 
@@ -209,7 +213,7 @@ def run_pipeline(settings: PipelineSettings, *, progress: bool | str = True, run
     _check_job(out, settings)
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     mode = "auto" if progress is True else ("off" if progress is False else str(progress))
-    _init_ray(settings, quiet=mode == "off")
+    _init_ray(settings, verbose=verbose)
     t0 = time.perf_counter()
     try:
         manifest, done_ref, counts = plan_run(settings, run_id)
