@@ -7,6 +7,8 @@ Every command prints a one-line ``error: <file>: <reason>`` and exits with statu
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -55,6 +57,11 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--verbose", "-v", is_flag=True, help="also Ray's own logs and warnings")
 def main(quiet: bool, verbose: bool) -> None:
     """hcd: Hierarchical Collaborative Downscaling, from one image to a Ray cluster."""
+    if not verbose:
+        # Ray Data announces every execution at INFO and warns about its own switches (progress bars that we
+        # replace, actor arguments in the object store); our progress, summary and failed rows say what matters.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
 
 
 def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -154,7 +154,7 @@ def load_job(path: str | Path) -> JobSpec:
             write_cpus=float(res.get("write_cpus", 1.0)),
             decode_tasks=res.get("decode_tasks"),
             write_tasks=res.get("write_tasks"),
-            decode_batch=int(raw.get("decode_batch", 64)),
+            decode_batch=raw.get("decode_batch"),
             progress_interval=float(raw.get("progress_interval", 30.0)),
             limit=raw.get("limit"),
             part_rows=int(raw.get("part_rows", 256)),

@@ -127,6 +127,10 @@ def plan_run(settings: PipelineSettings, run_id: str) -> tuple[list[Any], Any, d
     return refs[:-2], refs[-2], counts
 
 
+DECODE_RETRIES = 3
+"""Retries of a decode task whose worker died (not of a bad image: that is a failed row)."""
+
+
 def build_dataset(settings: PipelineSettings, manifest: list[Any], run_id: str, done_ref: Any = None):  # noqa: ANN201
     """The Ray Dataset of a run: manifest -> decode (CPU tasks) -> model (actor pool) -> write (CPU tasks).
 
@@ -136,14 +140,21 @@ def build_dataset(settings: PipelineSettings, manifest: list[Any], run_id: str, 
     import ray.data
 
     sd = settings.to_dict()
-    ds = ray.data.from_arrow_refs(manifest)
+    # Map tasks coalesce their outputs into large blocks: cut the manifest into decode-task-sized blocks so
+    # that every model call gets one decode task's images and every write task one model call's results.
+    per_task = settings.decode_batch or settings.model_batch()
+    ds = ray.data.from_arrow_refs(manifest).repartition(target_num_rows_per_block=per_task)
     ds = ds.map_batches(
         decode_stage,
         fn_kwargs={"settings": sd, "done_members": [done_ref] if done_ref is not None else None},
-        batch_size=settings.decode_batch,
+        batch_size=per_task,
         batch_format="pyarrow",
         num_cpus=settings.decode_cpus,
         concurrency=settings.decode_tasks,
+        # A decode task lost with its node is simply run again. This also keeps the stage its own: Ray fuses a
+        # task stage into the actor stage after it when their remote args are equal, and the model actors
+        # would then read and decode while the accelerator waits (tests/test_archive.py checks the plan).
+        max_retries=DECODE_RETRIES,
     )
     ds = ds.map_batches(
         ModelStage,

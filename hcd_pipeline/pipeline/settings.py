@@ -30,7 +30,8 @@ class PipelineSettings:
             rows become one Parquet part, written as soon as its images are.
         num_gpus: GPUs per model actor (0 on CPU machines; 1 to give each actor a GPU).
         threads: torch threads per model actor (and CPUs reserved for it).
-        decode_batch: input items (files or tar shards) per decode task.
+        decode_batch: input items (files or tar shards) per decode task (None: the model batch, so that each
+            model call gets one decode task's images and rows land one model batch at a time).
         decode_cpus, write_cpus: CPUs reserved per decode / write task (fractions allowed).
         decode_tasks, write_tasks: most decode / write tasks at once (None: as many as the CPUs allow).
         limit: only the first N input items (in listing order: key order for folders and prefixes).
@@ -57,7 +58,7 @@ class PipelineSettings:
     threads: int = 1
     limit: int | None = None
     part_rows: int = 256
-    decode_batch: int = 64
+    decode_batch: int | None = None
     decode_cpus: float = 1.0
     write_cpus: float = 1.0
     decode_tasks: int | None = None
@@ -77,7 +78,12 @@ class PipelineSettings:
             raise SettingsError(f"actors: need 1 <= min ({self.min_actors}) <= max ({self.max_actors})")
         if (self.batch_size is not None and self.batch_size < 1) or self.threads < 1 or self.part_rows < 1 or self.num_gpus < 0:
             raise SettingsError("batch_size, threads and part_rows must be >= 1 and num_gpus >= 0")
-        if self.decode_batch < 1 or self.decode_cpus <= 0 or self.write_cpus <= 0 or self.progress_interval <= 0:
+        if (
+            (self.decode_batch is not None and self.decode_batch < 1)
+            or self.decode_cpus <= 0
+            or self.write_cpus <= 0
+            or self.progress_interval <= 0
+        ):
             raise SettingsError("decode_batch must be >= 1; decode_cpus, write_cpus and progress_interval > 0")
         for name in ("decode_tasks", "write_tasks"):
             v = getattr(self, name)
