@@ -76,28 +76,30 @@ def baseline(inp: str, out: str) -> None:
     from hcd_pipeline.service import Downscaler, DownscaleSettings
     from hcd_pipeline.storage import Storage
 
-    class Work:
-        def __init__(self) -> None:
-            self.ds = Downscaler(DownscaleSettings(model="bicubic", scale=2, method="plain"))
-            self.out = Storage(out)
+    state: dict[str, object] = {}
 
-        def __call__(self, batch: dict) -> dict:
-            rows: dict[str, list] = {"key": [], "psnr_y": [], "ssim_y": []}
-            for path, data in zip(batch["path"], batch["bytes"], strict=True):
-                key = os.path.relpath(str(path), inp)
-                res = self.ds.process(decode_image(bytes(data), key))
-                stem = key.rsplit(".", 1)[0]
-                self.out.write(f"lr/{stem}.png", res.png)
-                self.out.write(f"lr/{stem}.json", (json.dumps({**res.sidecar, "key": key}, indent=1) + "\n").encode())
-                rows["key"].append(key)
-                rows["psnr_y"].append(res.optimised.psnr_y if res.optimised else None)
-                rows["ssim_y"].append(res.optimised.ssim_y if res.optimised else None)
-            return rows
+    def work(batch: dict) -> dict:
+        if not state:  # one model and one storage client per worker process
+            state["ds"] = Downscaler(DownscaleSettings(model="bicubic", scale=2, method="plain"))
+            state["out"] = Storage(out)
+        ds, st = state["ds"], state["out"]
+        rows: dict[str, list] = {"key": [], "psnr_y": [], "ssim_y": []}
+        for path, data in zip(batch["path"], batch["bytes"], strict=True):
+            key = os.path.relpath("/" + str(path).lstrip("/"), inp)
+            res = ds.process(decode_image(bytes(data), key))  # type: ignore[attr-defined]
+            stem = key.rsplit(".", 1)[0]
+            st.write(f"lr/{stem}.png", res.png)  # type: ignore[attr-defined]
+            st.write(f"lr/{stem}.json", (json.dumps({**res.sidecar, "key": key}, indent=1) + "\n").encode())  # type: ignore[attr-defined]
+            rows["key"].append(key)
+            rows["psnr_y"].append(res.optimised.psnr_y if res.optimised else None)
+            rows["ssim_y"].append(res.optimised.ssim_y if res.optimised else None)
+        return rows
 
     ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    inp = os.path.abspath(inp)
     ray.data.DataContext.get_current().enable_progress_bars = False
     ds = ray.data.read_binary_files(inp, include_paths=True)
-    ds = ds.map_batches(Work, batch_size=256, compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1)
+    ds = ds.map_batches(work, batch_size=256)
     ds.write_parquet(os.path.join(out, "metrics"))
 
 

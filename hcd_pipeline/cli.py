@@ -18,10 +18,11 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from . import jsonutil
 from .errors import HcdError
 from .hcd import DEFAULT_PRESET, METHODS, PRESETS
 from .imageio import atomic_write_bytes, read_image, write_png
-from .metrics import score_pair
+from .metrics import psnr_gain, score_pair
 from .service import MEMORY_CHOICES
 
 __all__ = ["main"]
@@ -58,10 +59,21 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def main(quiet: bool, verbose: bool) -> None:
     """hcd: Hierarchical Collaborative Downscaling, from one image to a Ray cluster."""
     if not verbose:
-        # Ray Data announces every execution at INFO and warns about its own switches (progress bars that we
-        # replace, actor arguments in the object store); our progress, summary and failed rows say what matters.
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        # Ray's core workers warn about their own internals (actor arguments in the object store) on stderr.
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's console handler to errors only (its log file under the Ray session keeps everything).
+
+    Ray Data announces every execution at INFO and warns about its own switches (the progress bars that
+    ours replace); our progress, summary and failed rows say what matters. ``hcd --verbose`` keeps them.
+    """
+    import ray.data  # noqa: F401 - importing it installs the handlers
+
+    for h in logging.getLogger("ray.data").handlers:
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+            h.setLevel(logging.ERROR)
 
 
 def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -133,7 +145,7 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
                 res = ds.process(img, progress=lambda: bar.update(1))
             # The sidecar is written last: an LR with a sidecar is complete.
             atomic_write_bytes(dest, res.png)
-            atomic_write_bytes(side, (json.dumps(res.sidecar, indent=1) + "\n").encode())
+            atomic_write_bytes(side, (jsonutil.dumps(res.sidecar, indent=1) + "\n").encode())
             gain = ""
             if res.plain and res.optimised:
                 gain = f" plain {res.plain.psnr_y:.2f} dB -> {res.optimised.psnr_y:.2f} dB (Y)"
@@ -235,12 +247,13 @@ def roundtrip(inputs: tuple[str, ...], json_out: str | None, **opts: Any) -> Non
             raise HcdError(f"{src}: too small to score")
         row = {"image": src, "plain": res.plain.__dict__, "optimised": res.optimised.__dict__, "seconds": res.sidecar["seconds"]}
         rows.append(row)
+        gain = psnr_gain(res.optimised.psnr_y, res.plain.psnr_y)
         click.echo(
-            f"{Path(src).name:24s} {res.plain.psnr_y:9.4f} {res.optimised.psnr_y:9.4f} {res.optimised.psnr_y - res.plain.psnr_y:+7.3f} "
+            f"{Path(src).name:24s} {res.plain.psnr_y:9.4f} {res.optimised.psnr_y:9.4f} {gain:+7.3f} "
             f"{res.optimised.ssim_y:7.4f} {res.optimised.psnr_rgb:7.3f} {float(res.sidecar['seconds']):6.2f}"  # type: ignore[arg-type]
         )
     if json_out:
-        atomic_write_bytes(json_out, (json.dumps({"settings": ds.describe(), "images": rows}, indent=1) + "\n").encode())
+        atomic_write_bytes(json_out, (jsonutil.dumps({"settings": ds.describe(), "images": rows}, indent=1) + "\n").encode())
 
 
 def _eval_row(r: dict[str, Any]) -> str:
@@ -301,7 +314,7 @@ def eval_cmd(
         json_out
         or f"eval-{(model or 'weights').replace('/', '_')}-x{results[methods[0]]['settings']['scale']}-{Path(data).name}-{method}.json"
     )  # type: ignore[index]
-    atomic_write_bytes(name, (json.dumps(results if method == "all" else results[method], indent=1) + "\n").encode())
+    atomic_write_bytes(name, (jsonutil.dumps(results if method == "all" else results[method], indent=1) + "\n").encode())
     click.echo(f"wrote {name}")
 
 
@@ -452,6 +465,8 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         settings = replace(base, **upd)
     except (TypeError, ValueError) as exc:
         raise HcdError(str(exc)) from exc
+    if _verbosity() <= 0:
+        _quiet_ray_data()
     # A bar in a terminal; in logs (submitted jobs) a line every progress_interval seconds.
     summary = run_pipeline(settings, progress=_verbosity() >= 0, verbose=_verbosity() > 0)
     _print_summary(summary, settings.output)
@@ -522,7 +537,7 @@ def report(uris: tuple[str, ...], worst: int, json_out: str, html_out: str, endp
     opts = StorageOptions(endpoint_url=endpoint_url, anon=anon)
     rep = build_report(load_tables(list(uris), opts), worst=worst)
     click.echo(format_text(rep))
-    atomic_write_bytes(json_out, (json.dumps({k: v for k, v in rep.items() if k != "points"}, indent=1) + "\n").encode())
+    atomic_write_bytes(json_out, (jsonutil.dumps({k: v for k, v in rep.items() if k != "points"}, indent=1) + "\n").encode())
     atomic_write_bytes(html_out, render_html(rep, opts).encode())
     click.echo(f"wrote {json_out} and {html_out}")
 

@@ -8,6 +8,7 @@ per-image score is the mean over draws.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from .hcd import DEFAULT_PRESET
 from .imageio import DecodedImage, list_images, read_image
+from .metrics import psnr_gain
 from .service import Downscaler, DownscaleSettings
 
 __all__ = ["EVAL_METHODS", "resolve_dataset", "EvalSettings", "evaluate"]
@@ -62,6 +64,12 @@ def _modcrop(img: DecodedImage, s: int) -> DecodedImage:
     return DecodedImage(img.pixels[:, :h, :w], None, img.bit_depth, img.source_mode, img.name)
 
 
+def _finite_mean(values: list[float]) -> float | None:
+    """Mean of the finite values; None when there are none (never NaN)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.fmean(finite) if finite else None
+
+
 def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa: ANN001
     """Run the protocol; returns ``{"settings", "images": [...], "mean": {...}}``."""
     folder = resolve_dataset(cfg.data)
@@ -96,7 +104,7 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
         for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"):
             row[key] = statistics.fmean(getattr(o, key) for o, _, _ in per_draw)
         row["plain_psnr_y"] = statistics.fmean(p.psnr_y for _, p, _ in per_draw)
-        row["gain_y"] = float(row["psnr_y"]) - float(row["plain_psnr_y"])  # type: ignore[arg-type]
+        row["gain_y"] = psnr_gain(float(row["psnr_y"]), float(row["plain_psnr_y"]))  # type: ignore[arg-type]
         row["changed_values"] = statistics.fmean(c for _, _, c in per_draw)  # type: ignore[misc]
         row["seconds"] = (time.perf_counter() - t0) / len(downscalers)
         row["losses"] = losses  # per optimisation step, last draw
@@ -104,7 +112,9 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
         if progress is not None:
             progress(row)
     keys = [k for k in rows[0] if k not in ("image", "losses")]
-    mean = {k: statistics.fmean(float(r[k]) for r in rows) for k in keys}  # type: ignore[arg-type]
+    # Means over finite values; perfect reconstructions (PSNR inf) are counted in "perfect" instead.
+    mean = {k: _finite_mean([float(r[k]) for r in rows]) for k in keys}  # type: ignore[arg-type]
+    mean["perfect"] = sum(1 for r in rows if math.isinf(float(r["psnr_y"])))  # type: ignore[arg-type]
     return {
         "settings": {**asdict(cfg), "data_folder": str(folder), **downscalers[0].describe(), "method": cfg.method},
         "images": rows,

@@ -20,6 +20,7 @@ Everything here is I/O-free: tensors in, tensors out. Randomness comes only from
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -39,9 +40,14 @@ __all__ = [
     "collaborative_downscale",
     "decode_z",
     "get_preset",
+    "reconstruction_psnr",
+    "Judge",
+    "JUDGES",
 ]
 
 METHODS = ("plain", "lr", "hr", "hcd")
+JUDGES = ("y", "rgb", "loss")
+"""``HCDSettings.judge``: how iterates are compared (see :func:`reconstruction_psnr`)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,11 @@ class HCDSettings:
             (the z the decoder will use, see ``decode_z``).
         decode: z used to upscale the result: ``"draw"`` (from the model's prior, ``z_std * N(0, 1)``,
             seeded) or ``"zero"``.
-        keep_best: keep the rounded LR with the lowest loss seen (including the start).
+        keep_best: keep the best rounded LR seen (including the start), by ``judge``.
+        judge: what "best" means for ``keep_best`` and for the no-harm rule: ``"y"`` (Y-PSNR with the field's
+            border crop of the 8-bit reconstruction of the rounded LR, what the metric rows report), ``"rgb"``
+            (the same on RGB), or ``"loss"`` (the float loss of the step, the original code's notion; no no-harm
+            rule). With ``"y"`` / ``"rgb"`` the stored LR is the plain one unless an iterate beats it.
     """
 
     hr_steps: int = 15
@@ -79,6 +89,7 @@ class HCDSettings:
     z_opt: str = "fresh"
     decode: str = "draw"
     keep_best: bool = False
+    judge: str = "y"
 
     def __post_init__(self) -> None:
         choices = {
@@ -87,6 +98,7 @@ class HCDSettings:
             "lr_target": ("perturbed", "hr"),
             "z_opt": ("fresh", "decode"),
             "decode": ("draw", "zero"),
+            "judge": JUDGES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -142,6 +154,10 @@ class HCDResult:
         losses: per-step loss (MSE in [0, 1] units), HR stage then LR stage.
         changed: number of LR values that differ from ``plain_lr``.
         seconds: wall time per stage (``"hr"``, ``"lr"``, ``"total"``).
+        kept: ``"plain"`` when the stored LR is the plain one (nothing optimised, or no iterate beat it under
+            the judge), else ``"optimised"``.
+        judged: the judge's values (dB) of the plain and the stored LR, ``{"plain": .., "stored": ..}``; empty
+            with ``judge="loss"``. ``inf`` is a perfect reconstruction.
     """
 
     lr: torch.Tensor
@@ -150,6 +166,34 @@ class HCDResult:
     losses: list[float] = field(default_factory=list)
     changed: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    kept: str = "optimised"
+    judged: dict[str, float] = field(default_factory=dict)
+
+
+Judge = Callable[[torch.Tensor, "torch.Tensor | None"], float]
+"""``judge(lr, z) -> dB``: the quality of an 8-bit LR candidate (B = 1), higher is better."""
+
+
+def reconstruction_psnr(model: Rescaler, hr: torch.Tensor, *, channels: str = "y", crop: int | None = None) -> Judge:
+    """The default judge: PSNR (dB) of the 8-bit reconstruction of an LR against ``hr`` rounded to 8 bits.
+
+    ``hr``: (1, 3, H, W) in [0, 1]; ``channels``: ``"y"`` (BT.601 luma) or ``"rgb"``; ``crop``: border pixels
+    left out (default: the scale, the field's protocol). Equals the metric rows' ``psnr_y`` / ``psnr_rgb`` for
+    an RGB source whose size is a multiple of the scale; :class:`~hcd_pipeline.service.Downscaler` passes a
+    judge over the source's own region and channels.
+    """
+    from .metrics import psnr, rgb_to_y, to_uint8_levels
+
+    c = model.scale if crop is None else crop
+    ref = to_uint8_levels(hr[0])
+    ref = rgb_to_y(ref) if channels == "y" else ref
+
+    def judge(lr: torch.Tensor, z: torch.Tensor | None) -> float:
+        with torch.no_grad():
+            rec = to_uint8_levels(model.upscale(lr, z)[0])
+        return psnr(ref, rgb_to_y(rec) if channels == "y" else rec, c)
+
+    return judge
 
 
 def _round8(x: torch.Tensor) -> torch.Tensor:
@@ -203,11 +247,14 @@ def _optimise(
     gen: torch.Generator | None,
     losses: list[float],
     tick: Callable[[], None] | None,
-) -> torch.Tensor:
-    """Minimise ``loss_fn(base + d)`` over d in the budget; returns the chosen ``base + d``.
+    score: Callable[[torch.Tensor], float] | None = None,
+    best: tuple[float, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, float]:
+    """Minimise ``loss_fn(base + d)`` over d in the budget; returns (the chosen point, its value).
 
     ``loss_fn`` returns (loss, candidate): the candidate is what would be kept for this point (e.g.
-    the rounded LR), used with ``keep_best``.
+    the rounded LR). With ``keep_best`` the candidate with the highest ``score`` (or the lowest loss when
+    ``score`` is None) wins, starting from ``best`` (value, candidate) when given.
     """
     if settings.random_start:
         d0 = _random_ball(base, radius, settings.budget, gen)
@@ -215,13 +262,19 @@ def _optimise(
         d0 = torch.zeros_like(base)
     d = _project(d0, base, radius, settings.budget).requires_grad_(True)
     opt = torch.optim.Adam([d], lr=settings.step) if settings.optimizer == "adam" else None
-    best_loss, best = float("inf"), base
+    best_value, best_cand = best if best is not None else (-math.inf, base)
+
+    def consider(loss: torch.Tensor, cand: torch.Tensor) -> None:
+        nonlocal best_value, best_cand
+        value = score(cand.detach()) if score is not None else -loss.item()
+        if value > best_value:
+            best_value, best_cand = value, cand.detach().clone()
+
     for _ in range(steps):
         loss, cand = loss_fn(base + d)
-        value = loss.item()
-        losses.append(value)
-        if settings.keep_best and value < best_loss:
-            best_loss, best = value, cand.detach().clone()
+        losses.append(loss.item())
+        if settings.keep_best:
+            consider(loss, cand)
         (grad,) = torch.autograd.grad(loss, d)
         with torch.no_grad():
             if opt is not None:
@@ -238,10 +291,9 @@ def _optimise(
     if settings.keep_best:
         with torch.no_grad():
             loss, cand = loss_fn(final)
-        if loss.item() < best_loss:
-            best = cand.detach()
-        return best
-    return final
+        consider(loss, cand)
+        return best_cand, best_value
+    return final, math.nan
 
 
 def collaborative_downscale(
@@ -253,8 +305,12 @@ def collaborative_downscale(
     generator: torch.Generator | None = None,
     progress: Callable[[], None] | None = None,
     z: torch.Tensor | None = None,
+    judge: Judge | None = None,
 ) -> HCDResult:
     """Optimise the 8-bit LR image of ``hr`` for ``model``'s upscaler.
+
+    No harm: unless ``settings.judge == "loss"``, the stored LR is the plain LR unless an iterate's 8-bit
+    reconstruction beats the plain one under the judge (strictly: a tie keeps plain).
 
     Args:
         model: any :class:`~hcd_pipeline.models.protocol.Rescaler` (frozen parameters).
@@ -266,6 +322,8 @@ def collaborative_downscale(
             results. The decoder's z is drawn first, so it depends only on the seed.
         progress: called once per optimisation step (for progress bars).
         z: the decoder's z, if already drawn (tiles use slices of one image-wide z); else drawn here.
+        judge: ``judge(lr, z) -> dB`` for keep-best and the no-harm rule; default
+            :func:`reconstruction_psnr` over ``hr`` with ``settings.judge``'s channels.
 
     Returns:
         :class:`HCDResult`; ``result.lr`` is exactly the image to store.
@@ -292,7 +350,16 @@ def collaborative_downscale(
 
     losses: list[float] = []
     seconds = {"hr": 0.0, "lr": 0.0}
-    hr_pert = x
+    if cfg.judge == "loss" or method == "plain":
+        judge_fn = None
+    else:
+        judge_fn = judge or reconstruction_psnr(model, x, channels=cfg.judge)
+
+    def lr_score(lr_cand: torch.Tensor) -> float:
+        return judge_fn(lr_cand, z_dec)  # type: ignore[misc]
+
+    plain_score = lr_score(plain) if judge_fn else math.nan
+    hr_pert, best_value = x, plain_score
     if method in ("hr", "hcd") and cfg.hr_steps > 0:
         t0 = time.perf_counter()
 
@@ -302,10 +369,19 @@ def collaborative_downscale(
             rec = model.upscale(lr_q, z_for_pass())
             return torch.mean((rec - x) ** 2), xp
 
-        hr_pert = _optimise(x, cfg.hr_radius, cfg.hr_steps, cfg, hr_loss, generator, losses, progress)
+        def hr_score(xp: torch.Tensor) -> float:
+            with torch.no_grad():
+                return lr_score(_round8(model.downscale(xp)[0]))
+
+        hr_pert, best_value = _optimise(
+            x, cfg.hr_radius, cfg.hr_steps, cfg, hr_loss, generator, losses, progress,
+            score=hr_score if judge_fn else None, best=(plain_score, x) if judge_fn else None,
+        )  # fmt: skip
         seconds["hr"] = time.perf_counter() - t0
     with torch.no_grad():
         lr0 = plain if hr_pert is x else _round8(model.downscale(hr_pert)[0])
+    if judge_fn and (math.isnan(best_value) or not cfg.keep_best):
+        best_value = lr_score(lr0)
     lr_final = lr0
     if method in ("lr", "hcd") and cfg.lr_steps > 0:
         t0 = time.perf_counter()
@@ -316,9 +392,21 @@ def collaborative_downscale(
             rec = model.upscale(lr_used, z_for_pass())
             return torch.mean((rec - target) ** 2), _round8(lr_in)
 
-        lr_final = _optimise(lr0, cfg.lr_radius, cfg.lr_steps, cfg, lr_loss, generator, losses, progress)
+        lr_final, best_value = _optimise(
+            lr0, cfg.lr_radius, cfg.lr_steps, cfg, lr_loss, generator, losses, progress,
+            score=lr_score if judge_fn else None, best=(best_value, lr0) if judge_fn else None,
+        )  # fmt: skip
         seconds["lr"] = time.perf_counter() - t0
     stored = _round8(lr_final)
+    judged: dict[str, float] = {}
+    kept = "optimised"
+    if judge_fn:
+        stored_score = best_value if cfg.keep_best and not math.isnan(best_value) else lr_score(stored)
+        if not stored_score > plain_score:  # a tie, a loss, or NaN keeps the plain LR
+            stored, stored_score = plain, plain_score
+        judged = {"plain": plain_score, "stored": stored_score}
     seconds["total"] = time.perf_counter() - t_start
     changed = int((torch.round(stored * 255) != torch.round(plain * 255)).sum().item())
-    return HCDResult(lr=stored, plain_lr=plain, z=z_dec, losses=losses, changed=changed, seconds=seconds)
+    if changed == 0:
+        kept = "plain"
+    return HCDResult(lr=stored, plain_lr=plain, z=z_dec, losses=losses, changed=changed, seconds=seconds, kept=kept, judged=judged)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rgb_to_y", "to_uint8_levels", "psnr", "ssim", "Scores", "score_pair", "score_levels"]
+__all__ = ["rgb_to_y", "to_uint8_levels", "psnr", "ssim", "Scores", "score_pair", "score_levels", "psnr_gain"]
 
 _Y_COEFFS = (65.481, 128.553, 24.966)
 
@@ -119,3 +119,15 @@ def score_levels(h8: torch.Tensor, s8: torch.Tensor, crop: int) -> Scores:
         psnr_rgb=psnr(h8, s8, crop),
         ssim_rgb=ssim(h8, s8, crop),
     )
+
+
+def psnr_gain(optimised: float, plain: float) -> float:
+    """PSNR gain in dB, defined where the difference is not: two perfect reconstructions (both ``inf``) gain 0.
+
+    A perfect reconstruction has PSNR ``inf``; ``inf - inf`` would be NaN. The other cases follow arithmetic:
+    perfect over imperfect is ``+inf``, the reverse ``-inf``. Means over images leave infinite values out and
+    count them (``hcd report``, the run summary).
+    """
+    if math.isinf(optimised) and math.isinf(plain) and optimised == plain:
+        return 0.0
+    return optimised - plain

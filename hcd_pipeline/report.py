@@ -36,11 +36,17 @@ def load_tables(uris: list[str], options: StorageOptions | None = None) -> pa.Ta
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    """n, mean, median, p5, p95 of the finite values; ``n_inf``: infinite ones (perfect reconstructions: PSNR
+    ``inf``; a gain of ``+inf`` is a perfect reconstruction where plain was not), left out of the statistics.
+    An empty group has ``n = 0`` and no statistics."""
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    arr = np.asarray([v for v in present if math.isfinite(v)], dtype=np.float64)
+    n_inf = len(present) - int(arr.size)
     if arr.size == 0:
-        return {"n": 0}
+        return {"n": 0, "n_inf": n_inf}
     return {
         "n": int(arr.size),
+        "n_inf": n_inf,
         "mean": float(arr.mean()),
         "median": float(np.median(arr)),
         "p5": float(np.percentile(arr, 5)),
@@ -68,7 +74,7 @@ def build_report(table: pa.Table, worst: int = 10) -> dict[str, Any]:
         per_group.append(
             {"model": model, "scale": scale, "method": method, "preset": preset, **{c: _stats([r[c] for r in rs]) for c in STAT_COLUMNS}}
         )
-    scored = sorted((r for r in ok if r["gain_y"] is not None), key=lambda r: r["gain_y"])
+    scored = sorted((r for r in ok if r["gain_y"] is not None and not math.isnan(r["gain_y"])), key=lambda r: r["gain_y"])
     pick = ("key", "run_output", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height")
     return {
         "counts": {
@@ -81,7 +87,12 @@ def build_report(table: pa.Table, worst: int = 10) -> dict[str, Any]:
         "worst": [{k: r.get(k) for k in pick} for r in scored[:worst]],
         "best": [{k: r.get(k) for k in pick} for r in scored[::-1][:worst]],
         "failures": [{"key": r["key"], "error": r["error"]} for r in failed],
-        "points": [{"key": r["key"], "plain": r["plain_psnr_y"], "hcd": r["psnr_y"], "gain": r["gain_y"]} for r in scored],
+        # Charts plot finite values only; perfect reconstructions are counted in the groups' n_inf.
+        "points": [
+            {"key": r["key"], "plain": r["plain_psnr_y"], "hcd": r["psnr_y"], "gain": r["gain_y"]}
+            for r in scored
+            if all(v is not None and math.isfinite(v) for v in (r["plain_psnr_y"], r["psnr_y"], r["gain_y"]))
+        ],
     }
 
 

@@ -23,9 +23,10 @@ import torch
 
 from ._version import __version__
 from .errors import ImageReadError, SettingsError
-from .hcd import DEFAULT_PRESET, METHODS, HCDSettings, collaborative_downscale, decode_z, get_preset
+from .hcd import DEFAULT_PRESET, METHODS, HCDSettings, Judge, collaborative_downscale, decode_z, get_preset
 from .imageio import DecodedImage, encode_png
-from .metrics import Scores, score_levels, to_uint8_levels
+from .jsonutil import json_float
+from .metrics import Scores, psnr, rgb_to_y, score_levels, to_uint8_levels
 from .models.protocol import Rescaler
 from .models.registry import load_model, model_fingerprint, resolve_name
 from .resize import imresize
@@ -127,6 +128,8 @@ class Optimised:
         lr: the stored LR colour as 8-bit levels, uint8 (3, h, w).
         tile, memory: the layout used (0 = whole image) and the memory mode.
         changed, losses, seconds, stage_seconds: HCD diagnostics.
+        kept, judged: ``"plain"`` or ``"optimised"``, and the no-harm judge's dB of the plain and the stored
+            LR (empty when nothing was judged): see :class:`~hcd_pipeline.hcd.HCDResult`.
         plain_rec, rec: reconstructions of the plain and the stored LR in the source's channels, cropped to the
             source size and rounded to 8-bit levels (uint8 (C, H, W)); None when not scored. ``rec is plain_rec``
             when the stored LR is the plain one.
@@ -141,6 +144,8 @@ class Optimised:
     stage_seconds: dict[str, float]
     plain_rec: torch.Tensor | None
     rec: torch.Tensor | None
+    kept: str = "plain"
+    judged: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -216,6 +221,22 @@ class Downscaler:
         opt = self.optimise(image, metrics=metrics, progress=progress)
         return self.finish(ImageInfo.of(image), opt, alpha=image.alpha, hr_levels=to_uint8_levels(image.pixels).to(torch.uint8))
 
+    def judge(self, image: DecodedImage) -> Judge:
+        """The no-harm judge of ``image``: PSNR (dB) of an LR's 8-bit reconstruction exactly as the metric rows
+        measure it (source region and channels, border crop = scale; Y or RGB by ``HCDSettings.judge``)."""
+        s, h, w = self.scale, image.height, image.width
+        ref = to_uint8_levels(image.pixels)
+        use_y = self.hcd.judge == "y"
+        ref = rgb_to_y(ref) if use_y else ref
+
+        def judge(lr: torch.Tensor, z: torch.Tensor | None) -> float:
+            with torch.no_grad():
+                rec = self.model.upscale(lr, z)[0].clamp(0, 1).cpu()
+            rec8 = to_uint8_levels(_to_source_channels(rec, image)[:, :h, :w])
+            return psnr(ref, rgb_to_y(rec8) if use_y else rec8, s)
+
+        return judge
+
     def optimise(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> Optimised:  # noqa: ANN001
         """The model's part of :meth:`process`: HCD and the reconstructions to score (CPU tensors out)."""
         # oneDNN's reductions depend on the thread count, and an LR value can flip by one level: run with the
@@ -240,6 +261,7 @@ class Downscaler:
         gen = torch.Generator(device="cpu").manual_seed(self.settings.seed)
         t0 = time.perf_counter()
         tile, memory = self.layout(*hr.shape[-2:])
+        judge = self.judge(image) if self.hcd.judge != "loss" and self.settings.method != "plain" else None
         # Models without a choice of backward (the bicubic pair, user models) always run plain autograd.
         previous = getattr(self.model, "backward", None)
         if previous is not None:
@@ -258,11 +280,19 @@ class Downscaler:
                 )
             else:
                 res = collaborative_downscale(
-                    self.model, hr, method=self.settings.method, settings=self.hcd, generator=gen, progress=progress
+                    self.model, hr, method=self.settings.method, settings=self.hcd, generator=gen, progress=progress, judge=judge
                 )
         finally:
             if previous is not None:
                 self.model.backward = previous  # type: ignore[attr-defined]
+        lr_stored, kept, judged = res.lr, res.kept, dict(res.judged)
+        if judge is not None and (tile or not judged):
+            # No harm on the whole image as the rows measure it (tiles were each judged on their own region).
+            judged = {"plain": judge(res.plain_lr, res.z), "stored": judge(res.lr, res.z)}
+            if not judged["stored"] > judged["plain"]:
+                lr_stored, kept, judged["stored"] = res.plain_lr, "plain", judged["plain"]
+        changed = res.changed if lr_stored is res.lr else 0
+        kept = "plain" if changed == 0 else kept
         seconds = time.perf_counter() - t0
         plain_rec = rec = None
         if metrics and min(h, w) >= 2 * s + 11:
@@ -273,12 +303,14 @@ class Downscaler:
                 return to_uint8_levels(_to_source_channels(out, image)[:, :h, :w]).to(torch.uint8)
 
             plain_rec = reconstruct(res.plain_lr)
-            rec = plain_rec if torch.equal(res.lr, res.plain_lr) else reconstruct(res.lr)
+            rec = plain_rec if torch.equal(lr_stored, res.plain_lr) else reconstruct(lr_stored)
         return Optimised(
-            lr=torch.round(res.lr[0].cpu() * 255).to(torch.uint8),
+            lr=torch.round(lr_stored[0].cpu() * 255).to(torch.uint8),
             tile=tile,
             memory=memory,
-            changed=res.changed,
+            changed=changed,
+            kept=kept,
+            judged=judged,
             losses=list(res.losses),
             seconds=seconds,
             stage_seconds=dict(res.seconds),
@@ -314,17 +346,24 @@ class Downscaler:
             "tile": opt.tile or None,
             "memory": opt.memory,
             "changed_values": opt.changed,
+            "kept": opt.kept,
+            "judge": self.hcd.judge,
+            "judged": {k: json_float(v) for k, v in opt.judged.items()},
             "losses": [round(v, 10) for v in opt.losses],
             "seconds": round(opt.seconds, 4),
             "stage_seconds": {k: round(v, 4) for k, v in opt.stage_seconds.items()},
             "metrics": {
-                "plain": asdict(plain_scores) if plain_scores else None,
-                "optimised": asdict(opt_scores) if opt_scores else None,
+                "plain": _scores_json(plain_scores),
+                "optimised": _scores_json(opt_scores),
             },
         }
         return DownscaleOutput(
             lr=lr, lr_alpha=lr_alpha, png=encode_png(lr, lr_alpha), sidecar=sidecar, plain=plain_scores, optimised=opt_scores
         )
+
+
+def _scores_json(sc: Scores | None) -> dict[str, float | str] | None:
+    return {k: json_float(v) for k, v in asdict(sc).items()} if sc else None
 
 
 def _to_source_channels(rec: torch.Tensor, image: DecodedImage) -> torch.Tensor:

@@ -122,6 +122,10 @@ def test_cli_run_prints_summary(ray_local, small_images, tmp_path):
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "2 done, 0 failed" in proc.stdout and "metrics.parquet" in proc.stdout
+    # Not a terminal (a submitted job's log): progress as lines, and none of Ray's own chatter.
+    assert "[hcd] 2/2 images (100.0%): 2 done, 0 failed" in proc.stderr, proc.stderr
+    for noise in ("streaming_executor", "Progress bars disabled", "constructor arguments in the object store"):
+        assert noise not in proc.stdout + proc.stderr, proc.stderr
 
 
 def test_storage_outage_fails_cleanly_and_rerun_completes(ray_local, s3_server, small_images):

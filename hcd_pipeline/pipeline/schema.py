@@ -49,6 +49,7 @@ METRICS_SCHEMA = pa.schema(
         pa.field("ssim_rgb", pa.float64()),
         pa.field("gain_y", pa.float64()),  # psnr_y - plain_psnr_y (dB)
         pa.field("changed_values", pa.int64()),  # LR values that differ from the plain LR
+        pa.field("kept", pa.string()),  # "optimised", or "plain" when no iterate beat plain (no-harm rule); schema 2
         pa.field("seconds", pa.float64()),  # HCD time for this image
         pa.field("worker", pa.string()),  # host:pid of the actor
         pa.field("run_id", pa.string()),

@@ -28,8 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from .. import jsonutil
 from ..errors import StorageError
 from ..imageio import DecodedImage, decode_image
+from ..metrics import psnr_gain
 from ..service import Downscaler, ImageInfo, Optimised
 from ..storage import Storage, StorageOptions, open_uri
 from .schema import rows_to_table, write_part
@@ -314,7 +316,7 @@ def _write_one(out: Storage, ds: Downscaler, row: dict[str, Any], base: dict[str
         stem = output_stem(row["key"])
         png_key, side_key = f"lr/{stem}.png", f"lr/{stem}.json"
         out.write(png_key, done.png)
-        out.write(side_key, (json.dumps({**done.sidecar, "key": row["key"]}, indent=1) + "\n").encode())
+        out.write(side_key, (jsonutil.dumps({**done.sidecar, "key": row["key"]}, indent=1) + "\n").encode())
         res.update(row_metrics(done.sidecar), status="ok", lr_uri=out.uri_of(png_key))
     except _RowError as exc:
         res.update(status="failed", error=str(exc))
@@ -334,7 +336,10 @@ class _RowError(Exception):
 
 
 def row_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """The metric-row columns that a sidecar holds (also used to recover rows from sidecars)."""
+    """The metric-row columns that a sidecar holds (also used to recover rows from sidecars).
+
+    Infinite PSNRs are ``"inf"`` in JSON and ``inf`` in Parquet; ``gain_y`` follows :func:`~hcd_pipeline.metrics.psnr_gain`.
+    """
     m = sidecar.get("metrics") or {}
     plain, opt = m.get("plain"), m.get("optimised")
     res: dict[str, Any] = {
@@ -342,19 +347,13 @@ def row_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:
         "lr_height": sidecar["lr_size"][1],
         "changed_values": int(sidecar["changed_values"]),
         "seconds": float(sidecar["seconds"]),
+        "kept": sidecar.get("kept"),
     }
     if plain and opt:
-        res.update(
-            plain_psnr_y=plain["psnr_y"],
-            plain_ssim_y=plain["ssim_y"],
-            plain_psnr_rgb=plain["psnr_rgb"],
-            plain_ssim_rgb=plain["ssim_rgb"],
-            psnr_y=opt["psnr_y"],
-            ssim_y=opt["ssim_y"],
-            psnr_rgb=opt["psnr_rgb"],
-            ssim_rgb=opt["ssim_rgb"],
-            gain_y=opt["psnr_y"] - plain["psnr_y"],
-        )
+        names = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+        res.update({f"plain_{k}": float(plain[k]) for k in names})
+        res.update({k: float(opt[k]) for k in names})
+        res["gain_y"] = psnr_gain(res["psnr_y"], res["plain_psnr_y"])
     return res
 
 
