@@ -117,7 +117,25 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--seed", type=int, default=0, show_default=True, help="seed for z and random starts")(fn)
     fn = click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True)(fn)
     fn = click.option("--method", type=click.Choice(METHODS), default="hcd", show_default=True)(fn)
+    fn = click.option("--set", "overrides", multiple=True, callback=_parse_overrides, metavar="KEY=VALUE", help=_SET_HELP)(fn)
     return fn
+
+
+_SET_HELP = "override one HCD setting of the preset (repeatable), e.g. --set judge=rgb --set lr_steps=10"
+
+
+def _parse_overrides(_ctx: Any, _param: Any, values: tuple[str, ...]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs -> a dict; values are read as JSON (numbers, true/false) or else kept as text."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
 
 
 @main.command()
@@ -422,6 +440,7 @@ def _print_summary(summary: Any, output: str) -> None:
 @click.option("--num-gpus", type=float, default=None, help="GPUs per actor (default: 1 if CUDA is visible, else 0)")
 @click.option("--threads", type=int, default=None, help="torch threads (CPUs) per model actor")
 @click.option("--progress-interval", type=float, default=None, help="seconds between progress lines in logs (default 30)")
+@click.option("--set", "overrides", multiple=True, callback=_parse_overrides, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--memory", type=click.Choice(MEMORY_CHOICES), default=None, help="as for hcd downscale")
 @click.option("--tile", type=click.IntRange(min=0), default=None, help="as for hcd downscale")
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, Ceph, ...)")
@@ -450,6 +469,8 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         upd["output"] = output_uri
     keys = ("model", "scale", "weights", "method", "preset", "seed", "batch_size", "limit", "num_gpus", "threads", "address",
             "memory", "tile", "progress_interval")  # fmt: skip
+    if flags.get("overrides"):
+        upd["overrides"] = {**base.overrides, **flags["overrides"]}
     for key in keys:
         if flags.get(key) is not None:
             upd[key] = flags[key]

@@ -61,6 +61,7 @@ class RunSummary:
     failures: list[dict[str, str]] = field(default_factory=list)  # the first MAX_FAILURE_SAMPLES per batch, at most 100
     recovered: int = 0  # images of a killed run whose rows were rebuilt from their sidecars (not redone)
     table: dict[str, Any] = field(default_factory=dict)  # metrics.parquet: rows, ok, scored, and means of the scored
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: plan (listing, resume set), process, finalize
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,8 +128,8 @@ def plan_run(settings: PipelineSettings, run_id: str) -> tuple[list[Any], Any, d
     return refs[:-2], refs[-2], counts
 
 
-DECODE_RETRIES = 3
-"""Retries of a decode task whose worker died (not of a bad image: that is a failed row)."""
+DECODE_TASK_MEMORY = 256 * 1024 * 1024
+"""Memory (bytes) reserved for each decode task."""
 
 
 def build_dataset(settings: PipelineSettings, manifest: list[Any], run_id: str, done_ref: Any = None):  # noqa: ANN201
@@ -142,7 +143,7 @@ def build_dataset(settings: PipelineSettings, manifest: list[Any], run_id: str, 
     sd = settings.to_dict()
     # Map tasks coalesce their outputs into large blocks: cut the manifest into decode-task-sized blocks so
     # that every model call gets one decode task's images and every write task one model call's results.
-    per_task = settings.decode_batch or settings.model_batch()
+    per_task = settings.decode_rows()
     ds = ray.data.from_arrow_refs(manifest).repartition(target_num_rows_per_block=per_task)
     ds = ds.map_batches(
         decode_stage,
@@ -151,10 +152,11 @@ def build_dataset(settings: PipelineSettings, manifest: list[Any], run_id: str, 
         batch_format="pyarrow",
         num_cpus=settings.decode_cpus,
         concurrency=settings.decode_tasks,
-        # A decode task lost with its node is simply run again. This also keeps the stage its own: Ray fuses a
-        # task stage into the actor stage after it when their remote args are equal, and the model actors
-        # would then read and decode while the accelerator waits (tests/test_archive.py checks the plan).
-        max_retries=DECODE_RETRIES,
+        # A decode task holds up to a block of decoded images (Ray Data cuts blocks at 128 MiB) and its inputs.
+        # Declaring it also keeps the stage its own: Ray fuses a task stage into the actor stage after it when
+        # their resources are equal, and the model actors would then read and decode while the accelerator
+        # waits (tests/test_archive.py checks the plan).
+        memory=DECODE_TASK_MEMORY,
     )
     ds = ds.map_batches(
         ModelStage,
@@ -228,6 +230,7 @@ def run_pipeline(
     t0 = time.perf_counter()
     try:
         manifest, done_ref, counts = plan_run(settings, run_id)
+        t_plan = time.perf_counter()
         reasons: Counter[str] = Counter()
         failures: list[dict[str, str]] = []
         bar = Progress(counts["todo"], mode=mode, interval=settings.progress_interval)
@@ -241,6 +244,7 @@ def run_pipeline(
                     reasons.update(json.loads(r["reasons"]))
                     failures.extend(json.loads(r["failures"])[: max(0, 100 - len(failures))])
         bar.close()
+        t_process = time.perf_counter()
         table = ray.get(ray.remote(num_cpus=1)(_finalize).remote(settings.to_dict(), run_id))
     except Exception as exc:
         cause = _storage_cause(exc)
@@ -262,6 +266,11 @@ def run_pipeline(
         failures=failures,
         recovered=counts["recovered"],
         table=table,
+        phases={
+            "plan": round(t_plan - t0, 3),
+            "process": round(t_process - t_plan, 3),
+            "finalize": round(time.perf_counter() - t_process, 3),
+        },
     )
     out.write(f"runs/{run_id}.json", (json.dumps(summary.to_dict(), indent=1) + "\n").encode())
     return summary

@@ -12,7 +12,10 @@ from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
 from ..service import DownscaleSettings
 from ..storage import StorageOptions
 
-__all__ = ["PipelineSettings"]
+__all__ = ["PipelineSettings", "PLAIN_DECODE_BATCH"]
+
+PLAIN_DECODE_BATCH = 256
+"""Items per decode task for plain downscaling (milliseconds per image: per-task costs must be spread thin)."""
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,13 @@ class PipelineSettings:
         output: folder or ``s3://`` prefix; gets ``lr/``, ``metrics/`` and ``job.json``.
         model, scale, weights, method, preset, overrides, seed: as for ``hcd downscale``.
         min_actors, max_actors: size of the autoscaling model actor pool (equal for a fixed pool).
-        batch_size: images per model-stage call (None: 64 for ``method="plain"``, else 1); each call's
-            rows become one Parquet part, written as soon as its images are.
+        batch_size: images per model-stage call (None: one decode task's output for ``method="plain"``,
+            else 1); each call's rows become one Parquet part, written as soon as its images are.
         num_gpus: GPUs per model actor (0 on CPU machines; 1 to give each actor a GPU).
         threads: torch threads per model actor (and CPUs reserved for it).
-        decode_batch: input items (files or tar shards) per decode task (None: the model batch, so that each
-            model call gets one decode task's images and rows land one model batch at a time).
+        decode_batch: input items (files or tar shards) per decode task (None: ``batch_size``, so that each
+            model call gets one decode task's images; 256 for ``method="plain"`` without a batch size). A
+            decode task's output is cut into blocks of at most 128 MiB (Ray Data's block size) whatever its count.
         decode_cpus, write_cpus: CPUs reserved per decode / write task (fractions allowed).
         decode_tasks, write_tasks: most decode / write tasks at once (None: as many as the CPUs allow).
         limit: only the first N input items (in listing order: key order for folders and prefixes).
@@ -59,8 +63,8 @@ class PipelineSettings:
     limit: int | None = None
     part_rows: int = 256
     decode_batch: int | None = None
-    decode_cpus: float = 1.0
-    write_cpus: float = 1.0
+    decode_cpus: float = 0.5
+    write_cpus: float = 0.5
     decode_tasks: int | None = None
     write_tasks: int | None = None
     progress_interval: float = 30.0
@@ -95,9 +99,13 @@ class PipelineSettings:
             raise SettingsError("input and output URIs are required")
         self.downscale_settings()  # checks memory and tile
 
-    def model_batch(self) -> int:
-        """Images per model-stage call: ``batch_size``, or by method when unset."""
-        return self.batch_size or (64 if self.method == "plain" else 1)
+    def model_batch(self) -> int | None:
+        """Images per model-stage call: ``batch_size``; unset: a whole decoded block for plain, 1 for optimisation."""
+        return self.batch_size or (None if self.method == "plain" else 1)
+
+    def decode_rows(self) -> int:
+        """Input items per decode task."""
+        return self.decode_batch or self.batch_size or (PLAIN_DECODE_BATCH if self.method == "plain" else 1)
 
     def downscale_settings(self) -> DownscaleSettings:
         return DownscaleSettings(

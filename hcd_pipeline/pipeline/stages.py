@@ -20,6 +20,7 @@ import tarfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,6 +104,13 @@ def _read_uri(uri: str, options: StorageOptions) -> bytes:
         return fh.read()
 
 
+def _try_read(uri: str, options: StorageOptions) -> bytes | BaseException:
+    try:
+        return _read_uri(uri, options)
+    except Exception as exc:  # noqa: BLE001 - a failed read is a failed row; the run goes on
+        return exc
+
+
 def _failed(key: str, uri: str, exc: BaseException | str) -> dict[str, Any]:
     err = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
     return {"key": key, "source_uri": uri, "error": err}
@@ -183,14 +191,15 @@ def decode_stage(batch: pa.Table, settings: dict[str, Any], done_members: pa.Arr
     done = _resolve_done(done_members)
     rows: list[dict[str, Any]] = []
     size = 0
+    # File reads go out concurrently (object-store latency overlaps); decoding stays in this thread, in order.
+    fetched = [_pool().submit(_try_read, u, options) for k, u in zip(batch["kind"].to_pylist(), batch["uri"].to_pylist(), strict=True)
+               if k != "tar"]  # fmt: skip
     for kind, uri, key in zip(batch["kind"].to_pylist(), batch["uri"].to_pylist(), batch["key"].to_pylist(), strict=True):
         if kind == "tar":
             produced: Iterator[dict[str, Any]] = _tar_members(key, uri, options, done)
         else:
-            try:
-                produced = iter([_decoded(key, uri, _read_uri(uri, options))])
-            except Exception as exc:  # noqa: BLE001 - a failed read is a failed row; the run goes on
-                produced = iter([_failed(key, uri, exc)])
+            data = fetched.pop(0).result()
+            produced = iter([_failed(key, uri, data) if isinstance(data, BaseException) else _decoded(key, uri, data)])
         for row in produced:
             rows.append(row)
             size += len(row.get("pixels") or b"")
@@ -301,29 +310,49 @@ def settings_columns(ds: Downscaler) -> dict[str, Any]:
     }
 
 
-def _write_one(out: Storage, ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+def _prepare_one(ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes, str, bytes] | None]:
+    """The CPU part of writing one image: (its metric row, (png key, png, sidecar key, sidecar) or None if it failed)."""
     res: dict[str, Any] = {**base, "key": row["key"], "source_uri": row["source_uri"]}
     if row["width"] is not None:
         res.update(width=row["width"], height=row["height"], channels=row["channels"], bit_depth=row["bit_depth"])
+    if row["error"] is not None:
+        res.update(status="failed", error=row["error"])
+        return res, None
     try:
-        if row["error"] is not None:
-            raise _RowError(row["error"])
         c, h, w = row["channels"], row["height"], row["width"]
         info = ImageInfo(row["source_uri"], w, h, c, row["bit_depth"], row["source_mode"])
         alpha = _tensor(row["alpha"], np.dtype(np.float32), (1, h, w))
         hr8 = _tensor(row["hr8"], np.dtype(np.uint8), (c, h, w))
         done = ds.finish(info, _optimised_of(row), alpha=alpha, hr_levels=hr8)
         stem = output_stem(row["key"])
-        png_key, side_key = f"lr/{stem}.png", f"lr/{stem}.json"
-        out.write(png_key, done.png)
-        out.write(side_key, (jsonutil.dumps({**done.sidecar, "key": row["key"]}, indent=1) + "\n").encode())
-        res.update(row_metrics(done.sidecar), status="ok", lr_uri=out.uri_of(png_key))
-    except _RowError as exc:
-        res.update(status="failed", error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - storage clients raise many types; every failure is a row
+        side = (jsonutil.dumps({**done.sidecar, "key": row["key"]}, indent=1) + "\n").encode()
+        res.update(row_metrics(done.sidecar), status="ok")
+        return res, (f"lr/{stem}.png", done.png, f"lr/{stem}.json", side)
+    except Exception as exc:  # noqa: BLE001 - a failure is a row, whatever raised it
         res.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    res["finished_at"] = datetime.now(UTC)
-    return res
+        return res, None
+
+
+def _store_pair(out: Storage, files: tuple[str, bytes, str, bytes]) -> str | None:
+    """Write the PNG, then its sidecar (the commit marker); the error text, or None when both are written."""
+    try:
+        out.write(files[0], files[1])
+        out.write(files[2], files[3])
+    except Exception as exc:  # noqa: BLE001 - storage clients raise many types; every failure is a row
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+IO_THREADS = 16
+"""Reads and writes in flight per decode / write task: object-store requests and fsyncs wait, not compute."""
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:  # one per worker process, made on first use
+        _POOL = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="hcd-io")
+    return _POOL
 
 
 def failure_reason(error: str | None) -> str:
@@ -366,7 +395,20 @@ def write_stage(batch: pa.Table, settings: dict[str, Any], run_id: str) -> pa.Ta
     """
     out, ds = _Writer.get(settings)
     base = {**settings_columns(ds), "run_id": run_id, "worker": f"{socket.gethostname()}:{os.getpid()}"}
-    rows = [_write_one(out, ds, r, base) for r in batch.to_pylist()]
+    prepared = [_prepare_one(ds, r, base) for r in batch.to_pylist()]
+    # The files go out concurrently (storage latency overlaps); each image's PNG still precedes its sidecar.
+    errors = _pool().map(lambda f: _store_pair(out, f) if f is not None else None, [f for _, f in prepared])
+    rows = []
+    for (row, files), err in zip(prepared, errors, strict=True):
+        if files is not None:
+            if err is None:
+                row["lr_uri"] = out.uri_of(files[0])
+            else:
+                for k in ("lr_width", "lr_height", "changed_values", "kept"):
+                    row.pop(k, None)
+                row.update(status="failed", error=err)
+        row["finished_at"] = datetime.now(UTC)
+        rows.append(row)
     part = f"metrics/parts/{run_id}-{uuid.uuid4().hex[:12]}.parquet"
     try:
         write_part(out, part, rows_to_table(rows))
