@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 from hcd_pipeline.pipeline import PipelineSettings, read_metrics, run_pipeline
@@ -165,3 +166,15 @@ def test_stages_are_not_fused(ray_local, small_images, tmp_path):
     names = ds.stats()
     # Decode runs in tasks, the model in actors, writes in tasks: three operators, none fused with another.
     assert "MapBatches(decode_stage)->" not in names and "MapBatches(ModelStage)" in names and "MapBatches(write_stage)" in names
+
+
+def test_settings_that_cannot_all_run_are_refused():
+    from hcd_pipeline.errors import SettingsError
+    from hcd_pipeline.pipeline.runner import check_fits
+
+    s = PipelineSettings(input="in", output="out", min_actors=2, max_actors=2)
+    check_fits(s, {"CPU": 3.0})  # 2 actors + 0.5 decode + 0.5 write
+    with pytest.raises(SettingsError, match=r"= 3 CPUs, but Ray has 2"):
+        check_fits(s, {"CPU": 2.0})
+    with pytest.raises(SettingsError, match="GPU"):
+        check_fits(PipelineSettings(input="in", output="out", num_gpus=1), {"CPU": 8.0})

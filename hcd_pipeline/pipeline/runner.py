@@ -42,7 +42,7 @@ from .schema import METRICS_SCHEMA, conform, read_parquet_bytes
 from .settings import PipelineSettings
 from .stages import ModelStage, decode_stage, write_stage
 
-__all__ = ["RunSummary", "build_dataset", "run_pipeline", "read_metrics", "final_rows", "plan_run"]
+__all__ = ["RunSummary", "build_dataset", "run_pipeline", "read_metrics", "final_rows", "plan_run", "check_fits"]
 
 
 @dataclass
@@ -128,6 +128,8 @@ def plan_run(settings: PipelineSettings, run_id: str) -> tuple[list[Any], Any, d
     return refs[:-2], refs[-2], counts
 
 
+LOCAL_EXTRA_CPUS = 1
+"""Logical CPUs a local Ray gets beyond ``os.cpu_count()`` (for the I/O-bound decode and write stages)."""
 DECODE_TASK_MEMORY = 256 * 1024 * 1024
 """Memory (bytes) reserved for each decode task."""
 
@@ -187,11 +189,31 @@ def _init_ray(settings: PipelineSettings, verbose: bool) -> None:
             # Inside a submitted job RAY_ADDRESS points at the cluster.
             ray.init(address=settings.address or None, log_to_driver=verbose, logging_level=level)
         else:
-            ray.init(address="local", include_dashboard=False, log_to_driver=verbose, configure_logging=True, logging_level=level)
+            # One logical CPU beyond the machine's for the decode and write stages, which mostly wait on storage:
+            # N single-threaded model actors on N cores then still leave room for them.
+            ray.init(address="local", num_cpus=(os.cpu_count() or 1) + LOCAL_EXTRA_CPUS, include_dashboard=False,
+                     log_to_driver=verbose, configure_logging=True, logging_level=level)  # fmt: skip
     ctx = ray.data.DataContext.get_current()
     # Our own progress (done / failed / img/s / ETA) replaces Ray's per-operator bars.
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+
+
+def check_fits(settings: PipelineSettings, resources: dict[str, float]) -> None:
+    """Refuse settings whose stages cannot all run at once on ``resources`` (``ray.cluster_resources()``).
+
+    With every CPU held by model actors the decode tasks never start and the run would wait forever. Checked
+    on a fixed cluster (a local Ray); an autoscaling cluster grows to fit and is not checked.
+    """
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    need_cpu = settings.max_actors * settings.threads + settings.decode_cpus + settings.write_cpus
+    if need_cpu > cpus + 1e-9:
+        raise SettingsError(
+            f"{settings.max_actors} model actor(s) x {settings.threads} thread(s) + decode_cpus {settings.decode_cpus} + write_cpus "
+            f"{settings.write_cpus} = {need_cpu:g} CPUs, but Ray has {cpus:g}: use fewer actors or threads (--actors, --threads)"
+        )
+    if settings.num_gpus and settings.max_actors * settings.num_gpus > gpus + 1e-9:
+        raise SettingsError(f"{settings.max_actors} model actor(s) x {settings.num_gpus} GPU(s), but Ray has {gpus:g} GPUs")
 
 
 def _storage_cause(exc: BaseException) -> BaseException | None:
@@ -227,6 +249,8 @@ def run_pipeline(
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     mode = "auto" if progress is True else ("off" if progress is False else str(progress))
     _init_ray(settings, verbose=verbose)
+    if not (settings.address or os.environ.get("RAY_ADDRESS")):
+        check_fits(settings, ray.cluster_resources())
     t0 = time.perf_counter()
     try:
         manifest, done_ref, counts = plan_run(settings, run_id)
