@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import HcdError
 
-__all__ = ["benchmark_sections", "section"]
+__all__ = ["benchmark_sections", "section", "projection"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -158,6 +158,40 @@ def _plan_costs(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def projection(plan: dict[str, Any], archive: dict[str, Any], images: int = 10_000_000, list_ms: float | None = None) -> list[str]:
+    """A projection for ``images`` images on S3 from the measured per-item costs (plan_costs.json, archive_scale.json).
+
+    ``list_ms``: seconds per LIST request to assume (default: the one measured against the local S3 server).
+    """
+    rp, pq_, fin = plan["resume_plan"], plan["parquet"], plan["finalize"]
+    ms = list_ms if list_ms is not None else plan.get("s3_listing", {}).get("seconds_per_request", 0.05) * 1000
+    in_req, out_req = -(-images // 1000), -(-2 * images // 1000)  # S3 lists 1000 keys a page; lr/ holds PNG + sidecar
+    rss = [r["hcd_run"]["peak_rss_mib"] for r in archive["results"]]
+    largest = max(archive["results"], key=lambda r: r["images"])
+    gib = 1024**3
+    fin_gib = pq_["final_bytes_per_row"] * images / gib
+    rows = [
+        ["input listing", f"{in_req:,} LIST requests, {in_req * ms / 1000 / 60:.1f} min at {ms:.0f} ms each (one plan task)"],
+        ["output listing on resume (lr/: PNG + sidecar)", f"{out_req:,} LIST requests, {out_req * ms / 1000 / 60:.1f} min"],
+        ["resume plan compute", f"{rp['us_per_key'] * images / 1e6 / 60:.1f} min ({rp['us_per_key']:.1f} us/key)"],
+        ["plan task memory (done set)", f"{rp['done_array_bytes_per_key'] * images / gib:.2f} GiB of Arrow strings"],
+        ["metric parts / metrics.parquet", f"{pq_['part_bytes_per_row'] * images / gib:.2f} / {fin_gib:.2f} GiB"],
+        ["finalize per run", f"{fin['us_per_row'] * images / 1e6 / 60:.1f} min ({fin['us_per_row']:.1f} us/row), 1M-row buckets"],
+        ["driver memory", f"flat: {min(rss):.0f}-{max(rss):.0f} MiB measured from {min(r['images'] for r in archive['results']):,} "
+                          f"to {largest['images']:,} images"],
+        ["manifest references on the driver", f"{-(-images // 4096):,} object refs (4096 items each)"],
+    ]  # fmt: skip
+    return [
+        f"### Projection: {images:,} images on S3",
+        "",
+        "From the per-item costs above (`hcd bench --render-only` computes it; `hcd_pipeline.bench_sections.projection`",
+        "takes another LIST latency). Linear in the image count; the LIST latency of a real bucket is what to measure first.",
+        "",
+        *_table(["what", "projected"], rows),
+        "",
+    ]
+
+
 def _stage_costs(data: dict[str, Any]) -> list[str]:
     rows = [[r["method"], f"{r['decode_ms']:.1f}", f"{r['model_ms']:.1f}", f"{r['write_ms']:.1f}", f"{r['model_over_cpu_stages']:.1f}"]
             for r in data["rows"]]  # fmt: skip
@@ -197,6 +231,9 @@ def benchmark_sections(eval_dir: Path) -> list[str]:
                 parts += section(kind, json.loads(path.read_text()))
             except (KeyError, TypeError, ValueError) as exc:
                 raise HcdError(f"{path}: not the JSON its benchmark script writes ({exc!r}); rerun the script") from exc
+    plan, archive = eval_dir / "plan_costs.json", eval_dir / "archive_scale.json"
+    if plan.exists() and archive.exists():
+        parts += projection(json.loads(plan.read_text()), json.loads(archive.read_text()))
     lines = ["## Speed, large images and throughput", "", *parts] if parts else []
     caveats = eval_dir / "caveats.md"  # hand-written remarks about how the runs were made
     if caveats.exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 from .jobs import SPEC_ENV, SPEC_NAME_ENV, load_job
@@ -16,6 +17,8 @@ from .jobs import SPEC_ENV, SPEC_NAME_ENV, load_job
 __all__ = ["project_root", "submit_job", "job_status", "job_logs", "DEFAULT_ADDRESS"]
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+AGENT_WAIT_S = 90.0
+"""How long a submission waits for a just-started head's job agent."""
 _EXCLUDES = [".venv", "runs", "out", "checkpoints", ".git", "**/__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info"]
 
 
@@ -43,12 +46,22 @@ def submit_job(spec_path: str | Path, address: str | None = None, *, submission_
     env_vars.update({SPEC_ENV: path.read_text(), SPEC_NAME_ENV: path.name})
     runtime_env = {"working_dir": str(project_root()), "excludes": _EXCLUDES, "env_vars": env_vars}
     safe = re.sub(r"[^A-Za-z0-9_.-]", "-", spec.name)
-    return _client(address).submit_job(
-        entrypoint=f"python -m hcd_pipeline.cli run --job env:{SPEC_ENV}",
-        runtime_env=runtime_env,
-        submission_id=submission_id,
-        metadata={"hcd_job": safe, "spec": path.name},
-    )
+    client = _client(address)
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return client.submit_job(
+                entrypoint=f"python -m hcd_pipeline.cli run --job env:{SPEC_ENV}",
+                runtime_env=runtime_env,
+                submission_id=submission_id,
+                metadata={"hcd_job": safe, "spec": path.name},
+            )
+        except RuntimeError as exc:
+            # A head that has just started answers before its job agent is up ("No available agent to submit
+            # job, please try again later"): wait for it instead of failing a freshly launched cluster.
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2.0)
 
 
 def job_status(job_id: str, address: str | None = None) -> str:
