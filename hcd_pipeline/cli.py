@@ -60,7 +60,29 @@ def main(quiet: bool, verbose: bool) -> None:
     """hcd: Hierarchical Collaborative Downscaling, from one image to a Ray cluster."""
     if not verbose:
         # Ray's core workers warn about their own internals (actor arguments in the object store) on stderr.
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+
+
+def _start_ray_quietly(settings: Any) -> None:
+    """Start Ray with the process's stderr set aside: its C++ start-up lines are not for users. Shown on failure."""
+    import tempfile
+
+    from .pipeline.runner import init_ray
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as cap:
+        os.dup2(cap.fileno(), 2)
+        try:
+            init_ray(settings)
+        except BaseException:
+            os.dup2(saved, 2)
+            cap.seek(0)
+            sys.stderr.write(cap.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _quiet_ray_data() -> None:
@@ -488,6 +510,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         raise HcdError(str(exc)) from exc
     if _verbosity() <= 0:
         _quiet_ray_data()
+        _start_ray_quietly(settings)
     # A bar in a terminal; in logs (submitted jobs) a line every progress_interval seconds.
     summary = run_pipeline(settings, progress=_verbosity() >= 0, verbose=_verbosity() > 0)
     _print_summary(summary, settings.output)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -76,7 +78,9 @@ def test_bicubic_pair_improves(hr):
 
 @pytest.mark.parametrize("preset", ["official", "default"])
 def test_same_seed_same_bits(tiny, hr, preset):
-    runs = [collaborative_downscale(tiny, hr, settings=PRESETS[preset], generator=torch.Generator().manual_seed(s)) for s in (5, 5, 6)]
+    # judge="loss": the iterates themselves, not what the no-harm rule keeps (plain, for this image and model).
+    cfg = replace(PRESETS[preset], judge="loss")
+    runs = [collaborative_downscale(tiny, hr, settings=cfg, generator=torch.Generator().manual_seed(s)) for s in (5, 5, 6)]
     assert torch.equal(runs[0].lr, runs[1].lr)
     if preset == "official":  # random start and z draws depend on the seed
         assert not torch.equal(runs[0].lr, runs[2].lr)

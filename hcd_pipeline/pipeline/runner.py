@@ -42,7 +42,7 @@ from .schema import METRICS_SCHEMA, conform, read_parquet_bytes
 from .settings import PipelineSettings
 from .stages import ModelStage, decode_stage, write_stage
 
-__all__ = ["RunSummary", "build_dataset", "run_pipeline", "read_metrics", "final_rows", "plan_run", "check_fits"]
+__all__ = ["RunSummary", "build_dataset", "run_pipeline", "read_metrics", "final_rows", "plan_run", "check_fits", "init_ray"]
 
 
 @dataclass
@@ -179,7 +179,8 @@ def build_dataset(settings: PipelineSettings, manifest: list[Any], run_id: str, 
     )
 
 
-def _init_ray(settings: PipelineSettings, verbose: bool) -> None:
+def init_ray(settings: PipelineSettings, verbose: bool = False) -> None:
+    """Start (or join) the Ray that ``settings`` name: ``address`` / ``$RAY_ADDRESS``, else a local one."""
     import ray
 
     if not ray.is_initialized():
@@ -248,7 +249,7 @@ def run_pipeline(
     _check_job(out, settings)
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     mode = "auto" if progress is True else ("off" if progress is False else str(progress))
-    _init_ray(settings, verbose=verbose)
+    init_ray(settings, verbose=verbose)
     if not (settings.address or os.environ.get("RAY_ADDRESS")):
         check_fits(settings, ray.cluster_resources())
     t0 = time.perf_counter()
