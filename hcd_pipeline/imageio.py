@@ -115,6 +115,10 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
         pixels, a = _split(arr, 65535.0, alpha)
         mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[head[3]]
         return DecodedImage(pixels, a, 16, mode, name)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        tiff16 = _decode_tiff16(data, name, max_pixels)
+        if tiff16 is not None:
+            return tiff16
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -132,6 +136,49 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError) as exc:
         raise ImageReadError(f"{name}: truncated or corrupt image data ({exc})") from exc
     return _from_pil(im, mode, name)
+
+
+_ORIENT = {  # EXIF/TIFF orientation -> (transpose, flip rows, flip columns) applied to (H, W, C)
+    1: (False, False, False), 2: (False, False, True), 3: (False, True, True), 4: (False, True, False),
+    5: (True, False, False), 6: (True, True, False), 7: (True, True, True), 8: (True, False, True),
+}  # fmt: skip
+
+
+def _decode_tiff16(data: bytes, name: str, max_pixels: int) -> DecodedImage | None:
+    """16-bit colour TIFF (RGB / RGBA, 3 or 4 samples) at full precision, or None for Pillow to decode.
+
+    Pillow reads 16-bit colour TIFF as 8 bits (the high byte); ``tifffile`` reads the samples as stored.
+    The orientation tag is applied as Pillow's ``exif_transpose`` would.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tf:
+            page = tf.pages[0]
+            shape, dtype = page.shape, page.dtype
+            if dtype != np.uint16 or len(shape) != 3 or page.samplesperpixel not in (3, 4):
+                return None
+            h, w = (shape[0], shape[1]) if shape[-1] in (3, 4) else (shape[1], shape[2])
+            _check_size(name, w, h, max_pixels)
+            arr = page.asarray()
+            tag = page.tags.get("Orientation")
+            orient = int(tag.value) if tag is not None else 1
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for damaged files
+        raise ImageReadError(f"{name}: truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from exc
+    if arr.shape[-1] not in (3, 4):  # planar (C, H, W) -> (H, W, C)
+        arr = np.moveaxis(arr, 0, -1)
+    transpose, flip_rows, flip_cols = _ORIENT.get(orient, _ORIENT[1])
+    if flip_rows:
+        arr = arr[::-1]
+    if flip_cols:
+        arr = arr[:, ::-1]
+    if transpose:
+        arr = arr.transpose(1, 0, 2)
+    alpha = arr.shape[-1] == 4
+    pixels, a = _split(np.ascontiguousarray(arr), 65535.0, alpha)
+    return DecodedImage(pixels, a, 16, "RGBA;16" if alpha else "RGB;16", name)
 
 
 def _check_size(name: str, w: int, h: int, max_pixels: int) -> None:

@@ -183,3 +183,35 @@ def test_written_files_get_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_16bit_colour_tiff_at_full_precision_and_upright(tmp_path):
+    import numpy as np
+    import tifffile
+    from PIL import Image, ImageOps
+
+    from hcd_pipeline.imageio import read_image
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 65536, size=(5, 7, 3), dtype=np.uint16)
+    arr[0, 0] = (750, 1, 65535)  # 750 is 2 in its high byte: an 8-bit read would give 2/255
+    p = tmp_path / "c16.tif"
+    tifffile.imwrite(p, arr, photometric="rgb")
+    img = read_image(p)
+    assert img.bit_depth == 16 and img.pixels.shape == (3, 5, 7) and img.alpha is None
+    assert torch.equal(torch.round(img.pixels * 65535).to(torch.int64), torch.from_numpy(arr.astype(np.int64)).permute(2, 0, 1))
+    rgba = rng.integers(0, 65536, size=(4, 6, 4), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "a16.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    img = read_image(tmp_path / "a16.tif")
+    assert img.alpha is not None and abs(float(img.alpha[0, 1, 2]) - rgba[1, 2, 3] / 65535) < 1e-7
+    # The orientation tag turns the image as Pillow's exif_transpose turns an 8-bit one.
+    a8 = rng.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    for orient in range(1, 9):
+        tifffile.imwrite(
+            tmp_path / f"o{orient}.tif", a8.astype(np.uint16) * 257, photometric="rgb", extratags=[(274, "H", 1, orient, True)]
+        )
+        tifffile.imwrite(tmp_path / f"p{orient}.tif", a8, photometric="rgb", extratags=[(274, "H", 1, orient, True)])
+        want = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / f"p{orient}.tif")))
+        got = read_image(tmp_path / f"o{orient}.tif")
+        assert got.bit_depth == 16
+        assert np.array_equal(np.round(got.pixels.permute(1, 2, 0).numpy() * 255).astype(np.uint8), want), orient
