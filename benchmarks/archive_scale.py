@@ -103,6 +103,18 @@ def baseline(inp: str, out: str) -> None:
     ds.write_parquet(os.path.join(out, "metrics"))
 
 
+def _without_work(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--work":
+            skip = True
+        elif not a.startswith("--work="):
+            out.append(a)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="5000,20000,100000")
@@ -137,7 +149,8 @@ def main() -> None:
         results.append(row)
         shutil.rmtree(out, ignore_errors=True)
     doc = {
-        "command": "python benchmarks/archive_scale.py " + " ".join(sys.argv[1:]),
+        # The command without --work (a temporary folder of this machine's).
+        "command": "python benchmarks/archive_scale.py " + " ".join(_without_work(sys.argv[1:])),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "note": "wall time includes starting Ray; peak RSS is the driver process (hcd run / the baseline script) only",
         "results": results,
