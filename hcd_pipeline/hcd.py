@@ -74,6 +74,9 @@ class HCDSettings:
             border crop of the 8-bit reconstruction of the rounded LR, what the metric rows report), ``"rgb"``
             (the same on RGB), or ``"loss"`` (the float loss of the step, the original code's notion; no no-harm
             rule). With ``"y"`` / ``"rgb"`` the stored LR is the plain one unless an iterate beats it.
+        judge_every: with ``keep_best`` and a judge, every this many steps an iterate is judged (one extra forward
+            pass each); the last iterate of each stage always is. 1 judges every step (about 1.5x the time of
+            the default preset on a 192 x 192 crop, for +0.005 dB).
     """
 
     hr_steps: int = 15
@@ -90,6 +93,7 @@ class HCDSettings:
     decode: str = "draw"
     keep_best: bool = False
     judge: str = "y"
+    judge_every: int = 5
 
     def __post_init__(self) -> None:
         choices = {
@@ -103,6 +107,8 @@ class HCDSettings:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise SettingsError(f"HCD setting {key}={getattr(self, key)!r}: expected one of {allowed}")
+        if self.judge_every < 1:
+            raise SettingsError(f"HCD setting judge_every must be >= 1, got {self.judge_every}")
         if self.hr_steps < 0 or self.lr_steps < 0:
             raise SettingsError(f"HCD steps must be >= 0, got hr_steps={self.hr_steps}, lr_steps={self.lr_steps}")
         if not (self.step > 0 and self.hr_radius >= 0 and self.lr_radius >= 0):
@@ -270,10 +276,11 @@ def _optimise(
         if value > best_value:
             best_value, best_cand = value, cand.detach().clone()
 
-    for _ in range(steps):
+    for i in range(steps):
         loss, cand = loss_fn(base + d)
         losses.append(loss.item())
-        if settings.keep_best:
+        # A judge costs a forward pass: judge every judge_every-th iterate (the loss alone is free to compare).
+        if settings.keep_best and (score is None or i % settings.judge_every == settings.judge_every - 1):
             consider(loss, cand)
         (grad,) = torch.autograd.grad(loss, d)
         with torch.no_grad():
