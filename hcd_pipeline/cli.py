@@ -568,15 +568,24 @@ def logs(job_id: str, address: str | None) -> None:
 @main.command()
 @click.argument("uris", nargs=-1, required=True)
 @click.option("--worst", type=int, default=10, show_default=True, help="how many worst / best images to list")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default="report.json", show_default=True)
-@click.option("--html", "html_out", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="folder for report.json and report.html")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="JSON path [default: beside the HTML]")
+@click.option(
+    "--html", "html_out", type=click.Path(dir_okay=False), default=None, help="HTML path [default: OUT/report.html or ./report.html]"
+)
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint")
 @click.option("--anon", is_flag=True, help="anonymous object-storage access")
 @_handle_errors
-def report(uris: tuple[str, ...], worst: int, json_out: str, html_out: str, endpoint_url: str | None, anon: bool) -> None:
+def report(
+    uris: tuple[str, ...], worst: int, out_dir: str | None, json_out: str | None, html_out: str | None, endpoint_url: str | None, anon: bool
+) -> None:
     """Quality report over the Parquet tables of one or more run outputs (local or s3://)."""
     from .report import build_report, format_text, load_tables, render_html
     from .storage import StorageOptions
+
+    # Every file goes where the user pointed: --out for both, else the JSON beside the HTML.
+    html_out = html_out or str(Path(out_dir or ".") / "report.html")
+    json_out = json_out or str(Path(html_out).with_suffix(".json"))
 
     opts = StorageOptions(endpoint_url=endpoint_url, anon=anon)
     rep = build_report(load_tables(list(uris), opts), worst=worst)

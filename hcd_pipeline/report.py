@@ -66,13 +66,21 @@ def build_report(table: pa.Table, worst: int = 10) -> dict[str, Any]:
     data = table.to_pylist()
     ok = [r for r in data if r["status"] == "ok"]
     failed = [r for r in data if r["status"] != "ok"]
-    groups: dict[tuple[str, int, str, str], list[dict[str, Any]]] = defaultdict(list)
+    # Grouped by the weights too: two trainings of one model name must not be pooled.
+    groups: dict[tuple[str, str, int, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
-        groups[(r["model"], r["scale"], r["method"], r["preset"])].append(r)
+        groups[(r["model"], r.get("weights_sha256") or "", r["scale"], r["method"], r["preset"])].append(r)
     per_group = []
-    for (model, scale, method, preset), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    for (model, weights, scale, method, preset), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         per_group.append(
-            {"model": model, "scale": scale, "method": method, "preset": preset, **{c: _stats([r[c] for r in rs]) for c in STAT_COLUMNS}}
+            {
+                "model": model,
+                "weights_sha256": weights or None,
+                "scale": scale,
+                "method": method,
+                "preset": preset,
+                **{c: _stats([r[c] for r in rs]) for c in STAT_COLUMNS},
+            }  # fmt: skip
         )
     scored = sorted((r for r in ok if r["gain_y"] is not None and not math.isnan(r["gain_y"])), key=lambda r: r["gain_y"])
     pick = ("key", "run_output", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height")
@@ -96,12 +104,18 @@ def build_report(table: pa.Table, worst: int = 10) -> dict[str, Any]:
     }
 
 
+def model_label(group: dict[str, Any]) -> str:
+    """``model@<first 6 hex of the weights hash>``: tells two weights of one model name apart."""
+    w = group.get("weights_sha256")
+    return f"{group['model']}@{w[:6]}" if w and w != "none" else str(group["model"])
+
+
 def format_text(report: dict[str, Any]) -> str:
     """The report as the terminal table ``hcd report`` prints."""
     c = report["counts"]
     lines = [f"images {c['images']}: {c['done']} done, {c['failed']} failed"]
     lines += [f"  failed ({reason}): {n}" for reason, n in sorted(c["failed_by_reason"].items())]
-    head = f"{'model':12s} {'x':>2s} {'method':7s} {'preset':9s} {'n':>5s}  {'stat':6s} "
+    head = f"{'model':19s} {'x':>2s} {'method':7s} {'preset':9s} {'n':>5s}  {'stat':6s} "
     head += f"{'PSNR-Y':>8s} {'plain':>8s} {'gain':>7s} {'SSIM-Y':>7s} {'s/img':>7s}"
     lines.append(head)
     for g in report["groups"]:
@@ -110,7 +124,7 @@ def format_text(report: dict[str, Any]) -> str:
                 f"{g[col].get(stat, float('nan')):{w}.{p}f}"
                 for col, w, p in (("psnr_y", 8, 3), ("plain_psnr_y", 8, 3), ("gain_y", 7, 3), ("ssim_y", 7, 4), ("seconds", 7, 2))
             )
-            lines.append(f"{g['model']:12s} {g['scale']:>2} {g['method']:7s} {g['preset']:9s} {g['psnr_y']['n']:5d}  {stat:6s} {cells}")
+            lines.append(f"{model_label(g):19s} {g['scale']:>2} {g['method']:7s} {g['preset']:9s} {g['psnr_y']['n']:5d}  {stat:6s} {cells}")
     if report["worst"]:
         lines.append("worst images by gain:")
         lines += [f"  {w['gain_y']:+.3f} dB  {w['key']}  ({w['plain_psnr_y']:.2f} -> {w['psnr_y']:.2f})" for w in report["worst"]]
@@ -179,7 +193,7 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None) -
     esc = html.escape
     c = report["counts"]
     group_rows = "".join(
-        f"<tr><td>{esc(str(g['model']))}</td><td>x{g['scale']}</td><td>{esc(str(g['method']))}</td><td>{esc(str(g['preset']))}</td>"
+        f"<tr><td>{esc(model_label(g))}</td><td>x{g['scale']}</td><td>{esc(str(g['method']))}</td><td>{esc(str(g['preset']))}</td>"
         f"<td>{g['psnr_y']['n']}</td>"
         + "".join(
             f"<td>{g[col].get('mean', float('nan')):.3f} / {g[col].get('median', float('nan')):.3f} / "

@@ -84,3 +84,27 @@ def test_report_cli_writes_json_and_html(tmp_path):
     assert rep["counts"]["failed_by_reason"] == {"ImageReadError": 2, "ClientError": 1}
     page = (tmp_path / "r.html").read_text()
     assert "<svg" in page and "bad1.png" in page
+
+
+def test_report_files_go_where_pointed_and_weights_are_not_pooled(tmp_path):
+    _make_run(tmp_path / "a", 6, 3)
+    # A second run of the same model name with other weights.
+    rows = [{"key": f"x{i}.png", "status": "ok", "model": "irn-x2", "weights_sha256": "ab" * 32, "scale": 2, "method": "hcd",
+             "preset": "default", "plain_psnr_y": 30.0, "psnr_y": 30.5, "gain_y": 0.5, "run_id": "r2",
+             "finished_at": datetime.now(UTC)} for i in range(3)]  # fmt: skip
+    (tmp_path / "b" / "metrics" / "parts").mkdir(parents=True)
+    pq.write_table(rows_to_table(rows), tmp_path / "b" / "metrics" / "parts" / "r2-00000.parquet")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    out = tmp_path / "rep"
+    proc = subprocess.run([HCD, "report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)], capture_output=True, text=True,
+                          timeout=120, cwd=work)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json"] and list(work.iterdir()) == []
+    groups = json.loads((out / "report.json").read_text())["groups"]
+    assert sorted((g["weights_sha256"] or "", g["gain_y"]["n"]) for g in groups) == [("", 6), ("ab" * 32, 3)]
+    assert "irn-x2@ababab" in proc.stdout
+    # --html alone: the JSON goes beside it.
+    proc = subprocess.run([HCD, "report", str(tmp_path / "a"), "--html", str(out / "x.html")], capture_output=True, text=True,
+                          timeout=120, cwd=work)  # fmt: skip
+    assert proc.returncode == 0 and (out / "x.json").is_file() and list(work.iterdir()) == []
