@@ -77,6 +77,8 @@ class HCDSettings:
         judge_every: with ``keep_best`` and a judge, every this many steps an iterate is judged (one extra forward
             pass each); the last iterate of each stage always is. 1 judges every step (``benchmarks/judge_cost.py``
             measures the time and gain of each choice).
+        patience: with a judge, end a stage after this many judged iterates in a row that did not beat the best
+            (0: never; run every step).
     """
 
     hr_steps: int = 15
@@ -94,6 +96,7 @@ class HCDSettings:
     keep_best: bool = False
     judge: str = "y"
     judge_every: int = 5
+    patience: int = 0
 
     def __post_init__(self) -> None:
         choices = {
@@ -107,6 +110,8 @@ class HCDSettings:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise SettingsError(f"HCD setting {key}={getattr(self, key)!r}: expected one of {allowed}")
+        if self.patience < 0:
+            raise SettingsError(f"HCD setting patience must be >= 0, got {self.patience}")
         if self.judge_every < 1:
             raise SettingsError(f"HCD setting judge_every must be >= 1, got {self.judge_every}")
         if self.hr_steps < 0 or self.lr_steps < 0:
@@ -270,11 +275,15 @@ def _optimise(
     opt = torch.optim.Adam([d], lr=settings.step) if settings.optimizer == "adam" else None
     best_value, best_cand = best if best is not None else (-math.inf, base)
 
+    stale = 0  # judged iterates in a row that did not beat the best
+
     def consider(loss: torch.Tensor, cand: torch.Tensor) -> None:
-        nonlocal best_value, best_cand
+        nonlocal best_value, best_cand, stale
         value = score(cand.detach()) if score is not None else -loss.item()
         if value > best_value:
-            best_value, best_cand = value, cand.detach().clone()
+            best_value, best_cand, stale = value, cand.detach().clone(), 0
+        else:
+            stale += 1
 
     for i in range(steps):
         loss, cand = loss_fn(base + d)
@@ -282,6 +291,8 @@ def _optimise(
         # A judge costs a forward pass: judge every judge_every-th iterate (the loss alone is free to compare).
         if settings.keep_best and (score is None or i % settings.judge_every == settings.judge_every - 1):
             consider(loss, cand)
+            if score is not None and settings.patience and stale >= settings.patience:
+                break  # the judge has stopped improving: the rest of the stage's steps are saved
         (grad,) = torch.autograd.grad(loss, d)
         with torch.no_grad():
             if opt is not None:

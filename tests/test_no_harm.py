@@ -126,3 +126,15 @@ def test_report_with_perfect_reconstructions_and_empty_groups(tmp_path):
     assert empty["groups"] == [] and "nan" not in format_text(empty).lower()
     render_html(empty)
     assert pa.table({"x": [1]}).num_rows == 1
+
+
+def test_patience_ends_a_stage_early_and_keeps_no_harm():
+    model = load_model("tiny-irn-x2")
+    hr = _synthetic()["gradient"].unsqueeze(0)
+    full = collaborative_downscale(model, hr, settings=get_preset("default", judge_every=1), generator=torch.Generator().manual_seed(0))
+    short = collaborative_downscale(model, hr, settings=get_preset("default", judge_every=1, patience=1),
+                                    generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert len(short.losses) < len(full.losses) == 25
+    assert short.judged["stored"] >= short.judged["plain"]
+    with pytest.raises(Exception, match="patience"):
+        get_preset("default", patience=-1)
