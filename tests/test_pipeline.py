@@ -40,6 +40,11 @@ def test_local_folder_matches_single_image_cli_byte_for_byte(ray_local, small_im
     assert (cli_out / "b.png").read_bytes() == (out / "lr" / "sub" / "b.png").read_bytes()
     side = json.loads((out / "lr" / "sub" / "b.json").read_text())
     assert side["key"] == "sub/b.jpg" and side["seed"] == 7 and side["model"] == "tiny-irn-x2"
+    # The sidecars agree too, the no-harm record included (it crosses from the model stage to the write stage).
+    for cli_side, run_side in ((cli_out / "a.json", out / "lr" / "a.json"), (cli_out / "b.json", out / "lr" / "sub" / "b.json")):
+        a, b = json.loads(cli_side.read_text()), json.loads(run_side.read_text())
+        for k in ("kept", "judged", "changed_values", "metrics", "losses", "tile", "memory"):
+            assert a[k] == b[k], (k, a[k], b[k])
     # A rerun skips everything and leaves one row per image.
     again = run_pipeline(_settings(str(small_images), str(out), seed=7), progress=False)
     assert (again.done, again.skipped) == (0, 4)

@@ -32,7 +32,7 @@ import torch
 from .. import jsonutil
 from ..errors import StorageError
 from ..imageio import DecodedImage, decode_image
-from ..metrics import psnr_gain
+from ..metrics import psnr_gain, to_uint8_levels
 from ..service import Downscaler, ImageInfo, Optimised
 from ..storage import Storage, StorageOptions, open_uri
 from .schema import rows_to_table, write_part
@@ -72,7 +72,7 @@ MODELLED_SCHEMA = pa.schema(
         pa.field("lr_height", pa.int32()),
         pa.field("plain_rec", pa.large_binary()),  # uint8 (C, H, W)
         pa.field("rec", pa.large_binary()),  # uint8 (C, H, W); null when equal to plain_rec
-        pa.field("diag", pa.string()),  # JSON: tile, memory, changed, losses, seconds, stage_seconds
+        pa.field("diag", pa.string()),  # JSON of _DIAG_FIELDS: tile, memory, changed, losses, seconds, kept, ...
     ]
 )
 """Model stage -> write stage."""
@@ -243,22 +243,17 @@ class ModelStage:
                 lr=opt.lr.numpy().tobytes(),
                 lr_width=int(opt.lr.shape[-1]),
                 lr_height=int(opt.lr.shape[-2]),
-                diag=json.dumps(
-                    {
-                        "tile": opt.tile,
-                        "memory": opt.memory,
-                        "changed": opt.changed,
-                        "losses": opt.losses,
-                        "seconds": opt.seconds,
-                        "stage_seconds": opt.stage_seconds,
-                    }  # fmt: skip
-                ),
+                diag=json.dumps({f: getattr(opt, f) for f in _DIAG_FIELDS}),
             )
             if opt.plain_rec is not None:
-                row["hr8"] = torch.round(img.pixels.double().clamp(0, 1) * 255).to(torch.uint8).numpy().tobytes()
+                row["hr8"] = to_uint8_levels(img.pixels).to(torch.uint8).numpy().tobytes()
                 row["plain_rec"] = opt.plain_rec.numpy().tobytes()
                 row["rec"] = None if opt.rec is opt.plain_rec else opt.rec.numpy().tobytes()  # type: ignore[union-attr]
         return pa.Table.from_pylist(rows, schema=MODELLED_SCHEMA)
+
+
+_DIAG_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds", "kept", "judged")
+"""The fields of :class:`~hcd_pipeline.service.Optimised` that travel as JSON (``diag``); the rest are arrays."""
 
 
 def _optimised_of(row: dict[str, Any]) -> Optimised:
@@ -266,17 +261,8 @@ def _optimised_of(row: dict[str, Any]) -> Optimised:
     c, h, w = row["channels"], row["height"], row["width"]
     plain = _tensor(row["plain_rec"], np.dtype(np.uint8), (c, h, w))
     rec = _tensor(row["rec"], np.dtype(np.uint8), (c, h, w)) if row["rec"] is not None else plain
-    return Optimised(
-        lr=_tensor(row["lr"], np.dtype(np.uint8), (3, row["lr_height"], row["lr_width"])),  # type: ignore[arg-type]
-        tile=d["tile"],
-        memory=d["memory"],
-        changed=d["changed"],
-        losses=d["losses"],
-        seconds=d["seconds"],
-        stage_seconds=d["stage_seconds"],
-        plain_rec=plain,
-        rec=rec,
-    )
+    lr = _tensor(row["lr"], np.dtype(np.uint8), (3, row["lr_height"], row["lr_width"]))
+    return Optimised(lr=lr, plain_rec=plain, rec=rec, **{f: d[f] for f in _DIAG_FIELDS})  # type: ignore[arg-type]
 
 
 class _Writer:
@@ -358,10 +344,6 @@ def _pool() -> ThreadPoolExecutor:
 def failure_reason(error: str | None) -> str:
     """The group of a failure in summaries: the error's text before the first colon (its exception type)."""
     return str(error).split(":", 1)[0]
-
-
-class _RowError(Exception):
-    """An earlier stage's error, carried to the row as it was written."""
 
 
 def row_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:
