@@ -185,13 +185,21 @@ Judge = Callable[[torch.Tensor, "torch.Tensor | None"], float]
 """``judge(lr, z) -> dB``: the quality of an 8-bit LR candidate (B = 1), higher is better."""
 
 
-def reconstruction_psnr(model: Rescaler, hr: torch.Tensor, *, channels: str = "y", crop: int | None = None) -> Judge:
+def reconstruction_psnr(
+    model: Rescaler,
+    hr: torch.Tensor,
+    *,
+    channels: str = "y",
+    crop: int | None = None,
+    view: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Judge:
     """The default judge: PSNR (dB) of the 8-bit reconstruction of an LR against ``hr`` rounded to 8 bits.
 
-    ``hr``: (1, 3, H, W) in [0, 1]; ``channels``: ``"y"`` (BT.601 luma) or ``"rgb"``; ``crop``: border pixels
-    left out (default: the scale, the field's protocol). Equals the metric rows' ``psnr_y`` / ``psnr_rgb`` for
-    an RGB source whose size is a multiple of the scale; :class:`~hcd_pipeline.service.Downscaler` passes a
-    judge over the source's own region and channels.
+    ``hr``: (1, C, H, W) in [0, 1]; ``channels``: ``"y"`` (BT.601 luma; a one-channel image is its own luma) or
+    ``"rgb"``; ``crop``: border pixels left out (default: the scale, the field's protocol); ``view``: maps the
+    reconstruction (3, H', W') onto ``hr``'s channels and region (default: as it is).
+    :class:`~hcd_pipeline.service.Downscaler` passes the source's own region and channels, so that the judge
+    equals the metric rows' ``psnr_y`` / ``psnr_rgb``.
     """
     from .metrics import psnr, rgb_to_y, to_uint8_levels
 
@@ -201,7 +209,8 @@ def reconstruction_psnr(model: Rescaler, hr: torch.Tensor, *, channels: str = "y
 
     def judge(lr: torch.Tensor, z: torch.Tensor | None) -> float:
         with torch.no_grad():
-            rec = to_uint8_levels(model.upscale(lr, z)[0])
+            rec = model.upscale(lr, z)[0].clamp(0, 1)
+        rec = to_uint8_levels(view(rec) if view is not None else rec).to(ref.device)
         return psnr(ref, rgb_to_y(rec) if channels == "y" else rec, c)
 
     return judge

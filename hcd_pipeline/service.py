@@ -23,10 +23,10 @@ import torch
 
 from ._version import __version__
 from .errors import ImageReadError, SettingsError
-from .hcd import DEFAULT_PRESET, METHODS, HCDSettings, Judge, collaborative_downscale, decode_z, get_preset
+from .hcd import DEFAULT_PRESET, METHODS, HCDSettings, Judge, collaborative_downscale, decode_z, get_preset, reconstruction_psnr
 from .imageio import DecodedImage, encode_png
 from .jsonutil import json_float
-from .metrics import Scores, psnr, rgb_to_y, score_levels, to_uint8_levels
+from .metrics import Scores, score_levels, to_uint8_levels
 from .models.protocol import Rescaler
 from .models.registry import load_model, model_fingerprint, resolve_name
 from .resize import imresize
@@ -224,18 +224,9 @@ class Downscaler:
     def judge(self, image: DecodedImage) -> Judge:
         """The no-harm judge of ``image``: PSNR (dB) of an LR's 8-bit reconstruction exactly as the metric rows
         measure it (source region and channels, border crop = scale; Y or RGB by ``HCDSettings.judge``)."""
-        s, h, w = self.scale, image.height, image.width
-        ref = to_uint8_levels(image.pixels)
-        use_y = self.hcd.judge == "y"
-        ref = rgb_to_y(ref) if use_y else ref
-
-        def judge(lr: torch.Tensor, z: torch.Tensor | None) -> float:
-            with torch.no_grad():
-                rec = self.model.upscale(lr, z)[0].clamp(0, 1).cpu()
-            rec8 = to_uint8_levels(_to_source_channels(rec, image)[:, :h, :w])
-            return psnr(ref, rgb_to_y(rec8) if use_y else rec8, s)
-
-        return judge
+        return reconstruction_psnr(
+            self.model, image.pixels.unsqueeze(0), channels=self.hcd.judge, crop=self.scale, view=lambda rec: _source_view(rec, image)
+        )
 
     def optimise(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> Optimised:  # noqa: ANN001
         """The model's part of :meth:`process`: HCD and the reconstructions to score (CPU tensors out)."""
@@ -300,7 +291,7 @@ class Downscaler:
             def reconstruct(lr_img: torch.Tensor) -> torch.Tensor:
                 with torch.no_grad():
                     out = self.model.upscale(lr_img, res.z)[0].clamp(0, 1).cpu()
-                return to_uint8_levels(_to_source_channels(out, image)[:, :h, :w]).to(torch.uint8)
+                return to_uint8_levels(_source_view(out, image)).to(torch.uint8)
 
             plain_rec = reconstruct(res.plain_lr)
             rec = plain_rec if torch.equal(lr_stored, res.plain_lr) else reconstruct(lr_stored)
@@ -366,8 +357,10 @@ def _scores_json(sc: Scores | None) -> dict[str, float | str] | None:
     return {k: json_float(v) for k, v in asdict(sc).items()} if sc else None
 
 
-def _to_source_channels(rec: torch.Tensor, image: DecodedImage) -> torch.Tensor:
-    return rec.mean(0, keepdim=True) if image.pixels.shape[0] == 1 else rec
+def _source_view(rec: torch.Tensor, image: DecodedImage) -> torch.Tensor:
+    """A clamped reconstruction (3, H', W') of the padded image as the source: its channels (gray: the mean), its size."""
+    rec = rec.mean(0, keepdim=True) if image.pixels.shape[0] == 1 else rec
+    return rec[:, : image.height, : image.width]
 
 
 def upscale_lr(
