@@ -179,6 +179,11 @@ def build_dataset(settings: PipelineSettings, manifest: list[Any], run_id: str, 
     )
 
 
+def _local(settings: PipelineSettings) -> bool:
+    """Whether the run starts its own Ray (no ``address`` and no ``$RAY_ADDRESS``, as inside a submitted job)."""
+    return not (settings.address or os.environ.get("RAY_ADDRESS"))
+
+
 def init_ray(settings: PipelineSettings, verbose: bool = False) -> None:
     """Start (or join) the Ray that ``settings`` name: ``address`` / ``$RAY_ADDRESS``, else a local one."""
     import ray
@@ -186,7 +191,7 @@ def init_ray(settings: PipelineSettings, verbose: bool = False) -> None:
     if not ray.is_initialized():
         # Workers' own logs (and Ray's start-up warnings) only when asked for: our errors come back as rows.
         level = "INFO" if verbose else "ERROR"
-        if settings.address or os.environ.get("RAY_ADDRESS"):
+        if not _local(settings):
             # Inside a submitted job RAY_ADDRESS points at the cluster.
             ray.init(address=settings.address or None, log_to_driver=verbose, logging_level=level)
         else:
@@ -250,7 +255,7 @@ def run_pipeline(
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     mode = "auto" if progress is True else ("off" if progress is False else str(progress))
     init_ray(settings, verbose=verbose)
-    if not (settings.address or os.environ.get("RAY_ADDRESS")):
+    if _local(settings):
         check_fits(settings, ray.cluster_resources())
     t0 = time.perf_counter()
     try:

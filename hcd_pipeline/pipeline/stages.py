@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -266,7 +267,11 @@ def _optimised_of(row: dict[str, Any]) -> Optimised:
 
 
 class _Writer:
-    """Per-process cache of what the write stage needs: the output storage and a model-free Downscaler."""
+    """Per-process cache of what the write stage needs: the output storage and a CPU Downscaler.
+
+    ``finish`` needs the settings, the scale and the model's description; the weights load once per worker
+    process on the CPU and are not used (the model stage holds the accelerator).
+    """
 
     _cache: dict[str, tuple[Storage, Downscaler]] = {}
 
@@ -275,9 +280,6 @@ class _Writer:
         k = json.dumps(settings, sort_keys=True, default=str)
         if k not in cls._cache:
             cfg = settings_from_dict(settings)
-            # finish() needs the settings and the model's description, not its weights on an accelerator.
-            from dataclasses import replace
-
             cls._cache[k] = (Storage(cfg.output, cfg.storage), Downscaler(replace(cfg.downscale_settings(), device="cpu")))
         return cls._cache[k]
 
