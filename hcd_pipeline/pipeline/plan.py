@@ -72,10 +72,11 @@ def done_keys(out: Storage, run_id: str) -> tuple[pa.Array, int]:
     ok_keys = pc.unique(_concat(ok))
     sidecars = _concat([pc.replace_substring_regex(a, pattern=r"^lr/(.*)\.json$", replacement=r"\1")
                         for a in _chunks(k for k in out.iter_keys("lr") if k.endswith(".json"))])  # fmt: skip
-    done = ok_keys.filter(pc.is_in(_stems(ok_keys), value_set=sidecars))
-    orphans = sidecars.filter(pc.invert(pc.is_in(sidecars, value_set=_stems(ok_keys))))
+    ok_stems = _stems(ok_keys)
+    done = ok_keys.filter(pc.is_in(ok_stems, value_set=sidecars))
+    orphans = sidecars.filter(pc.invert(pc.is_in(sidecars, value_set=ok_stems)))
     rows = []
-    from .stages import row_metrics
+    from .stages import row_metrics, settings_columns
 
     for stem in orphans.to_pylist():  # only images written after the last part of a killed run
         try:
@@ -91,13 +92,7 @@ def done_keys(out: Storage, run_id: str) -> tuple[pa.Array, int]:
                     "height": side["source_size"][1],
                     "channels": side.get("channels"),
                     "bit_depth": side.get("source_bit_depth"),
-                    "model": side["model"],
-                    "scale": side["scale"],
-                    "weights_sha256": side["weights_sha256"],
-                    "method": side["method"],
-                    "preset": side["preset"],
-                    "settings_json": json.dumps(side["hcd"], sort_keys=True),
-                    "seed": side["seed"],
+                    **settings_columns(side),
                     "worker": "recovered from sidecar",
                     "run_id": run_id,
                     "finished_at": datetime.now(UTC),

@@ -48,6 +48,7 @@ __all__ = [
     "SUMMARY_SCHEMA",
     "settings_from_dict",
     "row_metrics",
+    "settings_columns",
     "failure_reason",
 ]
 
@@ -284,9 +285,8 @@ class _Writer:
         return cls._cache[k]
 
 
-def settings_columns(ds: Downscaler) -> dict[str, Any]:
-    """The settings columns of a metric row."""
-    d = ds.describe()
+def settings_columns(d: dict[str, Any]) -> dict[str, Any]:
+    """The settings columns of a metric row from ``Downscaler.describe()`` (or a sidecar, which holds it)."""
     return {
         "model": d["model"],
         "scale": d["scale"],
@@ -378,7 +378,7 @@ def write_stage(batch: pa.Table, settings: dict[str, Any], run_id: str) -> pa.Ta
     stops the run with :class:`~hcd_pipeline.errors.StorageError`.
     """
     out, ds = _Writer.get(settings)
-    base = {**settings_columns(ds), "run_id": run_id, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    base = {**settings_columns(ds.describe()), "run_id": run_id, "worker": f"{socket.gethostname()}:{os.getpid()}"}
     prepared = [_prepare_one(ds, r, base) for r in batch.to_pylist()]
     # The files go out concurrently (storage latency overlaps); each image's PNG still precedes its sidecar.
     errors = _pool().map(lambda f: _store_pair(out, f) if f is not None else None, [f for _, f in prepared])
