@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..storage import Storage
-from .schema import METRICS_SCHEMA, SCHEMA_VERSION, read_parquet_bytes, rows_to_table, write_part
+from .schema import METRICS_SCHEMA, SCHEMA_METADATA, read_parquet_bytes, rows_to_table, write_part
 from .settings import PipelineSettings
 from .sources import iter_inputs
 
@@ -196,7 +196,7 @@ def finalize(out: Storage, run_id: str) -> dict[str, Any]:
             for s in sinks:
                 s.close()
         local = os.path.join(tmp, "metrics.parquet")
-        schema = METRICS_SCHEMA.with_metadata({"hcd_pipeline.schema": SCHEMA_VERSION})
+        schema = METRICS_SCHEMA.with_metadata(SCHEMA_METADATA)
         with pq.ParquetWriter(local, schema, compression="zstd") as w:
             for b in range(n):
                 if n > 1:

@@ -14,10 +14,21 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     from ..storage import Storage
 
-__all__ = ["METRICS_SCHEMA", "SCHEMA_VERSION", "empty_row", "rows_to_table", "conform", "write_part", "read_parquet_bytes"]
+__all__ = [
+    "METRICS_SCHEMA",
+    "SCHEMA_VERSION",
+    "SCHEMA_METADATA",
+    "empty_row",
+    "rows_to_table",
+    "conform",
+    "write_part",
+    "read_parquet_bytes",
+]
 
 SCHEMA_VERSION = "2"
 """Written into every Parquet file's metadata (``hcd_pipeline.schema``); 1 = files without the key."""
+SCHEMA_METADATA = {"hcd_pipeline.schema": SCHEMA_VERSION}
+"""The file metadata that stamps :data:`SCHEMA_VERSION`."""
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -92,5 +103,5 @@ def read_parquet_bytes(data: bytes, columns: list[str] | None = None) -> pa.Tabl
 def write_part(out: Storage, key: str, table: pa.Table) -> None:
     """Write metric rows as one Parquet file (zstd), stamped with :data:`SCHEMA_VERSION`."""
     buf = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata({"hcd_pipeline.schema": SCHEMA_VERSION}), buf, compression="zstd")
+    pq.write_table(table.replace_schema_metadata(SCHEMA_METADATA), buf, compression="zstd")
     out.write(key, buf.getvalue())
