@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -57,11 +57,13 @@ class HCDSettings:
     Attributes:
         hr_steps, lr_steps: iterations of the HR-domain and LR-domain stages.
         optimizer: ``"pgd"`` (normalised gradient step of length ``step`` in L2 over the image, then
-            projection; the original) or ``"adam"`` (Adam with learning rate ``step``, then projection).
+            projection; the original), ``"adam"`` (Adam with learning rate ``step``, then projection) or ``"bb"``
+            (projected gradient descent with Barzilai-Borwein step lengths: the first step moves the largest value
+            by ``step``, later ones take alpha = s.s / s.y from the last move s and gradient change y).
         budget: ``"image"`` (L2 ball of radius ``hr_radius`` / ``lr_radius`` over the whole image, the
             original) or ``"pixel"`` (each value within +-radius).
         hr_radius, lr_radius: size of the allowed perturbation in [0, 1] units.
-        step: step length (pgd) or learning rate (adam), both stages.
+        step: step length (pgd), learning rate (adam) or first step's largest change (bb), both stages.
         random_start: start from a random point in the ball (original) instead of zero.
         lr_round: round LR values inside the LR loop with a straight-through gradient.
         lr_target: ``"perturbed"`` (the original: reconstruct HR + d) or ``"hr"`` (the true HR).
@@ -100,7 +102,7 @@ class HCDSettings:
 
     def __post_init__(self) -> None:
         choices = {
-            "optimizer": ("pgd", "adam"),
+            "optimizer": ("pgd", "adam", "bb"),
             "budget": ("image", "pixel"),
             "lr_target": ("perturbed", "hr"),
             "z_opt": ("fresh", "decode"),
@@ -169,6 +171,9 @@ class HCDResult:
             the judge), else ``"optimised"``.
         judged: the judge's values (dB) of the plain and the stored LR, ``{"plain": .., "stored": ..}``; empty
             with ``judge="loss"``. ``inf`` is a perfect reconstruction.
+        items: for a batch (B > 1), one result per item with that item's losses, changes, choice and judged
+            values (``seconds`` there are the batch's divided by B); the batch result's own ``losses`` are the
+            per-step means over items, ``changed`` the sum, ``kept`` "optimised" if any item was. Empty for B = 1.
     """
 
     lr: torch.Tensor
@@ -179,10 +184,20 @@ class HCDResult:
     seconds: dict[str, float] = field(default_factory=dict)
     kept: str = "optimised"
     judged: dict[str, float] = field(default_factory=dict)
+    items: list[HCDResult] = field(default_factory=list)
+
+    def split(self) -> list[HCDResult]:
+        """One result per item (B = 1 each): a batch's ``items``, else this result itself."""
+        return self.items or [self]
 
 
-Judge = Callable[[torch.Tensor, "torch.Tensor | None"], float]
-"""``judge(lr, z) -> dB``: the quality of an 8-bit LR candidate (B = 1), higher is better."""
+Judge = Callable[[torch.Tensor, "torch.Tensor | None"], "torch.Tensor | float | list[float]"]
+"""``judge(lr, z) -> dB``: the quality of 8-bit LR candidates (B, 3, h, w), higher is better: one value per item
+(a (B,) tensor or a list; a float for B = 1)."""
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""Where random numbers come from: one generator for the whole batch, or one per item (item i's numbers from
+generator i, so that each item gets exactly the numbers it would get alone), or None (torch's default)."""
 
 
 def reconstruction_psnr(
@@ -191,27 +206,32 @@ def reconstruction_psnr(
     *,
     channels: str = "y",
     crop: int | None = None,
-    view: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    view: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
 ) -> Judge:
     """The default judge: PSNR (dB) of the 8-bit reconstruction of an LR against ``hr`` rounded to 8 bits.
 
-    ``hr``: (1, C, H, W) in [0, 1]; ``channels``: ``"y"`` (BT.601 luma; a one-channel image is its own luma) or
-    ``"rgb"``; ``crop``: border pixels left out (default: the scale, the field's protocol); ``view``: maps the
-    reconstruction (3, H', W') onto ``hr``'s channels and region (default: as it is).
-    :class:`~hcd_pipeline.service.Downscaler` passes the source's own region and channels, so that the judge
+    ``hr``: (B, C, H, W) in [0, 1]; ``channels``: ``"y"`` (BT.601 luma; a one-channel image is its own luma) or
+    ``"rgb"``; ``crop``: border pixels left out (default: the scale, the field's protocol); ``view``: maps item i's
+    reconstruction (3, H', W') onto its source's channels and region (one callable for every item, or one per
+    item; default: as it is). The judge returns a (B,) float64 tensor (one upscale pass for the whole batch).
+    :class:`~hcd_pipeline.service.Downscaler` passes each source's own region and channels, so that the judge
     equals the metric rows' ``psnr_y`` / ``psnr_rgb``.
     """
     from .metrics import psnr, rgb_to_y, to_uint8_levels
 
     c = model.scale if crop is None else crop
-    ref = to_uint8_levels(hr[0])
-    ref = rgb_to_y(ref) if channels == "y" else ref
+    views = list(view) if isinstance(view, Sequence) else [view] * hr.shape[0]
+    refs = [to_uint8_levels(item) for item in hr]
+    refs = [rgb_to_y(r) if channels == "y" else r for r in refs]
 
-    def judge(lr: torch.Tensor, z: torch.Tensor | None) -> float:
+    def judge(lr: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         with torch.no_grad():
-            rec = model.upscale(lr, z)[0].clamp(0, 1)
-        rec = to_uint8_levels(view(rec) if view is not None else rec).to(ref.device)
-        return psnr(ref, rgb_to_y(rec) if channels == "y" else rec, c)
+            recs = model.upscale(lr, z).clamp(0, 1)
+        out = []
+        for rec, ref, v in zip(recs, refs, views, strict=True):
+            rec = to_uint8_levels(v(rec) if v is not None else rec).to(ref.device)
+            out.append(psnr(ref, rgb_to_y(rec) if channels == "y" else rec, c))
+        return torch.tensor(out, dtype=torch.float64)
 
     return judge
 
@@ -220,42 +240,78 @@ def _round8(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.clamp(0, 1) * 255.0) / 255.0
 
 
+def _draw(kind: str, shape: tuple[int, ...] | torch.Size, gens: Generators, device: torch.device) -> torch.Tensor:
+    """``torch.rand`` / ``randn`` of ``shape`` on ``device``; with one generator per item, item i's slice is drawn
+    from generator i (on the generator's device: a CPU generator gives a GPU model the same numbers)."""
+    fn = torch.randn if kind == "randn" else torch.rand
+    if gens is None or isinstance(gens, torch.Generator):
+        dev = gens.device if gens is not None else device
+        return fn(tuple(shape), generator=gens, device=dev).to(device)
+    if len(gens) != shape[0]:
+        raise ValueError(f"{len(gens)} generators for a batch of {shape[0]}")
+    return torch.cat([fn((1, *shape[1:]), generator=g, device=g.device).to(device) for g in gens])
+
+
 def decode_z(
-    model: Rescaler, lr_shape: torch.Size | tuple[int, ...], settings: HCDSettings, generator: torch.Generator | None, device: torch.device
+    model: Rescaler, lr_shape: torch.Size | tuple[int, ...], settings: HCDSettings, generator: Generators, device: torch.device
 ) -> torch.Tensor | None:
-    """The z the decoder uses for an LR of ``lr_shape``: zeros, or N(0, 1) drawn from ``generator``."""
+    """The z the decoder uses for an LR of ``lr_shape``: zeros, or N(0, 1) drawn from ``generator`` (per item)."""
     shape = model.z_shape(lr_shape)
     if shape is None:
         return None
     if settings.decode == "zero":
         return torch.zeros(shape, device=device)
-    gen_dev = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_dev).to(device) * _z_std(model)
+    return _draw("randn", shape, generator, device) * _z_std(model)
 
 
 def _z_std(model: Rescaler) -> float:
     return float(getattr(model, "z_std", 1.0))
 
 
-def _random_ball(like: torch.Tensor, radius: float, budget: str, gen: torch.Generator | None) -> torch.Tensor:
-    dev = gen.device if gen is not None else like.device
+def _items(x: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B, 1, 1, 1), for per-item scalars broadcast over images."""
+    return x.view(-1, 1, 1, 1)
+
+
+def _random_ball(like: torch.Tensor, radius: float, budget: str, gen: Generators) -> torch.Tensor:
     if budget == "pixel":
-        u = torch.rand(like.shape, generator=gen, device=dev).to(like.device)
-        return (2 * u - 1) * radius
-    d = torch.randn(like.shape, generator=gen, device=dev).to(like.device)
-    n = d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-    r = torch.rand(n.shape, generator=gen, device=dev).to(like.device)
+        return (2 * _draw("rand", like.shape, gen, like.device) - 1) * radius
+    d = _draw("randn", like.shape, gen, like.device)
+    n = _items(d.flatten(1).norm(dim=1))
+    r = _draw("rand", n.shape, gen, like.device)
     return d * r / n * radius
 
 
 def _project(d: torch.Tensor, base: torch.Tensor, radius: float, budget: str) -> torch.Tensor:
-    """Project a perturbation onto the budget and keep ``base + d`` inside [0, 1]."""
+    """Project a perturbation onto the budget (per item) and keep ``base + d`` inside [0, 1]."""
     if budget == "pixel":
         d = d.clamp(-radius, radius)
     else:
-        n = d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        n = _items(d.flatten(1).norm(dim=1))
         d = d * torch.clamp(radius / (n + 1e-12), max=1.0)
     return torch.max(torch.min(d, 1 - base), -base)
+
+
+def _scores(value: torch.Tensor | float | list[float], batch: int) -> torch.Tensor:
+    """A judge's answer as a (B,) float64 CPU tensor."""
+    t = torch.as_tensor(value, dtype=torch.float64).flatten().cpu()
+    if t.numel() != batch:
+        raise ValueError(f"the judge gave {t.numel()} values for a batch of {batch}")
+    return t
+
+
+class _Best:
+    """Keep-best state of a batch: per item the best value so far, its candidate and how stale it is."""
+
+    def __init__(self, value: torch.Tensor, cand: torch.Tensor) -> None:
+        self.value, self.cand = value.clone(), cand.detach().clone()
+        self.stale = torch.zeros_like(value, dtype=torch.long)
+
+    def consider(self, value: torch.Tensor, cand: torch.Tensor, active: torch.Tensor) -> None:
+        better = (value > self.value) & active  # strictly better: a tie keeps the earlier (NaN never wins)
+        self.value = torch.where(better, value, self.value)
+        self.cand = torch.where(_items(better).to(cand.device), cand.detach(), self.cand)
+        self.stale = torch.where(better, torch.zeros_like(self.stale), self.stale + 1)
 
 
 def _optimise(
@@ -264,63 +320,83 @@ def _optimise(
     steps: int,
     settings: HCDSettings,
     loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    gen: torch.Generator | None,
-    losses: list[float],
+    gen: Generators,
+    losses: list[list[float]],
     tick: Callable[[], None] | None,
-    score: Callable[[torch.Tensor], float] | None = None,
-    best: tuple[float, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, float]:
-    """Minimise ``loss_fn(base + d)`` over d in the budget; returns (the chosen point, its value).
+    score: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    best: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Minimise each item's ``loss_fn(base + d)`` over d in the budget; returns (the chosen points, their values).
 
-    ``loss_fn`` returns (loss, candidate): the candidate is what would be kept for this point (e.g.
-    the rounded LR). With ``keep_best`` the candidate with the highest ``score`` (or the lowest loss when
-    ``score`` is None) wins, starting from ``best`` (value, candidate) when given.
+    ``loss_fn`` returns (per-item loss (B,), candidates): a candidate is what would be kept for the point (e.g.
+    the rounded LR). The gradient is that of the *sum* of item losses, so every item's gradient (and, since all
+    updates and projections act per item, its whole trajectory) is the one it would have alone. With
+    ``keep_best`` the candidate with the highest ``score`` (or the lowest loss when ``score`` is None) wins,
+    starting from ``best`` (values, candidates) when given; the values are None without ``keep_best``.
+    An item whose judge has not improved for ``patience`` judged iterates stops moving (as it would stop alone);
+    the stage ends when every item has stopped.
     """
-    if settings.random_start:
-        d0 = _random_ball(base, radius, settings.budget, gen)
-    else:
-        d0 = torch.zeros_like(base)
+    b = base.shape[0]
+    d0 = _random_ball(base, radius, settings.budget, gen) if settings.random_start else torch.zeros_like(base)
     d = _project(d0, base, radius, settings.budget).requires_grad_(True)
     opt = torch.optim.Adam([d], lr=settings.step) if settings.optimizer == "adam" else None
-    best_value, best_cand = best if best is not None else (-math.inf, base)
+    keep = _Best(best[0], best[1]) if best is not None else _Best(torch.full((b,), -math.inf, dtype=torch.float64), base)
+    active = torch.ones(b, dtype=torch.bool)
+    step_losses: list[tuple[torch.Tensor, torch.Tensor]] = []  # (loss, active) per step; read back once at the end
+    bb_prev: tuple[torch.Tensor, torch.Tensor] | None = None
+    alpha = torch.zeros(b, device=base.device)
 
-    stale = 0  # judged iterates in a row that did not beat the best
-
-    def consider(loss: torch.Tensor, cand: torch.Tensor) -> None:
-        nonlocal best_value, best_cand, stale
-        value = score(cand.detach()) if score is not None else -loss.item()
-        if value > best_value:
-            best_value, best_cand, stale = value, cand.detach().clone(), 0
-        else:
-            stale += 1
+    def value_of(loss: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        return _scores(score(cand.detach()), b) if score is not None else -loss.detach().double().cpu()
 
     for i in range(steps):
         loss, cand = loss_fn(base + d)
-        losses.append(loss.item())
+        step_losses.append((loss.detach(), active.clone()))
         # A judge costs a forward pass: judge every judge_every-th iterate (the loss alone is free to compare).
-        if settings.keep_best and (score is None or i % settings.judge_every == settings.judge_every - 1):
-            consider(loss, cand)
-            if score is not None and settings.patience and stale >= settings.patience:
-                break  # the judge has stopped improving: the rest of the stage's steps are saved
-        (grad,) = torch.autograd.grad(loss, d)
+        # The start point given with `best` was judged already: judging it again would count it as stale.
+        fresh = not (i == 0 and best is not None and not settings.random_start)
+        if settings.keep_best and fresh and (score is None or i % settings.judge_every == settings.judge_every - 1):
+            keep.consider(value_of(loss, cand), cand, active)
+            if score is not None and settings.patience:
+                active &= keep.stale < settings.patience
+                if not bool(active.any()):
+                    break  # every item's judge has stopped improving: the rest of the stage's steps are saved
+        (grad,) = torch.autograd.grad(loss.sum(), d)
         with torch.no_grad():
+            before = d.detach().clone()
             if opt is not None:
                 d.grad = grad
                 opt.step()
+            elif settings.optimizer == "bb":
+                # Projected gradient descent with Barzilai-Borwein step lengths (per item): the first step moves the
+                # largest value by `step`, later ones use alpha = s.s / s.y of the last move s and gradient change y.
+                if bb_prev is None:
+                    alpha = settings.step / grad.flatten(1).abs().amax(1).clamp_min(1e-30)
+                else:
+                    s, y = d - bb_prev[0], grad - bb_prev[1]
+                    sy, ss = (s * y).flatten(1).sum(1), (s * s).flatten(1).sum(1)
+                    alpha = torch.where(sy > 0, ss / sy.clamp_min(1e-30), alpha)
+                bb_prev = (before, grad)
+                d -= _items(alpha) * grad
             else:
-                g = grad.flatten(1)
-                gn = g.norm(dim=1).view(-1, 1, 1, 1)
+                gn = _items(grad.flatten(1).norm(dim=1))
                 d -= settings.step * grad / (gn + 1e-10)
             d.copy_(_project(d, base, radius, settings.budget))
+            if not bool(active.all()):
+                d.copy_(torch.where(_items(active).to(d.device), d, before))
         if tick is not None:
             tick()
+    for loss, was_active in step_losses:
+        for j, (v, a) in enumerate(zip(loss.cpu().tolist(), was_active.tolist(), strict=True)):
+            if a:
+                losses[j].append(v)
     final = (base + d).detach()
     if settings.keep_best:
         with torch.no_grad():
             loss, cand = loss_fn(final)
-        consider(loss, cand)
-        return best_cand, best_value
-    return final, math.nan
+        keep.consider(value_of(loss, cand), cand, active)
+        return keep.cand, keep.value
+    return final, None
 
 
 def collaborative_downscale(
@@ -329,15 +405,19 @@ def collaborative_downscale(
     *,
     method: str = "hcd",
     settings: HCDSettings | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     progress: Callable[[], None] | None = None,
     z: torch.Tensor | None = None,
     judge: Judge | None = None,
 ) -> HCDResult:
-    """Optimise the 8-bit LR image of ``hr`` for ``model``'s upscaler.
+    """Optimise the 8-bit LR images of ``hr`` for ``model``'s upscaler (a batch: each item on its own).
 
-    No harm: unless ``settings.judge == "loss"``, the stored LR is the plain LR unless an iterate's 8-bit
+    No harm: unless ``settings.judge == "loss"``, an item's stored LR is its plain LR unless an iterate's 8-bit
     reconstruction beats the plain one under the judge (strictly: a tie keeps plain).
+
+    Batches: every loss, step, projection, keep-best and stopping decision is per item, and with one generator
+    per item each item's random numbers are those it would draw alone, so an item's result equals running it
+    alone up to the floating-point differences of batched convolutions (``tests/test_batch.py`` measures them).
 
     Args:
         model: any :class:`~hcd_pipeline.models.protocol.Rescaler` (frozen parameters).
@@ -345,15 +425,16 @@ def collaborative_downscale(
         method: ``"plain"`` (no optimisation), ``"hr"`` (HR stage only), ``"lr"`` (LR stage only,
             from the plain LR), ``"hcd"`` (both).
         settings: defaults to ``PRESETS["default"]``.
-        generator: source of every random number (random start, z draws); seed it for bit-identical
-            results. The decoder's z is drawn first, so it depends only on the seed.
+        generator: source of every random number (random start, z draws): one, or one per item; seed it for
+            bit-identical results. The decoder's z is drawn first, so it depends only on the seed.
         progress: called once per optimisation step (for progress bars).
         z: the decoder's z, if already drawn (tiles use slices of one image-wide z); else drawn here.
-        judge: ``judge(lr, z) -> dB`` for keep-best and the no-harm rule; default
+        judge: ``judge(lr, z) -> dB per item`` for keep-best and the no-harm rule; default
             :func:`reconstruction_psnr` over ``hr`` with ``settings.judge``'s channels.
 
     Returns:
-        :class:`HCDResult`; ``result.lr`` is exactly the image to store.
+        :class:`HCDResult`; ``result.lr`` is exactly the images to store; ``result.split()`` gives one result
+        per item.
     """
     if method not in METHODS:
         raise SettingsError(f"unknown method {method!r}; expected one of {METHODS}")
@@ -363,6 +444,7 @@ def collaborative_downscale(
     if x.dim() != 4 or x.shape[-2] % s or x.shape[-1] % s:
         raise ValueError(f"hr must be (B, C, H, W) with sides divisible by {s}, got {tuple(hr.shape)}")
     x = x.detach()
+    b = x.shape[0]
     t_start = time.perf_counter()
     with torch.no_grad():
         lr_cont, _ = model.downscale(x)
@@ -372,31 +454,34 @@ def collaborative_downscale(
     def z_for_pass() -> torch.Tensor | None:
         if cfg.z_opt == "decode" or z_dec is None:
             return z_dec
-        dev = generator.device if generator is not None else x.device
-        return torch.randn(z_dec.shape, generator=generator, device=dev).to(x.device) * _z_std(model)
+        return _draw("randn", z_dec.shape, generator, x.device) * _z_std(model)
 
-    losses: list[float] = []
+    def mse(a: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return ((a - ref) ** 2).flatten(1).mean(1)  # per item
+
+    losses: list[list[float]] = [[] for _ in range(b)]
     seconds = {"hr": 0.0, "lr": 0.0}
     if cfg.judge == "loss" or method == "plain":
         judge_fn = None
     else:
         judge_fn = judge or reconstruction_psnr(model, x, channels=cfg.judge)
 
-    def lr_score(lr_cand: torch.Tensor) -> float:
-        return judge_fn(lr_cand, z_dec)  # type: ignore[misc]
+    def lr_score(lr_cand: torch.Tensor) -> torch.Tensor:
+        return _scores(judge_fn(lr_cand, z_dec), b)  # type: ignore[misc]
 
-    plain_score = lr_score(plain) if judge_fn else math.nan
-    hr_pert, best_value = x, plain_score
+    nan = torch.full((b,), math.nan, dtype=torch.float64)
+    plain_score = lr_score(plain) if judge_fn else nan
+    hr_pert: torch.Tensor = x
+    best_value: torch.Tensor | None = plain_score if judge_fn else None
     if method in ("hr", "hcd") and cfg.hr_steps > 0:
         t0 = time.perf_counter()
 
         def hr_loss(xp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             lr_c, _ = model.downscale(xp)
-            lr_q = quantize_ste(lr_c)
-            rec = model.upscale(lr_q, z_for_pass())
-            return torch.mean((rec - x) ** 2), xp
+            rec = model.upscale(quantize_ste(lr_c), z_for_pass())
+            return mse(rec, x), xp
 
-        def hr_score(xp: torch.Tensor) -> float:
+        def hr_score(xp: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 return lr_score(_round8(model.downscale(xp)[0]))
 
@@ -407,8 +492,8 @@ def collaborative_downscale(
         seconds["hr"] = time.perf_counter() - t0
     with torch.no_grad():
         lr0 = plain if hr_pert is x else _round8(model.downscale(hr_pert)[0])
-    if judge_fn and (math.isnan(best_value) or not cfg.keep_best):
-        best_value = lr_score(lr0)
+    if judge_fn and best_value is None:
+        best_value = lr_score(lr0)  # no keep-best in the HR stage: what it ended on
     lr_final = lr0
     if method in ("lr", "hcd") and cfg.lr_steps > 0:
         t0 = time.perf_counter()
@@ -416,24 +501,35 @@ def collaborative_downscale(
 
         def lr_loss(lr_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             lr_used = quantize_ste(lr_in) if cfg.lr_round else lr_in
-            rec = model.upscale(lr_used, z_for_pass())
-            return torch.mean((rec - target) ** 2), _round8(lr_in)
+            return mse(model.upscale(lr_used, z_for_pass()), target), _round8(lr_in)
 
-        lr_final, best_value = _optimise(
+        lr_final, value = _optimise(
             lr0, cfg.lr_radius, cfg.lr_steps, cfg, lr_loss, generator, losses, progress,
-            score=lr_score if judge_fn else None, best=(best_value, lr0) if judge_fn else None,
+            score=lr_score if judge_fn else None, best=(best_value, lr0) if judge_fn and best_value is not None else None,
         )  # fmt: skip
+        best_value = value
         seconds["lr"] = time.perf_counter() - t0
     stored = _round8(lr_final)
-    judged: dict[str, float] = {}
-    kept = "optimised"
+    judged: list[dict[str, float]] = [{} for _ in range(b)]
     if judge_fn:
-        stored_score = best_value if cfg.keep_best and not math.isnan(best_value) else lr_score(stored)
-        if not stored_score > plain_score:  # a tie, a loss, or NaN keeps the plain LR
-            stored, stored_score = plain, plain_score
-        judged = {"plain": plain_score, "stored": stored_score}
+        stored_score = best_value if cfg.keep_best and best_value is not None else lr_score(stored)
+        keep = stored_score > plain_score  # a tie, a loss, or NaN keeps the plain LR
+        stored = torch.where(_items(keep).to(stored.device), stored, plain)
+        stored_score = torch.where(keep, stored_score, plain_score)
+        judged = [{"plain": float(p), "stored": float(q)} for p, q in zip(plain_score.tolist(), stored_score.tolist(), strict=True)]
     seconds["total"] = time.perf_counter() - t_start
-    changed = int((torch.round(stored * 255) != torch.round(plain * 255)).sum().item())
-    if changed == 0:
-        kept = "plain"
-    return HCDResult(lr=stored, plain_lr=plain, z=z_dec, losses=losses, changed=changed, seconds=seconds, kept=kept, judged=judged)
+    changed = (torch.round(stored * 255) != torch.round(plain * 255)).flatten(1).sum(1).tolist()
+    items = [
+        HCDResult(
+            lr=stored[i : i + 1], plain_lr=plain[i : i + 1], z=None if z_dec is None else z_dec[i : i + 1], losses=losses[i],
+            changed=int(changed[i]), seconds={k: v / b for k, v in seconds.items()},
+            kept="plain" if changed[i] == 0 else "optimised", judged=judged[i],
+        )  # fmt: skip
+        for i in range(b)
+    ]
+    if b == 1:
+        return items[0]
+    return HCDResult(
+        lr=stored, plain_lr=plain, z=z_dec, losses=[sum(v) / b for v in zip(*losses, strict=False)] if losses[0] else [],
+        changed=int(sum(changed)), seconds=seconds, kept="optimised" if any(c for c in changed) else "plain", items=items,
+    )  # fmt: skip

@@ -279,7 +279,7 @@ class Downscaler:
         lr_stored, kept, judged = res.lr, res.kept, dict(res.judged)
         if judge is not None and (tile or not judged):
             # No harm on the whole image as the rows measure it (tiles were each judged on their own region).
-            judged = {"plain": judge(res.plain_lr, res.z), "stored": judge(res.lr, res.z)}
+            judged = {"plain": float(judge(res.plain_lr, res.z)[0]), "stored": float(judge(res.lr, res.z)[0])}
             if not judged["stored"] > judged["plain"]:
                 lr_stored, kept, judged["stored"] = res.plain_lr, "plain", judged["plain"]
         changed = res.changed if lr_stored is res.lr else 0
