@@ -87,7 +87,15 @@ def _comparison(sets: list[str], scales: list[int], crop: int = 96) -> str:
 
 
 def run_bench(
-    sets: list[str], scales: list[int], methods: list[str], draws: int, out: Path, *, limit: int | None = None, command: str = ""
+    sets: list[str],
+    scales: list[int],
+    methods: list[str],
+    draws: int,
+    out: Path,
+    *,
+    limit: int | None = None,
+    command: str = "",
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Run every (scale, set, method), write the docs, return the numbers."""
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +109,13 @@ def run_bench(
                 t0 = time.perf_counter()
                 res = evaluate(
                     EvalSettings(
-                        model=model, scale=scale, data=name, method="plain" if method == "bicubic" else method, draws=draws, limit=limit
+                        model=model,
+                        scale=scale,
+                        data=name,
+                        method="plain" if method == "bicubic" else method,
+                        draws=draws,
+                        limit=limit,
+                        device=device,
                     )
                 )
                 wall = time.perf_counter() - t0

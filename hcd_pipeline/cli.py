@@ -19,6 +19,7 @@ import click
 from tqdm import tqdm
 
 from . import jsonutil
+from .device import GPU_MODES
 from .errors import HcdError
 from .hcd import DEFAULT_PRESET, METHODS, PRESETS
 from .imageio import atomic_write_bytes, read_image, write_png
@@ -99,7 +100,7 @@ def _quiet_ray_data() -> None:
 
 
 def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1)")(fn)
+    fn = click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1, auto)")(fn)
     fn = click.option("--weights", type=click.Path(dir_okay=False), help="IRN weights file (.safetensors or original .pth)")(fn)
     fn = click.option("--scale", type=int, help="scale factor; needed for scale-free models (bicubic)")(fn)
     fn = click.option("--model", default=None, help="model name (hcd models); default irn-x2 / irn-x4 by --scale, irn-x2 if neither")(fn)
@@ -337,7 +338,16 @@ def eval_cmd(
     results = {}
     for m in methods:
         cfg = EvalSettings(
-            model=model, scale=scale, data=data, method=m, preset=preset, draws=draws, decode=decode, weights=weights, limit=limit
+            model=model,
+            scale=scale,
+            data=data,
+            method=m,
+            preset=preset,
+            draws=draws,
+            decode=decode,
+            weights=weights,
+            limit=limit,
+            device=device,
         )
         res = evaluate(cfg)
         results[m] = res
@@ -459,7 +469,12 @@ def _print_summary(summary: Any, output: str) -> None:
 @click.option("--actors", type=str, default=None, help="actor pool size N, or MIN-MAX to autoscale")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--limit", type=int, default=None, help="only the first N input items")
-@click.option("--num-gpus", type=float, default=None, help="GPUs per actor (default: 1 if CUDA is visible, else 0)")
+@click.option("--num-gpus", type=float, default=None, help="GPUs per model actor (default 0; the job spec's resources.num_gpus)")
+@click.option(
+    "--hcd-batch", type=click.IntRange(1, 16), default=None, help="same-size images optimised together (default: by device memory)"
+)
+@click.option("--gpu-mode", type=click.Choice(GPU_MODES), default=None, help="CUDA numerics (default deterministic)")
+@click.option("--allow-mixed-devices", is_flag=True, default=None, help="add GPU outputs to a CPU output (or back)")
 @click.option("--threads", type=int, default=None, help="torch threads (CPUs) per model actor")
 @click.option("--progress-interval", type=float, default=None, help="seconds between progress lines in logs (default 30)")
 @click.option("--set", "overrides", multiple=True, callback=_parse_overrides, metavar="KEY=VALUE", help=_SET_HELP)
@@ -473,8 +488,6 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
     """Run the pipeline: images from a folder or object storage -> optimised LR + Parquet metrics."""
     from dataclasses import replace
 
-    import torch
-
     from .pipeline import PipelineSettings, run_pipeline
     from .pipeline.jobs import load_job
     from .storage import StorageOptions
@@ -483,14 +496,15 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
     if base is None:
         if not input_uri or not output_uri:
             raise HcdError("give --input and --output, or --job FILE")
-        base = PipelineSettings(input=input_uri, output=output_uri, num_gpus=1.0 if torch.cuda.is_available() else 0.0)
+        # GPUs per actor come from the flag or the job spec, never from this machine: it may be a laptop or a CPU head.
+        base = PipelineSettings(input=input_uri, output=output_uri)
     upd: dict[str, Any] = {}
     if input_uri:
         upd["input"] = input_uri
     if output_uri:
         upd["output"] = output_uri
     keys = ("model", "scale", "weights", "method", "preset", "seed", "batch_size", "limit", "num_gpus", "threads", "address",
-            "memory", "tile", "progress_interval")  # fmt: skip
+            "memory", "tile", "progress_interval", "hcd_batch", "gpu_mode", "allow_mixed_devices")  # fmt: skip
     if flags.get("overrides"):
         upd["overrides"] = {**base.overrides, **flags["overrides"]}
     for key in keys:
@@ -603,8 +617,9 @@ def report(
 @click.option("--limit", type=int, default=None, help="only the first N images of each set")
 @click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--render-only", is_flag=True, help="rewrite results.md from results.json and eval/*.json without running anything")
+@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1, auto)")
 @_handle_errors
-def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, out: str, render_only: bool) -> None:
+def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, out: str, render_only: bool, device: str) -> None:
     """Compare methods over sets and scales; writes results.md/json, PNG plots and comparison.html."""
     from .bench import BENCH_METHODS, render_results, run_bench
 
@@ -620,7 +635,7 @@ def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, o
     if bad:
         raise HcdError(f"--methods: unknown {bad}; choose from {BENCH_METHODS}")
     run_bench([s.strip() for s in sets.split(",")], [int(s) for s in scales.split(",")], ms, draws, Path(out), limit=limit,
-              command="hcd bench " + " ".join(sys.argv[2:]))  # fmt: skip
+              command="hcd bench " + " ".join(sys.argv[2:]), device=device)  # fmt: skip
     click.echo(f"wrote {out}/results.md, results.json, comparison.html and plots")
 
 

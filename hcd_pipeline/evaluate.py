@@ -57,6 +57,7 @@ class EvalSettings:
     weights: str | None = None
     limit: int | None = None
     overrides: tuple[tuple[str, object], ...] = ()  # preset fields to change, e.g. (("lr_steps", 30),)
+    device: str = "cpu"  # cpu, cuda, cuda:N, auto
 
 
 def _modcrop(img: DecodedImage, s: int) -> DecodedImage:
@@ -83,7 +84,14 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
     downscalers = [
         Downscaler(
             DownscaleSettings(
-                model=cfg.model, scale=cfg.scale, weights=cfg.weights, method=method, preset=preset, overrides=overrides, seed=seed
+                model=cfg.model,
+                scale=cfg.scale,
+                weights=cfg.weights,
+                method=method,
+                preset=preset,
+                overrides=overrides,
+                seed=seed,
+                device=cfg.device,
             )
         )
         for seed in range(cfg.draws)

@@ -202,7 +202,7 @@ generator i, so that each item gets exactly the numbers it would get alone), or 
 
 def reconstruction_psnr(
     model: Rescaler,
-    hr: torch.Tensor,
+    hr: torch.Tensor | Sequence[torch.Tensor],
     *,
     channels: str = "y",
     crop: int | None = None,
@@ -210,8 +210,8 @@ def reconstruction_psnr(
 ) -> Judge:
     """The default judge: PSNR (dB) of the 8-bit reconstruction of an LR against ``hr`` rounded to 8 bits.
 
-    ``hr``: (B, C, H, W) in [0, 1]; ``channels``: ``"y"`` (BT.601 luma; a one-channel image is its own luma) or
-    ``"rgb"``; ``crop``: border pixels left out (default: the scale, the field's protocol); ``view``: maps item i's
+    ``hr``: (B, C, H, W) in [0, 1], or B tensors (C, H, W) of any sizes (sources before padding); ``channels``:
+    ``"y"`` (BT.601 luma; a one-channel image is its own luma) or ``"rgb"``; ``crop``: border pixels left out (default: the scale, the field's protocol); ``view``: maps item i's
     reconstruction (3, H', W') onto its source's channels and region (one callable for every item, or one per
     item; default: as it is). The judge returns a (B,) float64 tensor (one upscale pass for the whole batch).
     :class:`~hcd_pipeline.service.Downscaler` passes each source's own region and channels, so that the judge
@@ -220,7 +220,7 @@ def reconstruction_psnr(
     from .metrics import psnr, rgb_to_y, to_uint8_levels
 
     c = model.scale if crop is None else crop
-    views = list(view) if isinstance(view, Sequence) else [view] * hr.shape[0]
+    views = list(view) if isinstance(view, Sequence) else [view] * len(hr)
     refs = [to_uint8_levels(item) for item in hr]
     refs = [rgb_to_y(r) if channels == "y" else r for r in refs]
 
@@ -521,9 +521,14 @@ def collaborative_downscale(
     changed = (torch.round(stored * 255) != torch.round(plain * 255)).flatten(1).sum(1).tolist()
     items = [
         HCDResult(
-            lr=stored[i : i + 1], plain_lr=plain[i : i + 1], z=None if z_dec is None else z_dec[i : i + 1], losses=losses[i],
-            changed=int(changed[i]), seconds={k: v / b for k, v in seconds.items()},
-            kept="plain" if changed[i] == 0 else "optimised", judged=judged[i],
+            lr=stored[i : i + 1],
+            plain_lr=plain[i : i + 1],
+            z=None if z_dec is None else z_dec[i : i + 1],
+            losses=losses[i],
+            changed=int(changed[i]),
+            seconds={k: v / b for k, v in seconds.items()},
+            kept="plain" if changed[i] == 0 else "optimised",
+            judged=judged[i],
         )  # fmt: skip
         for i in range(b)
     ]

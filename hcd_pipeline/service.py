@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from ._version import __version__
+from .device import GPU_MODES, device_mode, device_record, free_memory, resolve_device
 from .errors import ImageReadError, SettingsError
-from .hcd import DEFAULT_PRESET, METHODS, HCDSettings, Judge, collaborative_downscale, decode_z, get_preset, reconstruction_psnr
+from .hcd import DEFAULT_PRESET, METHODS, HCDResult, HCDSettings, Judge, collaborative_downscale, decode_z, get_preset, reconstruction_psnr
 from .imageio import DecodedImage, encode_png
 from .jsonutil import json_float
 from .metrics import Scores, score_levels, to_uint8_levels
@@ -45,6 +47,8 @@ __all__ = [
     "LOW_MEMORY_PIXELS",
     "MEMORY_MODES",
     "MEMORY_CHOICES",
+    "STEP_BYTES_PER_PIXEL",
+    "MAX_BATCH",
 ]
 
 AUTO_TILE_PIXELS = 4096 * 1024
@@ -60,6 +64,12 @@ MEMORY_MODES = {"fast": "store", "low": "recompute", "lowest": "reversible"}
 """``DownscaleSettings.memory`` -> the model's backward mode (``IRN.BACKWARDS``); "auto" picks fast or low."""
 MEMORY_CHOICES = ("auto", *MEMORY_MODES)
 """Every value ``DownscaleSettings.memory`` (``--memory``) takes."""
+STEP_BYTES_PER_PIXEL = {"fast": 11_900, "low": 1_100, "lowest": 1_050}
+"""Peak bytes of one HCD step per HR pixel in each memory mode: the HR step (the larger) measured at 512 x 512 on
+irn-x2 (``docs/results.md``, "Speed": 2.9 / 0.27 / 0.26 GiB), with 5 % headroom. On CUDA the memory policy sizes
+layouts and batches from these and the device's free memory; on the CPU from :data:`LOW_MEMORY_PIXELS`."""
+MAX_BATCH = 16
+"""Most images optimised together in one model call."""
 
 
 def _mirror_index(n: int, total: int) -> torch.Tensor:
@@ -92,11 +102,17 @@ class DownscaleSettings:
     threads: int = 1  # torch intra-op threads during processing: part of what fixes the output bits
     tile: int | None = None  # LR pixels per tile side; None: tile images over AUTO_TILE_PIXELS; 0: never
     overlap: int = 16
-    memory: str = "auto"  # fast | low | lowest (MEMORY_MODES); auto: low for regions over LOW_MEMORY_PIXELS
+    memory: str = "auto"  # fast | low | lowest (MEMORY_MODES); auto: from the image size (and free GPU memory)
+    batch: int | None = None  # same-size images optimised together; None: 1 on the CPU, from free memory on CUDA
+    gpu_mode: str = "deterministic"  # GPU_MODES: CUDA numerics (deterministic, or TF32 + autotuned cuDNN)
 
     def __post_init__(self) -> None:
         if self.memory not in MEMORY_CHOICES:
             raise SettingsError(f"unknown memory mode {self.memory!r}; expected one of {MEMORY_CHOICES}")
+        if self.gpu_mode not in GPU_MODES:
+            raise SettingsError(f"unknown gpu_mode {self.gpu_mode!r}; expected one of {GPU_MODES}")
+        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
+            raise SettingsError(f"batch must be between 1 and {MAX_BATCH}, got {self.batch}")
         if self.tile is not None and self.tile < 0:
             raise SettingsError(f"tile must be >= 0 (0: whole image), got {self.tile}")
 
@@ -133,6 +149,8 @@ class Optimised:
         plain_rec, rec: reconstructions of the plain and the stored LR in the source's channels, cropped to the
             source size and rounded to 8-bit levels (uint8 (C, H, W)); None when not scored. ``rec is plain_rec``
             when the stored LR is the plain one.
+        device: :func:`~hcd_pipeline.device.device_record` of the device that made it; batch: images optimised
+            together with it (1: alone).
     """
 
     lr: torch.Tensor
@@ -146,6 +164,8 @@ class Optimised:
     rec: torch.Tensor | None
     kept: str = "plain"
     judged: dict[str, float] = field(default_factory=dict)
+    device: dict[str, object] = field(default_factory=dict)
+    batch: int = 1
 
 
 @dataclass
@@ -177,7 +197,8 @@ class Downscaler:
             raise SettingsError(f"unknown method {settings.method!r}; expected one of {METHODS}")
         self.settings = settings
         self.hcd = settings.hcd_settings()
-        self.model: Rescaler = load_model(settings.model, scale=settings.scale, weights=settings.weights, device=settings.device)
+        self.device = resolve_device(settings.device)
+        self.model: Rescaler = load_model(settings.model, scale=settings.scale, weights=settings.weights, device=self.device)
         self.scale = int(self.model.scale)
         if settings.weights:
             self.model_name = settings.model or f"file:{Path(settings.weights).name}"
@@ -200,17 +221,40 @@ class Downscaler:
         }
 
     def layout(self, height: int, width: int) -> tuple[int, str]:
-        """(LR tile side or 0 for the whole image, memory mode) for an HR image of this size."""
+        """(LR tile side or 0 for the whole image, memory mode) for an HR image of this size.
+
+        On the CPU: tiles above :data:`AUTO_TILE_PIXELS`, the ``low`` mode above :data:`LOW_MEMORY_PIXELS`. On CUDA
+        the same choices come from the device's free memory: the whole image in ``fast`` mode if its step fits in
+        60 % of it, else in ``low`` mode, else tiles.
+        """
         if self.settings.method == "plain":
             return 0, "fast"  # nothing is optimised: one no-grad pass over the whole image
-        tile = self.settings.tile
+        free = free_memory(self.device)
+        tile, memory = self.settings.tile, self.settings.memory
+        if free is not None and tile is None:
+            fits = [m for m in ("fast", "low") if height * width * STEP_BYTES_PER_PIXEL[m] <= 0.6 * free]
+            tile = 0 if fits else AUTO_TILE
+            if memory == "auto":
+                memory = fits[0] if fits else "auto"
         if tile is None:
             tile = AUTO_TILE if height * width > AUTO_TILE_PIXELS else 0
-        memory = self.settings.memory
         if memory == "auto":
             region = min(height, tile * self.scale) * min(width, tile * self.scale) if tile else height * width
-            memory = "low" if region > LOW_MEMORY_PIXELS else "fast"
+            if free is not None:
+                memory = "fast" if region * STEP_BYTES_PER_PIXEL["fast"] <= 0.6 * free else "low"
+            else:
+                memory = "low" if region > LOW_MEMORY_PIXELS else "fast"
         return tile, memory
+
+    def batch_items(self, height: int, width: int, memory: str) -> int:
+        """Images of this (padded) size optimised together: ``settings.batch``, else 1 on the CPU (measured: batching
+        gains nothing there, ``benchmarks/batch_speed.py``) and on CUDA as many as fit in 60 % of the free memory."""
+        if self.settings.batch is not None:
+            return self.settings.batch
+        free = free_memory(self.device)
+        if free is None or self.settings.method == "plain":
+            return 1 if free is None else MAX_BATCH
+        return max(1, min(MAX_BATCH, int(0.6 * free // (height * width * STEP_BYTES_PER_PIXEL[memory]))))
 
     def process(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> DownscaleOutput:  # noqa: ANN001
         """Downscale one image; ``progress`` is called once per optimisation step.
@@ -230,61 +274,135 @@ class Downscaler:
 
     def optimise(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> Optimised:  # noqa: ANN001
         """The model's part of :meth:`process`: HCD and the reconstructions to score (CPU tensors out)."""
+        out = self.optimise_batch([image], metrics=metrics, progress=progress)[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def optimise_batch(
+        self,
+        images: Sequence[DecodedImage],
+        *,
+        metrics: bool = True,
+        progress=None,  # noqa: ANN001
+    ) -> list[Optimised | Exception]:
+        """:meth:`optimise` of several images; a failure comes back in its image's place, as the exception.
+
+        Images that are optimised whole and share a padded size go through HCD together in batches of
+        :meth:`batch_items` (each with its own generator seeded ``settings.seed``, so each result equals the image's
+        :meth:`optimise` alone up to batched-convolution rounding, see ``collaborative_downscale``); tiled images
+        go one at a time. ``progress`` is called once per optimisation step of each model call.
+        """
         # oneDNN's reductions depend on the thread count, and an LR value can flip by one level: run with the
         # configured count so that the same settings give the same bytes in the CLI and in pipeline actors.
         previous = torch.get_num_threads()
         torch.set_num_threads(self.settings.threads)
         try:
-            return self._optimise(image, metrics=metrics, progress=progress)
+            with device_mode(self.device, self.settings.gpu_mode):
+                record = device_record(self.device, gpu_mode=self.settings.gpu_mode, threads=self.settings.threads)
+                return self._optimise_batch(images, metrics=metrics, progress=progress, record=record)
         finally:
             torch.set_num_threads(previous)
 
-    def _optimise(self, image: DecodedImage, *, metrics: bool, progress) -> Optimised:  # noqa: ANN001
+    def _optimise_batch(
+        self,
+        images: Sequence[DecodedImage],
+        *,
+        metrics: bool,
+        progress,  # noqa: ANN001
+        record: dict[str, object],
+    ) -> list[Optimised | Exception]:
+        results: list[Optimised | Exception | None] = [None] * len(images)
+        groups: dict[tuple[object, ...], list[tuple[int, torch.Tensor]]] = {}
+        for i, image in enumerate(images):
+            try:
+                hr = self._prepare(image)
+            except Exception as exc:  # noqa: BLE001 - one image's failure is its own
+                results[i] = exc
+                continue
+            tile, memory = self.layout(*hr.shape[-2:])
+            key: tuple[object, ...] = ("tiled", i) if tile else (tuple(hr.shape), memory)
+            groups.setdefault(key, []).append((i, hr))
+        for (kind, *rest), members in groups.items():
+            memory = str(rest[0]) if kind != "tiled" else ""
+            size = 1 if kind == "tiled" else self.batch_items(int(members[0][1].shape[-2]), int(members[0][1].shape[-1]), memory)
+            for at in range(0, len(members), size):
+                chunk = members[at : at + size]
+                try:
+                    outs = self._run([images[i] for i, _ in chunk], torch.cat([h for _, h in chunk]), metrics=metrics, progress=progress)
+                except Exception as exc:  # noqa: BLE001
+                    if len(chunk) == 1:
+                        results[chunk[0][0]] = exc
+                        continue
+                    # A batch failed as a whole (e.g. out of memory): each image gets its own chance.
+                    outs = []
+                    for i, h in chunk:
+                        try:
+                            outs.extend(self._run([images[i]], h, metrics=metrics, progress=progress))
+                        except Exception as one:  # noqa: BLE001
+                            outs.append(one)  # type: ignore[arg-type]
+                for (i, _), out in zip(chunk, outs, strict=True):
+                    if isinstance(out, Optimised):
+                        out.device, out.batch = record, len(chunk)
+                    results[i] = out
+        return [r if r is not None else RuntimeError("not processed") for r in results]
+
+    def _prepare(self, image: DecodedImage) -> torch.Tensor:
+        """Checks, RGB, padding: (1, 3, H', W') on the device."""
         s = self.scale
         h, w = image.height, image.width
         if h < s or w < s:
             raise ImageReadError(f"{image.name}: image is {w}x{h}, smaller than the scale x{s}")
         if not bool(torch.isfinite(image.pixels).all()):
             raise ImageReadError(f"{image.name}: pixel values contain NaN or inf")
-        dev = torch.device(self.settings.device)
         rgb = image.pixels if image.pixels.shape[0] == 3 else image.pixels.expand(3, -1, -1)
-        hr = pad_symmetric(rgb.float(), s).unsqueeze(0).to(dev)
-        gen = torch.Generator(device="cpu").manual_seed(self.settings.seed)
+        return pad_symmetric(rgb.float(), s).unsqueeze(0).to(self.device)
+
+    def _run(self, images: list[DecodedImage], hr: torch.Tensor, *, metrics: bool, progress) -> list[Optimised]:  # noqa: ANN001
+        """HCD over same-size padded images (B, 3, H, W) -> one :class:`Optimised` per image."""
         t0 = time.perf_counter()
         tile, memory = self.layout(*hr.shape[-2:])
-        judge = self.judge(image) if self.hcd.judge != "loss" and self.settings.method != "plain" else None
+        gens = [torch.Generator(device="cpu").manual_seed(self.settings.seed) for _ in images]
+        judge = None
+        if self.hcd.judge != "loss" and self.settings.method != "plain":
+            judge = reconstruction_psnr(
+                self.model, [im.pixels for im in images], channels=self.hcd.judge, crop=self.scale,
+                view=[lambda rec, im=im: _source_view(rec, im) for im in images],
+            )  # fmt: skip
         # Models without a choice of backward (the bicubic pair, user models) always run plain autograd.
         previous = getattr(self.model, "backward", None)
         if previous is not None:
             self.model.backward = MEMORY_MODES[memory]  # type: ignore[attr-defined]
         try:
             if tile:
-                res = tiled_collaborative_downscale(
-                    self.model,
-                    hr,
-                    tile=tile,
-                    overlap=self.settings.overlap,
-                    method=self.settings.method,
-                    settings=self.hcd,
-                    generator=gen,
-                    progress=progress,
-                )
+                res: HCDResult = tiled_collaborative_downscale(
+                    self.model, hr, tile=tile, overlap=self.settings.overlap, method=self.settings.method,
+                    settings=self.hcd, generator=gens[0], progress=progress,
+                )  # fmt: skip
             else:
                 res = collaborative_downscale(
-                    self.model, hr, method=self.settings.method, settings=self.hcd, generator=gen, progress=progress, judge=judge
-                )
+                    self.model, hr, method=self.settings.method, settings=self.hcd,
+                    generator=gens[0] if len(gens) == 1 else gens, progress=progress, judge=judge,
+                )  # fmt: skip
         finally:
             if previous is not None:
                 self.model.backward = previous  # type: ignore[attr-defined]
+        seconds = (time.perf_counter() - t0) / len(images)
+        return [self._result(im, r, tile, memory, seconds, metrics) for im, r in zip(images, res.split(), strict=True)]
+
+    def _result(self, image: DecodedImage, res: HCDResult, tile: int, memory: str, seconds: float, metrics: bool) -> Optimised:
+        """One image's :class:`Optimised` from its HCD result: the whole-image no-harm guard, reconstructions."""
+        s = self.scale
+        h, w = image.height, image.width
         lr_stored, kept, judged = res.lr, res.kept, dict(res.judged)
-        if judge is not None and (tile or not judged):
+        if self.hcd.judge != "loss" and self.settings.method != "plain" and (tile or not judged):
             # No harm on the whole image as the rows measure it (tiles were each judged on their own region).
+            judge = self.judge(image)
             judged = {"plain": float(judge(res.plain_lr, res.z)[0]), "stored": float(judge(res.lr, res.z)[0])}
             if not judged["stored"] > judged["plain"]:
                 lr_stored, kept, judged["stored"] = res.plain_lr, "plain", judged["plain"]
         changed = res.changed if lr_stored is res.lr else 0
         kept = "plain" if changed == 0 else kept
-        seconds = time.perf_counter() - t0
         plain_rec = rec = None
         if metrics and min(h, w) >= 2 * s + 11:
 
@@ -340,6 +458,8 @@ class Downscaler:
             "kept": opt.kept,
             "judge": self.hcd.judge,
             "judged": {k: json_float(v) for k, v in opt.judged.items()},
+            "device": opt.device,
+            "batch": opt.batch,
             "losses": [round(v, 10) for v in opt.losses],
             "seconds": round(opt.seconds, 4),
             "stage_seconds": {k: round(v, 4) for k, v in opt.stage_seconds.items()},

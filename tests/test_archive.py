@@ -20,6 +20,7 @@ from PIL import Image
 
 from hcd_pipeline.pipeline import PipelineSettings, read_metrics, run_pipeline
 from hcd_pipeline.pipeline.progress import Progress
+from hcd_pipeline.pipeline.schema import SCHEMA_VERSION
 
 HCD = str(Path(sys.executable).parent / "hcd")
 
@@ -151,7 +152,7 @@ def test_run_output_is_readable_with_older_schema_parts(ray_local, small_images,
     final = read_metrics(str(out))
     assert final.num_rows == 4 and final["ssim_rgb"].null_count == 4
     meta = pq.read_schema(out / "metrics.parquet").metadata
-    assert meta[b"hcd_pipeline.schema"] == b"2"
+    assert meta[b"hcd_pipeline.schema"] == SCHEMA_VERSION.encode()
     assert json.loads((out / "job.json").read_text())["fingerprint"]
 
 

@@ -62,7 +62,7 @@ def test_patience_stops_items_separately():
     res = collaborative_downscale(model, hr, method="lr", settings=cfg)
     lengths = [len(r.losses) for r in res.split()]
     assert lengths[3] < 12 and len(set(lengths)) > 1, lengths
-    for i, r in enumerate(res.split()):
+    for i in range(4):
         assert len(collaborative_downscale(model, hr[i], method="lr", settings=cfg).losses) == lengths[i]
 
 
@@ -75,3 +75,28 @@ def test_bb_beats_adam_at_equal_steps():
         cfg = get_preset("default", optimizer=opt, step=step, hr_steps=0, lr_steps=8, judge="loss", keep_best=False)
         out[opt] = collaborative_downscale(model, hr, method="lr", settings=cfg).losses[-1]
     assert out["bb"] < out["adam"], out
+
+
+def test_downscaler_batch_equals_alone_and_keeps_failures_apart():
+    """optimise_batch: same-size images together (one grey, one with an odd size padded to the same), a bad image
+    failing alone, each result's bytes and choice equal to optimise() of that image."""
+    from hcd_pipeline.imageio import DecodedImage
+    from hcd_pipeline.service import Downscaler, DownscaleSettings
+
+    hr = _crops(3)
+    images = [
+        DecodedImage(hr[0], None, 8, "RGB", "a"),
+        DecodedImage(hr[1].mean(0, keepdim=True), None, 8, "L", "grey"),
+        DecodedImage(hr[2][:, :31, :31], None, 8, "RGB", "odd"),  # pads to 32 x 32
+        DecodedImage(torch.full((3, 32, 32), float("nan")), None, 8, "RGB", "bad"),
+    ]
+    ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", batch=4, preset="default", overrides={"lr_steps": 6}))
+    outs = ds.optimise_batch(images)
+    assert isinstance(outs[3], Exception) and "NaN" in str(outs[3])
+    for img, out in zip(images[:3], outs[:3], strict=True):
+        assert not isinstance(out, Exception)
+        assert out.batch == 3 and out.device["kind"] == "cpu"
+        alone = Downscaler(DownscaleSettings(model="tiny-irn-x2", batch=1, preset="default", overrides={"lr_steps": 6})).optimise(img)
+        assert alone.batch == 1
+        assert int((out.lr.int() - alone.lr.int()).abs().max()) <= 1, img.name
+        assert out.kept == alone.kept and out.rec.shape == alone.rec.shape

@@ -92,7 +92,7 @@ def load_model(
         name: a key of :data:`MODELS`; None picks the default model for ``scale`` (``irn-x2`` without one).
         scale: required for scale-free models (``bicubic``); checked against fixed-scale models.
         weights: a ``.safetensors`` (ours) or ``.pth`` (original IRN) file; overrides the table's.
-        device: where to put the model.
+        device: where to put the model (``"auto"``: CUDA if visible; see :func:`~hcd_pipeline.device.resolve_device`).
 
     Returns:
         A frozen (``requires_grad = False``) model in eval mode that follows :class:`Rescaler`.
@@ -115,6 +115,8 @@ def load_model(
             if not path.is_file():
                 raise WeightsError(f"{path}: shipped weights for {name!r} are missing from the installation")
             model = load_irn(path, spec.scale)
+    from ..device import resolve_device
+
     for p in model.parameters():
         p.requires_grad_(False)
-    return model.eval().to(device)  # type: ignore[return-value]
+    return model.eval().to(resolve_device(device) if isinstance(device, str) else device)  # type: ignore[return-value]

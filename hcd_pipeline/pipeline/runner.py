@@ -89,7 +89,17 @@ def _check_job(out: Storage, settings: PipelineSettings) -> None:
     fp = {"fingerprint": settings.fingerprint_hash(), "settings": settings.result_fingerprint()}
     if out.exists("job.json"):
         prev = json.loads(out.read("job.json"))
-        if prev.get("fingerprint") != fp["fingerprint"]:
+        same = prev.get("fingerprint") == fp["fingerprint"]
+        if not same and settings.allow_mixed_devices:
+            prev_settings = {k: v for k, v in (prev.get("settings") or {}).items() if k not in ("device", "gpu_mode")}
+            same = prev_settings == settings.result_fingerprint(device=False)
+        if not same:
+            kinds = (prev.get("settings") or {}).get("device", "cpu"), settings.device_kind()
+            if kinds[0] != kinds[1]:
+                raise SettingsError(
+                    f"{out.uri_of('job.json')}: output was made on {kinds[0]}, this run would add {kinds[1]} outputs (their bytes "
+                    "differ); use another output, or allow_mixed_devices (--allow-mixed-devices) to mix them knowingly"
+                )
             raise SettingsError(
                 f"{out.uri_of('job.json')}: output was made with other settings {prev.get('settings')}; "
                 f"use another output or delete it (this run: {fp['settings']})"

@@ -25,8 +25,9 @@ __all__ = [
     "read_parquet_bytes",
 ]
 
-SCHEMA_VERSION = "2"
-"""Written into every Parquet file's metadata (``hcd_pipeline.schema``); 1 = files without the key."""
+SCHEMA_VERSION = "3"
+"""Written into every Parquet file's metadata (``hcd_pipeline.schema``); 1 = files without the key. 2 added
+``kept``, 3 added ``device``."""
 SCHEMA_METADATA = {"hcd_pipeline.schema": SCHEMA_VERSION}
 """The file metadata that stamps :data:`SCHEMA_VERSION`."""
 
@@ -61,6 +62,7 @@ METRICS_SCHEMA = pa.schema(
         pa.field("gain_y", pa.float64()),  # psnr_y - plain_psnr_y (dB)
         pa.field("changed_values", pa.int64()),  # LR values that differ from the plain LR
         pa.field("kept", pa.string()),  # "optimised", or "plain" when no iterate beat plain (no-harm rule); schema 2
+        pa.field("device", pa.string()),  # "cpu" or "cuda:<GPU name>" of the model call; schema 3
         pa.field("seconds", pa.float64()),  # HCD time for this image
         pa.field("worker", pa.string()),  # host:pid of the actor
         pa.field("run_id", pa.string()),

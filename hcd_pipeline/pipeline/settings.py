@@ -43,7 +43,13 @@ class PipelineSettings:
         progress_interval: seconds between progress lines when the output is not a terminal.
         storage: endpoint / anonymous access for object storage.
         address: Ray cluster address (None: start a local Ray).
-        memory, tile: as ``hcd downscale --memory / --tile`` (``auto`` / None: by image size).
+        memory, tile: as ``hcd downscale --memory / --tile`` (``auto`` / None: by image size, and on a GPU by
+            its free memory).
+        hcd_batch: same-size images optimised together inside a model call (None: 1 on CPU actors, as many as
+            fit in the GPU's free memory on GPU actors, at most ``batch_size``); see ``Downscaler.batch_items``.
+        gpu_mode: CUDA numerics of GPU actors, ``deterministic`` (default) or ``fast`` (TF32, autotuned cuDNN).
+        allow_mixed_devices: let this run add outputs made on another device kind (CPU vs GPU) to an output made
+            with the same settings; refused by default, since their bytes differ (``job.json`` records the kind).
     """
 
     input: str
@@ -72,6 +78,9 @@ class PipelineSettings:
     address: str | None = None
     memory: str = "auto"
     tile: int | None = None
+    hcd_batch: int | None = None
+    gpu_mode: str = "deterministic"
+    allow_mixed_devices: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -120,10 +129,17 @@ class PipelineSettings:
             device="cuda" if self.num_gpus > 0 else "cpu",
             memory=self.memory,
             tile=self.tile,
+            batch=self.hcd_batch,
+            gpu_mode=self.gpu_mode,
         )
 
-    def result_fingerprint(self) -> dict[str, Any]:
-        """What determines the output bytes; a rerun into the same output must match it."""
+    def device_kind(self) -> str:
+        """``cuda`` when model actors get GPUs, else ``cpu``: from the settings, never from the submitting machine."""
+        return "cuda" if self.num_gpus > 0 else "cpu"
+
+    def result_fingerprint(self, *, device: bool = True) -> dict[str, Any]:
+        """What determines the output bytes; a rerun into the same output must match it (``device=False``: all but
+        the device kind and numerics, for ``allow_mixed_devices``)."""
         return {
             "model": self.model,
             "scale": self.scale,
@@ -136,10 +152,12 @@ class PipelineSettings:
             # Added later: recorded only when set, so that the fingerprints of earlier runs stay valid.
             **({"memory": self.memory} if self.memory != "auto" else {}),
             **({"tile": self.tile} if self.tile is not None else {}),
+            **({"device": self.device_kind()} if device and self.device_kind() != "cpu" else {}),
+            **({"gpu_mode": self.gpu_mode} if device and self.device_kind() != "cpu" and self.gpu_mode != "deterministic" else {}),
         }
 
-    def fingerprint_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.result_fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+    def fingerprint_hash(self, *, device: bool = True) -> str:
+        return hashlib.sha256(json.dumps(self.result_fingerprint(device=device), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -228,6 +228,7 @@ class ModelStage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.drop_columns(["pixels"]).to_pylist()
         pixels = batch["pixels"].to_pylist()
+        todo: list[tuple[dict[str, Any], DecodedImage]] = []
         for row, px in zip(rows, pixels, strict=True):
             row.update(hr8=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diag=None)
             if row["error"] is not None:
@@ -237,9 +238,15 @@ class ModelStage:
                 img = DecodedImage(
                     _tensor(px, np.dtype(np.float32), (c, h, w)), None, row["bit_depth"], row["source_mode"], row["source_uri"]
                 )  # type: ignore[arg-type]
-                opt = self.downscaler.optimise(img)
             except Exception as exc:  # noqa: BLE001 - one image must never stop the pool
                 row["error"] = f"{type(exc).__name__}: {exc}"
+                continue
+            todo.append((row, img))
+        # Same-size images of this call are optimised together (Downscaler.batch_items: from the GPU's free memory).
+        outs = self.downscaler.optimise_batch([img for _, img in todo])
+        for (row, img), opt in zip(todo, outs, strict=True):
+            if isinstance(opt, Exception):
+                row["error"] = f"{type(opt).__name__}: {opt}"
                 continue
             row.update(
                 lr=opt.lr.numpy().tobytes(),
@@ -254,7 +261,7 @@ class ModelStage:
         return pa.Table.from_pylist(rows, schema=MODELLED_SCHEMA)
 
 
-_DIAG_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds", "kept", "judged")
+_DIAG_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds", "kept", "judged", "device", "batch")
 """The fields of :class:`~hcd_pipeline.service.Optimised` that travel as JSON (``diag``); the rest are arrays."""
 
 
@@ -361,6 +368,7 @@ def row_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:
         "changed_values": int(sidecar["changed_values"]),
         "seconds": float(sidecar["seconds"]),
         "kept": sidecar.get("kept"),
+        "device": (sidecar.get("device") or {}).get("name"),
     }
     if plain and opt:
         names = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
@@ -388,7 +396,7 @@ def write_stage(batch: pa.Table, settings: dict[str, Any], run_id: str) -> pa.Ta
             if err is None:
                 row["lr_uri"] = out.uri_of(files[0])
             else:
-                for k in ("lr_width", "lr_height", "changed_values", "kept"):
+                for k in ("lr_width", "lr_height", "changed_values", "kept", "device"):
                     row.pop(k, None)
                 row.update(status="failed", error=err)
         row["finished_at"] = datetime.now(UTC)
