@@ -212,8 +212,9 @@ def reconstruction_psnr(
 
     ``hr``: (B, C, H, W) in [0, 1], or B tensors (C, H, W) of any sizes (sources before padding); ``channels``:
     ``"y"`` (BT.601 luma; a one-channel image is its own luma) or ``"rgb"``; ``crop``: border pixels left out
-    (default: the scale, the field's protocol); ``view``: maps item i's reconstruction (3, H', W') onto its source's channels and region (one callable for every item, or one per
-    item; default: as it is). The judge returns a (B,) float64 tensor (one upscale pass for the whole batch).
+    (default: the scale, the field's protocol); ``view``: maps item i's reconstruction (3, H', W') onto its
+    source's channels and region (one callable for every item, or one per item; default: as it is). The judge
+    returns a (B,) float64 tensor (one upscale pass for the whole batch).
     :class:`~hcd_pipeline.service.Downscaler` passes each source's own region and channels, so that the judge
     equals the metric rows' ``psnr_y`` / ``psnr_rgb``.
     """
