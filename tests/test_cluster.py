@@ -45,6 +45,32 @@ def test_shipped_job_specs_are_valid():
     assert (auto.min_actors, auto.max_actors, auto.num_gpus) == (1, 8, 1.0)
 
 
+def test_job_specs_fit_a_node_type_of_cluster_yaml():
+    """Every shipped spec's model actor (GPUs, threads) and one decode and one write task fit on one node type."""
+    nodes = yaml.safe_load((ROOT / "cluster.yaml").read_text())["available_node_types"]
+    for path in sorted((ROOT / "jobs").glob("archive-*.yaml")):
+        cfg = load_job(path).settings
+        need_cpu = cfg.threads + cfg.decode_cpus + cfg.write_cpus
+        fits = [name for name, n in nodes.items()
+                if n["resources"].get("GPU", 0) >= cfg.num_gpus and n["resources"].get("CPU", 0) >= need_cpu]  # fmt: skip
+        assert fits, f"{path.name}: {cfg.num_gpus} GPU + {need_cpu} CPU fit no node type of cluster.yaml"
+        if cfg.num_gpus:
+            assert cfg.max_actors <= sum(n.get("max_workers", 0) * n["resources"].get("GPU", 0) for n in nodes.values())
+
+
+def test_one_ray_release_everywhere():
+    """pyproject's ray pin = the Dockerfile's base image = the installed Ray; nodes boot from the image."""
+    import re
+
+    import ray
+
+    pin = re.search(r'"ray\[[^]]*\]==([0-9.]+)"', (ROOT / "pyproject.toml").read_text())
+    docker = re.search(r"^ARG RAY_VERSION=([0-9.]+)$", (ROOT / "docker" / "Dockerfile").read_text(), re.M)
+    assert pin and docker and pin.group(1) == docker.group(1) == ray.__version__
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    assert config["docker"]["image"] and not config.get("setup_commands")
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
