@@ -17,13 +17,13 @@ import posixpath
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-import fsspec
-from fsspec.core import url_to_fs
+from typing import TYPE_CHECKING, Any
 
 from .errors import StorageError
 from .imageio import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import fsspec
 
 __all__ = ["StorageOptions", "Storage", "join_uri"]
 
@@ -80,6 +80,8 @@ class Storage:
         self.uri = uri.rstrip("/") if "://" in uri else uri
         self.options = options or StorageOptions()
         protocol = uri.split("://", 1)[0] if "://" in uri else "file"
+        from fsspec.core import url_to_fs  # imported on use: settings and the model stage run without fsspec
+
         self.fs, self.root = url_to_fs(uri, **self.options.fsspec_kwargs(protocol))
         self.protocol = protocol
         self.local = protocol == "file"
@@ -172,4 +174,6 @@ class Storage:
 def open_uri(uri: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, path) of a single URI."""
     protocol = uri.split("://", 1)[0] if "://" in uri else "file"
+    from fsspec.core import url_to_fs
+
     return url_to_fs(uri, **(options or StorageOptions()).fsspec_kwargs(protocol))

@@ -12,7 +12,7 @@ from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
 from ..service import DownscaleSettings
 from ..storage import StorageOptions
 
-__all__ = ["PipelineSettings", "PLAIN_DECODE_BATCH"]
+__all__ = ["PipelineSettings", "PLAIN_DECODE_BATCH", "settings_from_dict"]
 
 PLAIN_DECODE_BATCH = 256
 """Items per decode task for plain downscaling (milliseconds per image: per-task costs must be spread thin)."""
@@ -161,3 +161,10 @@ class PipelineSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def settings_from_dict(d: dict[str, Any]) -> PipelineSettings:
+    """The settings that the driver sent as a dict (``PipelineSettings.to_dict``)."""
+    d = dict(d)
+    d["storage"] = StorageOptions(**d.get("storage", {}))
+    return PipelineSettings(**d)

@@ -28,16 +28,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 
 from .. import jsonutil
 from ..errors import StorageError
-from ..imageio import DecodedImage, decode_image
-from ..metrics import psnr_gain, to_uint8_levels
+from ..imageio import decode_image
+from ..metrics import psnr_gain
 from ..service import Downscaler, ImageInfo, Optimised
 from ..storage import Storage, StorageOptions, open_uri
+from .model_stage import DIAG_FIELDS, ModelStageCore, pixels_tensor
 from .schema import rows_to_table, write_part
-from .settings import PipelineSettings
+from .settings import settings_from_dict
 from .sources import is_image_name, output_stem
 
 __all__ = [
@@ -74,7 +74,7 @@ MODELLED_SCHEMA = pa.schema(
         pa.field("lr_height", pa.int32()),
         pa.field("plain_rec", pa.large_binary()),  # uint8 (C, H, W)
         pa.field("rec", pa.large_binary()),  # uint8 (C, H, W); null when equal to plain_rec
-        pa.field("diag", pa.string()),  # JSON of _DIAG_FIELDS: tile, memory, changed, losses, seconds, kept, ...
+        pa.field("diag", pa.string()),  # JSON of DIAG_FIELDS: tile, memory, changed, losses, seconds, kept, ...
     ]
 )
 """Model stage -> write stage."""
@@ -91,13 +91,6 @@ SUMMARY_SCHEMA = pa.schema(
 """Write stage -> driver: one small row per batch (the driver keeps counts, never rows)."""
 MAX_FAILURE_SAMPLES = 20
 _MAX_DECODED_BYTES = 64 << 20  # one decode output table is cut here (tar shards expand to many images)
-
-
-def settings_from_dict(d: dict[str, Any]) -> PipelineSettings:
-    """The settings that the driver sent as a dict (``PipelineSettings.to_dict``)."""
-    d = dict(d)
-    d["storage"] = StorageOptions(**d.get("storage", {}))
-    return PipelineSettings(**d)
 
 
 def _read_uri(uri: str, options: StorageOptions) -> bytes:
@@ -212,66 +205,22 @@ def decode_stage(batch: pa.Table, settings: dict[str, Any], done_members: pa.Arr
         yield pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
 
 
-def _tensor(buf: bytes | None, dtype: np.dtype, shape: tuple[int, ...]) -> torch.Tensor | None:
-    if buf is None:
-        return None
-    return torch.from_numpy(np.frombuffer(buf, dtype=dtype).reshape(shape).copy())
-
-
-class ModelStage:
-    """The actor pool's callable: loads the model once; decoded images in, LR and reconstructions out."""
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        cfg = settings_from_dict(settings)
-        self.downscaler = Downscaler(cfg.downscale_settings())
+class ModelStage(ModelStageCore):
+    """The actor pool's callable: :class:`~.model_stage.ModelStageCore` on Arrow tables (decoded rows in, rows with
+    the LR and reconstructions out)."""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.drop_columns(["pixels"]).to_pylist()
-        pixels = batch["pixels"].to_pylist()
-        todo: list[tuple[dict[str, Any], DecodedImage]] = []
-        for row, px in zip(rows, pixels, strict=True):
-            row.update(hr8=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diag=None)
-            if row["error"] is not None:
-                continue
-            try:
-                c, h, w = row["channels"], row["height"], row["width"]
-                img = DecodedImage(
-                    _tensor(px, np.dtype(np.float32), (c, h, w)), None, row["bit_depth"], row["source_mode"], row["source_uri"]
-                )  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - one image must never stop the pool
-                row["error"] = f"{type(exc).__name__}: {exc}"
-                continue
-            todo.append((row, img))
-        # Same-size images of this call are optimised together (Downscaler.batch_items: from the GPU's free memory).
-        outs = self.downscaler.optimise_batch([img for _, img in todo])
-        for (row, img), opt in zip(todo, outs, strict=True):
-            if isinstance(opt, Exception):
-                row["error"] = f"{type(opt).__name__}: {opt}"
-                continue
-            row.update(
-                lr=opt.lr.numpy().tobytes(),
-                lr_width=int(opt.lr.shape[-1]),
-                lr_height=int(opt.lr.shape[-2]),
-                diag=json.dumps({f: getattr(opt, f) for f in _DIAG_FIELDS}),
-            )
-            if opt.plain_rec is not None:
-                row["hr8"] = to_uint8_levels(img.pixels).to(torch.uint8).numpy().tobytes()
-                row["plain_rec"] = opt.plain_rec.numpy().tobytes()
-                row["rec"] = None if opt.rec is opt.plain_rec else opt.rec.numpy().tobytes()  # type: ignore[union-attr]
+        rows = self.rows(batch.drop_columns(["pixels"]).to_pylist(), batch["pixels"].to_pylist())
         return pa.Table.from_pylist(rows, schema=MODELLED_SCHEMA)
-
-
-_DIAG_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds", "kept", "judged", "device", "batch")
-"""The fields of :class:`~hcd_pipeline.service.Optimised` that travel as JSON (``diag``); the rest are arrays."""
 
 
 def _optimised_of(row: dict[str, Any]) -> Optimised:
     d = json.loads(row["diag"])
     c, h, w = row["channels"], row["height"], row["width"]
-    plain = _tensor(row["plain_rec"], np.dtype(np.uint8), (c, h, w))
-    rec = _tensor(row["rec"], np.dtype(np.uint8), (c, h, w)) if row["rec"] is not None else plain
-    lr = _tensor(row["lr"], np.dtype(np.uint8), (3, row["lr_height"], row["lr_width"]))
-    return Optimised(lr=lr, plain_rec=plain, rec=rec, **{f: d[f] for f in _DIAG_FIELDS})  # type: ignore[arg-type]
+    plain = pixels_tensor(row["plain_rec"], np.dtype(np.uint8), (c, h, w))
+    rec = pixels_tensor(row["rec"], np.dtype(np.uint8), (c, h, w)) if row["rec"] is not None else plain
+    lr = pixels_tensor(row["lr"], np.dtype(np.uint8), (3, row["lr_height"], row["lr_width"]))
+    return Optimised(lr=lr, plain_rec=plain, rec=rec, **{f: d[f] for f in DIAG_FIELDS})  # type: ignore[arg-type]
 
 
 class _Writer:
@@ -316,8 +265,8 @@ def _prepare_one(ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> t
     try:
         c, h, w = row["channels"], row["height"], row["width"]
         info = ImageInfo(row["source_uri"], w, h, c, row["bit_depth"], row["source_mode"])
-        alpha = _tensor(row["alpha"], np.dtype(np.float32), (1, h, w))
-        hr8 = _tensor(row["hr8"], np.dtype(np.uint8), (c, h, w))
+        alpha = pixels_tensor(row["alpha"], np.dtype(np.float32), (1, h, w))
+        hr8 = pixels_tensor(row["hr8"], np.dtype(np.uint8), (c, h, w))
         done = ds.finish(info, _optimised_of(row), alpha=alpha, hr_levels=hr8)
         stem = output_stem(row["key"])
         side = (jsonutil.dumps({**done.sidecar, "key": row["key"]}, indent=1) + "\n").encode()

@@ -1,0 +1,326 @@
+"""The prepared GPU check: everything a lent GPU machine should measure, in one call, into one JSON.
+
+    python benchmarks/gpu_check.py --device cuda --out docs/eval/gpu.json           # on a GPU: at most ~6 min
+    python benchmarks/gpu_check.py --device cpu --quick --out /tmp/gpu_check.json   # here: at most ~3 min
+    python benchmarks/gpu_check.py --device cpu --quick --tiny --out X.json         # the test suite (seconds)
+
+Sections (each is written to the JSON as soon as it ends, and a failing section records its error and the
+rest go on, so a run cut short still leaves what it measured):
+
+- ``environment``: device record (kind, name, torch / CUDA / cuDNN, numerics flags), Python, free memory.
+- ``throughput``: HCD (default preset) images/s at 512 x 512 (quick: 128), x2 and x4, batches 1 / 4 / 16
+  (quick: 1 / 4), peak device memory, the memory mode used.
+- ``step_ms``: ms per HR-domain and LR-domain step in each memory mode (fast / low / lowest).
+- ``cpu_vs_device``: Set5 through ``Downscaler`` on the CPU and on the device: LR values that differ, the largest
+  difference, the gain on each and their difference (only with a device other than the CPU).
+- ``repeatability``: Set5 twice on the device (deterministic numerics): differing LR values (must be 0); the
+  ``fast`` numerics against deterministic: differing values and the time ratio.
+- ``pipeline_stage``: the pipeline's model stage (``ModelStageCore``, what the Ray actor runs, without Ray or
+  Arrow) on Set5 rows decoded as the decode stage does, with the settings dict the driver sends: errors, the
+  batch sizes it chose, and LR values that differ from ``Downscaler.process`` of each image alone.
+
+Needs torch, numpy, pillow, safetensors and this repository; not Ray, pyarrow or fsspec. Data: ``--data`` (a
+set name looked up like ``hcd eval`` does, or a folder); without it, the bundled samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from hcd_pipeline.device import device_mode, device_record, free_memory, resolve_device  # noqa: E402
+from hcd_pipeline.hcd import collaborative_downscale, get_preset  # noqa: E402
+from hcd_pipeline.imageio import DecodedImage, decode_image, list_images, read_image  # noqa: E402
+from hcd_pipeline.models import load_model  # noqa: E402
+from hcd_pipeline.service import MEMORY_MODES, STEP_BYTES_PER_PIXEL, Downscaler, DownscaleSettings, pad_symmetric  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _peak_reset(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def _peak_mib(dev: torch.device) -> float | None:
+    return round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if dev.type == "cuda" else None
+
+
+def _images(data: str | None, limit: int, crop: int | None) -> list[DecodedImage]:
+    """Up to ``limit`` images of the set (centre crops of ``crop`` when given), sides cut to multiples of 4."""
+    if data:
+        from hcd_pipeline.evaluate import resolve_dataset
+
+        paths = list_images(resolve_dataset(data))
+    else:
+        paths = list_images(ROOT / "samples")
+    out = []
+    for p in paths[:limit]:
+        img = read_image(p)
+        px = img.pixels
+        if crop:
+            h, w = px.shape[-2:]
+            y, x = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+            px = px[:, y : y + crop, x : x + crop]
+        h, w = px.shape[-2] - px.shape[-2] % 4, px.shape[-1] - px.shape[-1] % 4
+        out.append(DecodedImage(px[:, :h, :w].contiguous(), None, img.bit_depth, img.source_mode, p.name))
+    return out
+
+
+def _square(images: list[DecodedImage], side: int, n: int) -> torch.Tensor:
+    """n distinct side x side RGB crops (mirror-padded where an image is smaller), (n, 3, side, side)."""
+    tiles = []
+    i = 0
+    while len(tiles) < n:
+        img = images[i % len(images)].pixels
+        img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
+        img = pad_symmetric(img, side)  # mirror up to a multiple of the side
+        variant = i // len(images)  # flips and transposes give more distinct items
+        t = img[:, :side, :side]
+        if variant & 1:
+            t = t.flip(-1)
+        if variant & 2:
+            t = t.flip(-2)
+        if variant & 4:
+            t = t.transpose(-1, -2)
+        tiles.append(t.float())
+        i += 1
+    return torch.stack(tiles)
+
+
+def environment(dev: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    with device_mode(dev, "deterministic"):
+        rec = device_record(dev, gpu_mode="deterministic", threads=torch.get_num_threads())
+    mods = {}
+    for name in ("numpy", "PIL", "safetensors", "ray", "pyarrow"):
+        try:
+            mods[name] = getattr(__import__(name), "__version__", "?")
+        except ImportError:
+            mods[name] = None
+    extra = {}
+    if dev.type == "cuda":
+        extra["total_memory_gib"] = round(torch.cuda.get_device_properties(dev).total_memory / 2**30, 1)
+    return {**rec, "python": platform.python_version(), "modules": mods, "free_memory_gib": _gib(free_memory(dev)), **extra}
+
+
+def _gib(b: int | None) -> float | None:
+    return None if b is None else round(b / 2**30, 2)
+
+
+def throughput(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
+    side = 128 if args.quick else 512
+    batches = (1, 4) if args.quick else (1, 4, 16)
+    cfg = get_preset("default")
+    rows = []
+    for scale in (2, 4):
+        model = load_model(_model(args, scale), device=dev)
+        for b in batches:
+            hr = _square(images, side, b).to(dev)
+            free = free_memory(dev)
+            need = b * side * side * STEP_BYTES_PER_PIXEL["fast"]
+            mode = "fast" if free is None or need <= 0.8 * free else "low"
+            model.backward = MEMORY_MODES[mode]
+            gens = [torch.Generator().manual_seed(0) for _ in range(b)]
+            with device_mode(dev, "deterministic"):
+                if not args.quick:
+                    collaborative_downscale(model, hr, settings=cfg, generator=gens)  # warm-up (kernels, allocator)
+                _sync(dev)
+                _peak_reset(dev)
+                t0 = time.perf_counter()
+                res = collaborative_downscale(model, hr, settings=cfg, generator=gens)
+                _sync(dev)
+                dt = time.perf_counter() - t0
+            gains = [it.judged.get("stored", 0) - it.judged.get("plain", 0) for it in res.split()]
+            row = {"scale": scale, "side": side, "batch": b, "memory": mode, "seconds": round(dt, 3),
+                   "images_per_s": round(b / dt, 3), "peak_mib": _peak_mib(dev), "mean_judged_gain_db": round(sum(gains) / b, 4)}  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return {"preset": "default", "rows": rows}
+
+
+def step_ms(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
+    side = 128 if args.quick else 512
+    steps = 2 if args.quick else 5
+    hr = _square(images, side, 1).to(dev)
+    model = load_model(_model(args, 2), device=dev)
+    rows = []
+    for mode in MEMORY_MODES:
+        model.backward = MEMORY_MODES[mode]
+        row: dict[str, Any] = {"memory": mode, "side": side}
+        for stage, over in (("hr", {"hr_steps": steps, "lr_steps": 0}), ("lr", {"hr_steps": 0, "lr_steps": steps})):
+            cfg = get_preset("default", judge="loss", keep_best=False, **over)
+            with device_mode(dev, "deterministic"):
+                collaborative_downscale(model, hr, settings=cfg)  # warm-up
+                _sync(dev)
+                _peak_reset(dev)
+                res = collaborative_downscale(model, hr, settings=cfg)
+                _sync(dev)
+            row[f"{stage}_step_ms"] = round(1000 * res.seconds[stage] / steps, 2)
+            row[f"{stage}_peak_mib"] = _peak_mib(dev)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return {"rows": rows}
+
+
+def _run_set(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage], gpu_mode: str = "deterministic", threads: int = 1):
+    ds = Downscaler(DownscaleSettings(model=_model(args, 2), device=str(dev), gpu_mode=gpu_mode, threads=threads))
+    t0 = time.perf_counter()
+    outs = [ds.process(img) for img in images]
+    _sync(dev)
+    return outs, time.perf_counter() - t0
+
+
+def _diff(a: list[Any], b: list[Any]) -> dict[str, Any]:
+    n = sum(int((x.lr != y.lr).sum()) for x, y in zip(a, b, strict=True))
+    m = max(float((x.lr - y.lr).abs().max()) * 255 for x, y in zip(a, b, strict=True))
+    total = sum(x.lr.numel() for x in a)
+    return {"differing_values": n, "of_values": total, "max_levels": round(m, 3)}
+
+
+def _gain(outs: list[Any]) -> float:
+    g = [o.optimised.psnr_y - o.plain.psnr_y for o in outs if o.optimised and o.plain]
+    return round(sum(g) / len(g), 4) if g else float("nan")
+
+
+def cpu_vs_device(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
+    if dev.type == "cpu":
+        return {"skipped": "the device is the CPU"}
+    on_dev, t_dev = _run_set(dev, args, images)
+    on_cpu, t_cpu = _run_set(torch.device("cpu"), args, images, threads=args.cpu_threads)
+    return {"images": len(images), **_diff(on_cpu, on_dev), "gain_cpu_db": _gain(on_cpu), "gain_device_db": _gain(on_dev),
+            "gain_difference_db": round(_gain(on_dev) - _gain(on_cpu), 4), "seconds_cpu": round(t_cpu, 2),
+            "cpu_threads": args.cpu_threads, "seconds_device": round(t_dev, 2)}  # fmt: skip
+
+
+def repeatability(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
+    first, t1 = _run_set(dev, args, images)
+    second, t2 = _run_set(dev, args, images)
+    res: dict[str, Any] = {"images": len(images), "run_to_run": _diff(first, second), "seconds": [round(t1, 2), round(t2, 2)]}
+    if dev.type == "cuda":
+        fast, tf = _run_set(dev, args, images, gpu_mode="fast")
+        fast2, tf2 = _run_set(dev, args, images, gpu_mode="fast")
+        res["fast_vs_deterministic"] = _diff(second, fast)
+        res["fast_run_to_run"] = _diff(fast, fast2)
+        res["fast_time_ratio"] = round(min(tf, tf2) / t2, 3)
+        res["gain_deterministic_db"], res["gain_fast_db"] = _gain(second), _gain(fast2)
+    return res
+
+
+def pipeline_stage(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
+    from hcd_pipeline.pipeline.model_stage import ModelStageCore
+    from hcd_pipeline.pipeline.settings import PipelineSettings
+
+    settings = PipelineSettings(input="-", output="-", model=_model(args, 2), num_gpus=1.0 if dev.type == "cuda" else 0.0,
+                                batch_size=len(images)).to_dict()  # fmt: skip
+    if dev.type == "cuda" and dev.index:
+        raise SystemExit("pipeline_stage: actors use cuda:0 (Ray sets CUDA_VISIBLE_DEVICES); run with --device cuda")
+    core = ModelStageCore(settings)
+    rows, pixels = [], []
+    from hcd_pipeline.imageio import encode_png
+
+    for img in images:
+        # The decode stage's row for the image, from its file bytes (PNG of the crop).
+        data = encode_png(img.pixels.expand(3, -1, -1) if img.pixels.shape[0] == 1 else img.pixels, None)
+        dec = decode_image(data, img.name)
+        rows.append({"key": img.name, "source_uri": img.name, "error": None, "width": dec.width, "height": dec.height,
+                     "channels": int(dec.pixels.shape[0]), "bit_depth": dec.bit_depth, "source_mode": dec.source_mode, "alpha": None})  # fmt: skip
+        pixels.append(dec.pixels.contiguous().numpy().tobytes())
+    t0 = time.perf_counter()
+    out = core.rows(rows, pixels)
+    _sync(dev)
+    dt = time.perf_counter() - t0
+    alone = Downscaler(DownscaleSettings(model=_model(args, 2), device=str(dev), batch=1))
+    diffs, batches, errors = 0, [], [r["error"] for r in out if r["error"]]
+    for r, img in zip(out, images, strict=True):
+        if r["error"]:
+            continue
+        diag = json.loads(r["diag"])
+        batches.append(diag["batch"])
+        ref = alone.optimise(
+            decode_image(encode_png(img.pixels.expand(3, -1, -1) if img.pixels.shape[0] == 1 else img.pixels, None), img.name)
+        )
+        got = torch.frombuffer(bytearray(r["lr"]), dtype=torch.uint8)
+        diffs += int((got != ref.lr.flatten()).sum())
+    return {"images": len(images), "errors": errors, "batches": batches, "device": json.loads(out[0]["diag"])["device"] if out and out[0]["diag"] else None,
+            "lr_values_differing_from_alone": diffs, "seconds": round(dt, 2)}  # fmt: skip
+
+
+def _model(args: argparse.Namespace, scale: int) -> str:
+    return f"tiny-irn-x{scale}" if args.tiny else f"irn-x{scale}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto")
+    ap.add_argument("--quick", action="store_true", help="small sizes and few steps (CPU: at most ~3 min)")
+    ap.add_argument("--tiny", action="store_true", help="the test-sized models (for the test suite)")
+    ap.add_argument("--data", default=None, help="image set (Set5, a folder); default: Set5 if found, else samples/")
+    ap.add_argument("--limit", type=int, default=None, help="images of the set (default 5; quick: 2)")
+    ap.add_argument("--cpu-threads", type=int, default=4, help="torch threads for the CPU reference of cpu_vs_device")
+    ap.add_argument("--sections", default="environment,throughput,step_ms,cpu_vs_device,repeatability,pipeline_stage")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    dev = resolve_device(args.device)
+    data = args.data
+    if data is None:
+        try:
+            from hcd_pipeline.evaluate import resolve_dataset
+
+            resolve_dataset("Set5")
+            data = "Set5"
+        except FileNotFoundError:
+            data = None
+    limit = args.limit or (2 if args.quick else 5)
+    crop = 64 if args.tiny else (96 if args.quick else None)
+    images = _images(data, limit, crop)
+    doc: dict[str, Any] = {
+        "command": "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:]),
+        "data": data or "samples",
+        "crop": crop,
+        "quick": args.quick,
+        "sections": {},
+    }
+    funcs: dict[str, Callable[..., dict[str, Any]]] = {
+        "environment": lambda: environment(dev, args),
+        "throughput": lambda: throughput(dev, args, images),
+        "step_ms": lambda: step_ms(dev, args, images),
+        "cpu_vs_device": lambda: cpu_vs_device(dev, args, images),
+        "repeatability": lambda: repeatability(dev, args, images),
+        "pipeline_stage": lambda: pipeline_stage(dev, args, images),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    for name in args.sections.split(","):
+        t0 = time.perf_counter()
+        try:
+            res = funcs[name]()
+        except Exception as exc:  # noqa: BLE001 - a failed section is recorded; the others still run
+            res = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}
+        res["section_seconds"] = round(time.perf_counter() - t0, 2)
+        doc["sections"][name] = res
+        doc["total_seconds"] = round(time.perf_counter() - t_all, 2)
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"[gpu_check] {name}: {res['section_seconds']} s{' ERROR ' + res['error'] if 'error' in res else ''}", flush=True)
+    failed = [k for k, v in doc["sections"].items() if "error" in v]
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

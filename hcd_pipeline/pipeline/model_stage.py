@@ -1,0 +1,76 @@
+"""The model stage's work without Ray or Arrow: decoded rows in, rows with the LR and reconstructions out.
+
+:class:`~.stages.ModelStage` (the Ray actor) wraps :class:`ModelStageCore` in Arrow conversion; everything else the
+actor does happens here, so that ``benchmarks/gpu_check.py`` runs exactly this on a GPU machine without Ray,
+pyarrow or fsspec.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..imageio import DecodedImage
+from ..metrics import to_uint8_levels
+from ..service import Downscaler
+from .settings import settings_from_dict
+
+__all__ = ["ModelStageCore", "DIAG_FIELDS", "pixels_tensor"]
+
+DIAG_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds", "kept", "judged", "device", "batch")
+"""The fields of :class:`~hcd_pipeline.service.Optimised` that travel as JSON (``diag``); the rest are arrays."""
+
+
+def pixels_tensor(buf: bytes | None, dtype: np.dtype, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """A tensor from a row's raw bytes (a copy: Arrow buffers are read-only)."""
+    if buf is None:
+        return None
+    return torch.from_numpy(np.frombuffer(buf, dtype=dtype).reshape(shape).copy())
+
+
+class ModelStageCore:
+    """Loads the model once (on a GPU when the settings give actors GPUs); optimises decoded rows."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        cfg = settings_from_dict(settings)
+        self.downscaler = Downscaler(cfg.downscale_settings())
+
+    def rows(self, rows: list[dict[str, Any]], pixels: list[bytes | None]) -> list[dict[str, Any]]:
+        """Decoded rows (``DECODED_SCHEMA`` without ``pixels``) and their float32 pixel bytes -> modelled rows.
+
+        Same-size images of a call are optimised together (``Downscaler.batch_items``: by the GPU's free memory);
+        an image that fails gets ``error`` set and never stops the others.
+        """
+        todo: list[tuple[dict[str, Any], DecodedImage]] = []
+        for row, px in zip(rows, pixels, strict=True):
+            row.update(hr8=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diag=None)
+            if row["error"] is not None:
+                continue
+            try:
+                c, h, w = row["channels"], row["height"], row["width"]
+                img = DecodedImage(
+                    pixels_tensor(px, np.dtype(np.float32), (c, h, w)), None, row["bit_depth"], row["source_mode"], row["source_uri"]
+                )  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - one image must never stop the pool
+                row["error"] = f"{type(exc).__name__}: {exc}"
+                continue
+            todo.append((row, img))
+        outs = self.downscaler.optimise_batch([img for _, img in todo])
+        for (row, img), opt in zip(todo, outs, strict=True):
+            if isinstance(opt, Exception):
+                row["error"] = f"{type(opt).__name__}: {opt}"
+                continue
+            row.update(
+                lr=opt.lr.numpy().tobytes(),
+                lr_width=int(opt.lr.shape[-1]),
+                lr_height=int(opt.lr.shape[-2]),
+                diag=json.dumps({f: getattr(opt, f) for f in DIAG_FIELDS}),
+            )
+            if opt.plain_rec is not None:
+                row["hr8"] = to_uint8_levels(img.pixels).to(torch.uint8).numpy().tobytes()
+                row["plain_rec"] = opt.plain_rec.numpy().tobytes()
+                row["rec"] = None if opt.rec is opt.plain_rec else opt.rec.numpy().tobytes()  # type: ignore[union-attr]
+        return rows

@@ -1,0 +1,75 @@
+"""Device paths: the prepared GPU check in its CPU mode (always), and CUDA itself (skipped without a GPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hcd_pipeline.device import device_mode, resolve_device
+from hcd_pipeline.errors import SettingsError
+from hcd_pipeline.imageio import DecodedImage
+from hcd_pipeline.service import Downscaler, DownscaleSettings
+from tests.conftest import ROOT
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_gpu_check_cpu_mode_writes_every_section(tmp_path):
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--quick", "--tiny",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    sec = doc["sections"]
+    assert set(sec) == {"environment", "throughput", "step_ms", "cpu_vs_device", "repeatability", "pipeline_stage"}
+    assert sec["environment"]["kind"] == "cpu" and sec["environment"]["torch"] == torch.__version__
+    assert {(r["scale"], r["batch"]) for r in sec["throughput"]["rows"]} == {(2, 1), (2, 4), (4, 1), (4, 4)}
+    assert all(r["images_per_s"] > 0 for r in sec["throughput"]["rows"])
+    assert {r["memory"] for r in sec["step_ms"]["rows"]} == {"fast", "low", "lowest"}
+    assert sec["repeatability"]["run_to_run"]["differing_values"] == 0
+    assert sec["pipeline_stage"]["errors"] == [] and sec["pipeline_stage"]["lr_values_differing_from_alone"] == 0
+
+
+def test_unavailable_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SettingsError, match="sees no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(SettingsError, match="expected cpu, cuda"):
+        resolve_device("tpu:0")
+
+
+def _image(seed: int = 0) -> DecodedImage:
+    return DecodedImage(torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(seed)), None, 8, "RGB", "noise")
+
+
+@CUDA
+def test_cuda_downscaler_records_device_and_repeats_bytes():
+    ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", device="cuda"))
+    a, b = ds.optimise(_image()), ds.optimise(_image())
+    assert a.device["kind"] == "cuda" and a.device["cudnn_deterministic"] and not a.device["tf32_matmul"]
+    assert torch.equal(a.lr, b.lr)  # deterministic numerics: run-to-run identical
+
+
+@CUDA
+def test_device_mode_restores_flags():
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32)
+    with device_mode(torch.device("cuda"), "fast"):
+        assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+@CUDA
+def test_cuda_batch_equals_alone_and_cpu_close():
+    imgs = [_image(i) for i in range(3)]
+    batched = Downscaler(DownscaleSettings(model="tiny-irn-x2", device="cuda", batch=3)).optimise_batch(imgs)
+    alone = Downscaler(DownscaleSettings(model="tiny-irn-x2", device="cuda", batch=1))
+    cpu = Downscaler(DownscaleSettings(model="tiny-irn-x2", device="cpu"))
+    for img, out in zip(imgs, batched, strict=True):
+        assert out.batch == 3
+        assert int((out.lr.int() - alone.optimise(img).lr.int()).abs().max()) <= 1
+        assert int((out.lr.int() - cpu.optimise(img).lr.int()).abs().max()) <= 2  # another device's arithmetic
