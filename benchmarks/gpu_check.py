@@ -148,7 +148,8 @@ def throughput(dev: torch.device, args: argparse.Namespace, images: list[Decoded
                 dt = time.perf_counter() - t0
             gains = [it.judged.get("stored", 0) - it.judged.get("plain", 0) for it in res.split()]
             row = {"scale": scale, "side": side, "batch": b, "memory": mode, "seconds": round(dt, 3),
-                   "images_per_s": round(b / dt, 3), "peak_mib": _peak_mib(dev), "mean_judged_gain_db": round(sum(gains) / b, 4)}  # fmt: skip
+                   "images_per_s": round(b / dt, 3), "peak_mib": _peak_mib(dev),
+                   "mean_judged_gain_db": round(sum(gains) / b, 4)}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
     return {"preset": "default", "rows": rows}
@@ -239,7 +240,8 @@ def pipeline_stage(dev: torch.device, args: argparse.Namespace, images: list[Dec
         data = encode_png(img.pixels.expand(3, -1, -1) if img.pixels.shape[0] == 1 else img.pixels, None)
         dec = decode_image(data, img.name)
         rows.append({"key": img.name, "source_uri": img.name, "error": None, "width": dec.width, "height": dec.height,
-                     "channels": int(dec.pixels.shape[0]), "bit_depth": dec.bit_depth, "source_mode": dec.source_mode, "alpha": None})  # fmt: skip
+                     "channels": int(dec.pixels.shape[0]), "bit_depth": dec.bit_depth, "source_mode": dec.source_mode,
+                     "alpha": None})  # fmt: skip
         pixels.append(dec.pixels.contiguous().numpy().tobytes())
     t0 = time.perf_counter()
     out = core.rows(rows, pixels)
@@ -257,7 +259,8 @@ def pipeline_stage(dev: torch.device, args: argparse.Namespace, images: list[Dec
         )
         got = torch.frombuffer(bytearray(r["lr"]), dtype=torch.uint8)
         diffs += int((got != ref.lr.flatten()).sum())
-    return {"images": len(images), "errors": errors, "batches": batches, "device": json.loads(out[0]["diag"])["device"] if out and out[0]["diag"] else None,
+    device = json.loads(out[0]["diag"])["device"] if out and out[0]["diag"] else None
+    return {"images": len(images), "errors": errors, "batches": batches, "device": device,
             "lr_values_differing_from_alone": diffs, "seconds": round(dt, 2)}  # fmt: skip
 
 
