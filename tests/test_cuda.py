@@ -73,3 +73,39 @@ def test_cuda_batch_equals_alone_and_cpu_close():
         assert out.batch == 3
         assert int((out.lr.int() - alone.optimise(img).lr.int()).abs().max()) <= 1
         assert int((out.lr.int() - cpu.optimise(img).lr.int()).abs().max()) <= 2  # another device's arithmetic
+
+
+def _job(tmp_path, **kw):
+    from hcd_pipeline.pipeline.settings import PipelineSettings
+
+    return PipelineSettings(input=str(tmp_path / "in"), output=str(tmp_path / "out"), **kw)
+
+
+def test_outputs_of_another_device_kind_are_refused_unless_allowed(tmp_path):
+    """A GPU run into a CPU-made output (or back) is refused: their bytes differ. The fingerprint comes from the
+    settings (num_gpus), never from the machine that submits."""
+    from hcd_pipeline.pipeline.runner import _check_job
+    from hcd_pipeline.storage import Storage
+
+    out = Storage(str(tmp_path / "out"))
+    _check_job(out, _job(tmp_path))  # a CPU run writes job.json
+    with pytest.raises(SettingsError, match="made on cpu, this run would add cuda"):
+        _check_job(out, _job(tmp_path, num_gpus=1.0))
+    _check_job(out, _job(tmp_path, num_gpus=1.0, allow_mixed_devices=True))
+    with pytest.raises(SettingsError, match="differing: seed"):
+        _check_job(out, _job(tmp_path, num_gpus=1.0, allow_mixed_devices=True, seed=3))  # other settings still refused
+
+
+def test_job_json_of_an_earlier_release_means_what_its_preset_meant_then(tmp_path):
+    """job.json files without the resolved HCD settings: 'default' then is the 'adam' preset now."""
+    from hcd_pipeline.pipeline.runner import _check_job
+    from hcd_pipeline.pipeline.settings import fingerprint_hash
+    from hcd_pipeline.storage import Storage
+
+    old = {**{k: v for k, v in _job(tmp_path).result_fingerprint().items() if k != "hcd"}, "preset": "default", "overrides": {}}
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "job.json").write_text(json.dumps({"fingerprint": fingerprint_hash(old), "settings": old}))
+    out = Storage(str(tmp_path / "out"))
+    with pytest.raises(SettingsError, match="differing: hcd"):
+        _check_job(out, _job(tmp_path))  # today's default is another optimisation
+    _check_job(out, _job(tmp_path, preset="adam"))  # the settings that made the output

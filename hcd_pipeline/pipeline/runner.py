@@ -39,7 +39,7 @@ from ..storage import Storage, StorageOptions
 from .plan import done_keys, final_rows, finalize, iter_manifest
 from .progress import Progress
 from .schema import METRICS_SCHEMA, conform, read_parquet_bytes
-from .settings import PipelineSettings
+from .settings import PipelineSettings, fingerprint_hash, legacy_fingerprint
 from .stages import ModelStage, decode_stage, write_stage
 
 __all__ = ["RunSummary", "build_dataset", "run_pipeline", "read_metrics", "final_rows", "plan_run", "check_fits", "init_ray"]
@@ -89,20 +89,25 @@ def _check_job(out: Storage, settings: PipelineSettings) -> None:
     fp = {"fingerprint": settings.fingerprint_hash(), "settings": settings.result_fingerprint()}
     if out.exists("job.json"):
         prev = json.loads(out.read("job.json"))
-        same = prev.get("fingerprint") == fp["fingerprint"]
+        prev_settings = legacy_fingerprint(prev.get("settings") or {})
+        same = prev.get("fingerprint") == fp["fingerprint"] or fingerprint_hash(prev_settings) == fp["fingerprint"]
         if not same and settings.allow_mixed_devices:
-            prev_settings = {k: v for k, v in (prev.get("settings") or {}).items() if k not in ("device", "gpu_mode")}
-            same = prev_settings == settings.result_fingerprint(device=False)
+            rest = {k: v for k, v in prev_settings.items() if k not in ("device", "gpu_mode")}
+            same = rest == settings.result_fingerprint(device=False)
         if not same:
-            kinds = (prev.get("settings") or {}).get("device", "cpu"), settings.device_kind()
-            if kinds[0] != kinds[1]:
+            kinds = prev_settings.get("device", "cpu"), settings.device_kind()
+            if kinds[0] != kinds[1] and not settings.allow_mixed_devices:
                 raise SettingsError(
                     f"{out.uri_of('job.json')}: output was made on {kinds[0]}, this run would add {kinds[1]} outputs (their bytes "
                     "differ); use another output, or allow_mixed_devices (--allow-mixed-devices) to mix them knowingly"
                 )
+            mixed = ("device", "gpu_mode") if settings.allow_mixed_devices else ()
+            changed = sorted(k for k in set(prev_settings) | set(fp["settings"])
+                             if prev_settings.get(k) != fp["settings"].get(k) and k not in mixed)  # fmt: skip
             raise SettingsError(
-                f"{out.uri_of('job.json')}: output was made with other settings {prev.get('settings')}; "
-                f"use another output or delete it (this run: {fp['settings']})"
+                f"{out.uri_of('job.json')}: output was made with other settings (differing: {', '.join(changed)}; then "
+                f"{ {k: prev_settings.get(k) for k in changed} }, now { {k: fp['settings'].get(k) for k in changed} }); "
+                "use another output or delete it"
             )
     else:
         out.write("job.json", (json.dumps(fp, indent=1, sort_keys=True) + "\n").encode())

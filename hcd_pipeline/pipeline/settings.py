@@ -12,7 +12,7 @@ from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
 from ..service import DownscaleSettings
 from ..storage import StorageOptions
 
-__all__ = ["PipelineSettings", "PLAIN_DECODE_BATCH", "settings_from_dict"]
+__all__ = ["PipelineSettings", "PLAIN_DECODE_BATCH", "settings_from_dict", "fingerprint_hash", "legacy_fingerprint"]
 
 PLAIN_DECODE_BATCH = 256
 """Items per decode task for plain downscaling (milliseconds per image: per-task costs must be spread thin)."""
@@ -139,28 +139,50 @@ class PipelineSettings:
 
     def result_fingerprint(self, *, device: bool = True) -> dict[str, Any]:
         """What determines the output bytes; a rerun into the same output must match it (``device=False``: all but
-        the device kind and numerics, for ``allow_mixed_devices``)."""
+        the device kind and numerics, for ``allow_mixed_devices``). The HCD settings are resolved (``hcd``), not
+        named: two spellings of the same settings (a preset, or another preset with overrides) are one fingerprint."""
         return {
             "model": self.model,
             "scale": self.scale,
             "weights": self.weights,
             "method": self.method,
-            "preset": self.preset,
-            "overrides": self.overrides,
             "seed": self.seed,
             "threads": self.threads,
             # Added later: recorded only when set, so that the fingerprints of earlier runs stay valid.
             **({"memory": self.memory} if self.memory != "auto" else {}),
             **({"tile": self.tile} if self.tile is not None else {}),
             **({"device": self.device_kind()} if device and self.device_kind() != "cpu" else {}),
+            # The preset resolved: a preset name alone would let a release that changes a preset resume old outputs.
+            "hcd": self.downscale_settings().hcd_settings().to_dict(),
             **({"gpu_mode": self.gpu_mode} if device and self.device_kind() != "cpu" and self.gpu_mode != "deterministic" else {}),
         }
 
     def fingerprint_hash(self, *, device: bool = True) -> str:
-        return hashlib.sha256(json.dumps(self.result_fingerprint(device=device), sort_keys=True).encode()).hexdigest()[:16]
+        return fingerprint_hash(self.result_fingerprint(device=device))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
+    """The short hash ``job.json`` stores of a :meth:`PipelineSettings.result_fingerprint`."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+LEGACY_PRESETS = {"default": "adam"}
+"""Presets whose settings changed, by name then -> the preset that now holds those settings. ``job.json`` files
+written before fingerprints held the resolved ``hcd`` settings are read with this table."""
+
+
+def legacy_fingerprint(prev: dict[str, Any]) -> dict[str, Any]:
+    """A ``job.json`` fingerprint from before the ``hcd`` key, with the settings its preset name meant then."""
+    if "hcd" in prev or prev.get("preset") not in PRESETS:
+        return prev
+    from ..hcd import get_preset
+
+    then = LEGACY_PRESETS.get(prev["preset"], prev["preset"])
+    rest = {k: v for k, v in prev.items() if k not in ("preset", "overrides")}
+    return {**rest, "hcd": get_preset(then, **(prev.get("overrides") or {})).to_dict()}
 
 
 def settings_from_dict(d: dict[str, Any]) -> PipelineSettings:
