@@ -1,0 +1,137 @@
+"""Gain against time of HCD presets and variants, side by side on the same images in one process (#14's target).
+
+    python benchmarks/preset_cost.py --scale 2 --sets Set5,Set14 --out docs/eval/preset_cost-x2.json
+    python benchmarks/preset_cost.py --scale 4 --sets Set5,Set14 --out docs/eval/preset_cost-x4.json
+    python benchmarks/preset_cost.py --render docs/eval/preset_cost-x2.json docs/eval/preset_cost-x4.json --chart docs/gain_vs_time.svg
+
+Every image goes through every variant before the next image starts (variants interleaved per image, so that a
+change of machine load hits all of them alike), 1 torch thread, the shipped model of the scale, the field's
+protocol (``hcd_pipeline.evaluate``: modcrop, Y-PSNR with border crop). Per variant: mean gain over plain
+downscaling, share of images improved, worst gain, seconds per image, and the time ratio official / variant
+computed per image and over the whole set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+VARIANTS: dict[str, tuple[str, str, dict[str, object]]] = {
+    # name: (method, preset, overrides)
+    "official": ("hcd", "official", {}),
+    "adam (previous default)": ("hcd", "adam", {}),
+    "default": ("hcd", "default", {}),
+    "default, 4 LR steps": ("hcd", "default", {"lr_steps": 4}),
+    "default, 16 LR steps": ("hcd", "default", {"lr_steps": 16}),
+    "default + 2 HR steps": ("hcd", "default", {"hr_steps": 2}),
+}
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from hcd_pipeline.evaluate import _modcrop, resolve_dataset
+    from hcd_pipeline.imageio import list_images, read_image
+    from hcd_pipeline.service import Downscaler, DownscaleSettings
+
+    torch.set_num_threads(1)
+    names = [v for v in VARIANTS if not args.only or v in args.only.split(",")]
+    ds = {n: Downscaler(DownscaleSettings(scale=args.scale, method=VARIANTS[n][0], preset=VARIANTS[n][1],
+                                          overrides=dict(VARIANTS[n][2]))) for n in names}  # fmt: skip
+    rows = []
+    for set_name in args.sets.split(","):
+        for path in list_images(resolve_dataset(set_name))[: args.limit]:
+            img = _modcrop(read_image(path), args.scale)
+            for n in names:
+                t0 = time.perf_counter()
+                out = ds[n].process(img)
+                sec = time.perf_counter() - t0
+                row = {"set": set_name, "image": path.name, "variant": n, "seconds": round(sec, 3),
+                       "plain_psnr_y": out.plain.psnr_y, "psnr_y": out.optimised.psnr_y,
+                       "gain_y": out.optimised.psnr_y - out.plain.psnr_y, "kept": out.sidecar["kept"]}  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return {"command": "python benchmarks/preset_cost.py " + " ".join(sys.argv[1:]), "scale": args.scale,
+            "model": next(iter(ds.values())).model_name, "variants": {n: VARIANTS[n] for n in names},
+            "rows": rows, "summary": summarise(rows)}  # fmt: skip
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per set (and all sets) and variant: gain distribution, time, time ratio against official."""
+    out = []
+    sets = sorted({r["set"] for r in rows}) + ["all"]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    for s in sets:
+        sel = [r for r in rows if s in ("all", r["set"])]
+        official = {(r["set"], r["image"]): r["seconds"] for r in sel if r["variant"] == "official"}
+        for v in variants:
+            vr = [r for r in sel if r["variant"] == v]
+            gains = [r["gain_y"] for r in vr]
+            secs = [r["seconds"] for r in vr]
+            entry = {"set": s, "variant": v, "images": len(vr), "mean_gain_db": round(statistics.fmean(gains), 4),
+                     "share_improved": round(sum(g > 0 for g in gains) / len(gains), 3), "worst_gain_db": round(min(gains), 4),
+                     "below_plain": sum(g < 0 for g in gains), "s_per_image": round(statistics.fmean(secs), 3)}  # fmt: skip
+            if official:
+                ratios = [official[(r["set"], r["image"])] / r["seconds"] for r in vr if (r["set"], r["image"]) in official]
+                entry["official_time_ratio"] = round(sum(official.values()) / sum(secs), 2)  # total official s / total s
+                entry["official_time_ratio_median_image"] = round(statistics.median(ratios), 2)
+            out.append(entry)
+    return out
+
+
+def chart(docs: list[dict], path: Path) -> None:
+    """Gain vs seconds per image, one panel per scale (the 'all' rows), as a self-contained SVG."""
+    from hcd_pipeline.svgplot import scatter_panels
+
+    panels = []
+    for doc in docs:
+        pts = [(r["variant"], r["s_per_image"], r["mean_gain_db"]) for r in doc["summary"] if r["set"] == "all"]
+        sets = sorted({r["set"] for r in doc["rows"]})
+        panels.append((f"x{doc['scale']} ({doc['model']}), {' + '.join(sets)}", pts))
+    path.write_text(scatter_panels(panels, xlabel="seconds per image (1 thread)", ylabel="mean Y-PSNR gain over plain (dB)",
+                                   title="HCD presets: gain against time (up and left is better)", log_x=True))  # fmt: skip
+
+
+def table(docs: list[dict]) -> str:
+    lines = ["| scale | set | variant | mean gain (dB) | improved | worst (dB) | s/image | official time / variant time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for doc in docs:
+        for r in doc["summary"]:
+            ratio = r.get("official_time_ratio")
+            lines.append(f"| x{doc['scale']} | {r['set']} | {r['variant']} | {r['mean_gain_db']:+.3f} | {r['share_improved']:.0%} | "
+                         f"{r['worst_gain_db']:+.3f} | {r['s_per_image']:.2f} | {'' if ratio is None else f'{ratio:.2f}x'} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=int, default=2)
+    ap.add_argument("--sets", default="Set5,Set14")
+    ap.add_argument("--limit", type=int, default=None, help="first N images of each set")
+    ap.add_argument("--only", default=None, help="comma-separated variant names")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--render", nargs="*", default=None, help="JSON files to chart and tabulate (runs nothing)")
+    ap.add_argument("--chart", default=None)
+    args = ap.parse_args()
+    if args.render:
+        docs = [json.loads(Path(p).read_text()) for p in args.render]
+        if args.chart:
+            chart(docs, Path(args.chart))
+        print(table(docs))
+        return
+    doc = run(args)
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v) + "\n")
+    print(table([doc]))
+
+
+if __name__ == "__main__":
+    main()
