@@ -83,7 +83,7 @@ def build_report(table: pa.Table, worst: int = 10) -> dict[str, Any]:
             }  # fmt: skip
         )
     scored = sorted((r for r in ok if r["gain_y"] is not None and not math.isnan(r["gain_y"])), key=lambda r: r["gain_y"])
-    pick = ("key", "run_output", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height")
+    pick = ("key", "run_output", "source_uri", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height")
     return {
         "counts": {
             "images": len(data),
@@ -131,48 +131,6 @@ def format_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _svg_hist(values: list[float], width: int = 420, height: int = 220, bins: int = 30) -> str:
-    if not values:
-        return "<p>no data</p>"
-    counts, edges = np.histogram(values, bins=bins)
-    top = max(1, int(counts.max()))
-    bw = (width - 40) / bins
-    bars = "".join(
-        f'<rect x="{30 + i * bw:.1f}" y="{height - 20 - (c / top) * (height - 40):.1f}" width="{bw - 1:.1f}" '
-        f'height="{(c / top) * (height - 40):.1f}" fill="#4a78c2"><title>{edges[i]:.3f}..{edges[i + 1]:.3f} dB: {c}</title></rect>'
-        for i, c in enumerate(counts)
-    )
-    axis = (
-        f'<text x="30" y="{height - 4}" font-size="11">{edges[0]:.2f}</text>'
-        f'<text x="{width - 60}" y="{height - 4}" font-size="11">{edges[-1]:.2f} dB</text>'
-        f'<text x="2" y="14" font-size="11">{top}</text>'
-    )
-    return f'<svg width="{width}" height="{height}" role="img" aria-label="gain histogram">{bars}{axis}</svg>'
-
-
-def _svg_scatter(points: list[dict[str, Any]], width: int = 320, height: int = 320) -> str:
-    pts = [(p["plain"], p["hcd"]) for p in points if p["plain"] is not None and p["hcd"] is not None]
-    if not pts:
-        return "<p>no data</p>"
-    lo = min(min(a, b) for a, b in pts) - 0.5
-    hi = max(max(a, b) for a, b in pts) + 0.5
-
-    def sx(v: float) -> float:
-        return 30 + (v - lo) / (hi - lo) * (width - 40)
-
-    def sy(v: float) -> float:
-        return height - 20 - (v - lo) / (hi - lo) * (height - 40)
-
-    dots = "".join(f'<circle cx="{sx(a):.1f}" cy="{sy(b):.1f}" r="2.5" fill="#c24a4a" fill-opacity="0.7"/>' for a, b in pts)
-    diag = f'<line x1="{sx(lo)}" y1="{sy(lo)}" x2="{sx(hi)}" y2="{sy(hi)}" stroke="#888" stroke-dasharray="4"/>'
-    labels = (
-        f'<text x="{width / 2 - 40}" y="{height - 4}" font-size="11">plain Y-PSNR (dB)</text>'
-        f'<text x="2" y="12" font-size="11">HCD</text><text x="30" y="{height - 22}" font-size="10">{lo:.1f}</text>'
-        f'<text x="{width - 40}" y="{height - 22}" font-size="10">{hi:.1f}</text>'
-    )
-    return f'<svg width="{width}" height="{height}" role="img" aria-label="plain vs HCD">{diag}{dots}{labels}</svg>'
-
-
 def _thumb(uri: str | None, options: StorageOptions | None, size: int = 160) -> str:
     if not uri:
         return ""
@@ -188,8 +146,17 @@ def _thumb(uri: str | None, options: StorageOptions | None, size: int = 160) -> 
     return f'<img alt="LR" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def render_html(report: dict[str, Any], options: StorageOptions | None = None) -> str:
-    """A self-contained HTML page of the report."""
+def render_html(report: dict[str, Any], options: StorageOptions | None = None, *, compare: int = 3) -> str:
+    """A self-contained HTML page of the report (works offline: inline SVG charts, images as data URIs).
+
+    ``compare``: for this many of the worst and of the best images, HR / plain / HCD reconstructions side by side
+    with a zoomed crop, rebuilt from the source and the stored LR (:mod:`.report_images`); the rest as LR
+    thumbnails.
+    """
+    from .report_images import ZOOM, comparison_html, rebuild
+    from .svgplot import histogram, scatter
+
+    cache: dict[str, Any] = {}
     esc = html.escape
     c = report["counts"]
     group_rows = "".join(
@@ -204,26 +171,49 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None) -
         for g in report["groups"]
     )
 
+    def thumb(it: dict[str, Any], note: str = "") -> str:
+        return (f"<figure>{_thumb(it['lr_uri'], options)}<figcaption>{esc(str(it['key']))}<br>{it['plain_psnr_y']:.2f} &rarr; "
+                f"{it['psnr_y']:.2f} dB ({it['gain_y']:+.3f}){note}</figcaption></figure>")  # fmt: skip
+
     def gallery(items: list[dict[str, Any]]) -> str:
-        return "".join(
-            f"<figure>{_thumb(it['lr_uri'], options)}<figcaption>{esc(str(it['key']))}<br>{it['plain_psnr_y']:.2f} &rarr; "
-            f"{it['psnr_y']:.2f} dB ({it['gain_y']:+.3f})</figcaption></figure>"
-            for it in items
-        )
+        parts = []
+        for i, it in enumerate(items):
+            if i < compare:
+                try:
+                    parts.append(comparison_html(rebuild(it, options, cache), it["gain_y"]))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a picture that cannot be rebuilt must not lose the report
+                    parts.append(thumb(it, f"<br>(reconstructions unavailable: {esc(type(exc).__name__)}: {esc(str(exc))[:160]})"))
+                    continue
+            parts.append(thumb(it))
+        return "".join(parts)
+
+    gains = [p["gain"] for p in report["points"]]
+    hist = histogram(gains, xlabel="gain over plain downscaling, Y-PSNR (dB)", ylabel="images", mark=0.0)
+    plot = scatter(
+        [(p["plain"], p["hcd"]) for p in report["points"]],
+        xlabel="plain: Y-PSNR of the reconstruction (dB)",
+        ylabel="HCD: Y-PSNR of the reconstruction (dB)",
+        diagonal=True,
+        names=[str(p["key"]) for p in report["points"]],
+    )
 
     failures = "".join(f"<li><code>{esc(f['key'])}</code>: {esc(str(f['error']))}</li>" for f in report["failures"][:200])
     reasons = ", ".join(f"{esc(k)}: {v}" for k, v in c["failed_by_reason"].items()) or "none"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>hcd report</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
-figure{{display:inline-block;margin:6px;text-align:center;font-size:12px}}</style></head><body>
+figure{{display:inline-block;margin:6px;text-align:center;font-size:12px;vertical-align:top}}
+.cmp{{border-bottom:1px solid #ddd;padding:4px 0}}</style></head><body>
 <h1>HCD quality report</h1>
 <p>{c["images"]} images: {c["done"]} done, {c["failed"]} failed (by reason: {reasons}).</p>
 <h2>Per model, scale and method</h2><p>cells: mean / median / 5th / 95th percentile</p>
 <table><tr><th>model</th><th>scale</th><th>method</th><th>preset</th><th>n</th><th>Y-PSNR (dB)</th><th>gain over plain (dB)</th>
 <th>SSIM-Y</th><th>seconds/image</th></tr>{group_rows}</table>
-<h2>Gain over plain (Y-PSNR, dB)</h2>{_svg_hist([p["gain"] for p in report["points"]])}
-<h2>Plain vs HCD (Y-PSNR)</h2>{_svg_scatter(report["points"])}
-<h2>Worst images by gain</h2>{gallery(report["worst"])}
+<h2>Gain over plain downscaling</h2><p>One bar per gain interval; the dashed line is no gain. Perfect reconstructions
+(infinite PSNR) are counted in the table's n, not plotted.</p>{hist}
+<h2>Plain vs HCD, per image</h2><p>Points above the dashed line gained; hover for the image.</p>{plot}
+<h2>Worst images by gain</h2><p>The first {compare}: the source with the crop marked, then HR, plain and HCD reconstructions
+of the crop at {ZOOM}x (where HCD reduced the error most).</p>{gallery(report["worst"])}
 <h2>Best images by gain</h2>{gallery(report["best"])}
 <h2>Failures</h2><ul>{failures or "<li>none</li>"}</ul>
 </body></html>

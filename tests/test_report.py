@@ -108,3 +108,38 @@ def test_report_files_go_where_pointed_and_weights_are_not_pooled(tmp_path):
     proc = subprocess.run([HCD, "report", str(tmp_path / "a"), "--html", str(out / "x.html")], capture_output=True, text=True,
                           timeout=120, cwd=work)  # fmt: skip
     assert proc.returncode == 0 and (out / "x.json").is_file() and list(work.iterdir()) == []
+
+
+def test_report_pictures_rebuild_what_the_run_measured(tmp_path):
+    """The worst/best pictures are rebuilt from the source and the stored LR: their PSNRs equal the rows'."""
+    import re
+
+    from hcd_pipeline.imageio import read_image
+    from hcd_pipeline.report import render_html
+    from hcd_pipeline.service import Downscaler, DownscaleSettings
+
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", overrides={"lr_steps": 4}))
+    out = tmp_path / "run"
+    (out / "lr").mkdir(parents=True)
+    rows = []
+    for name in ("astronaut_crop.png", "camera_crop_gray.png"):
+        res = ds.process(read_image(samples / name))
+        stem = name.rsplit(".", 1)[0]
+        (out / "lr" / f"{stem}.png").write_bytes(res.png)
+        (out / "lr" / f"{stem}.json").write_text(json.dumps(res.sidecar))
+        rows.append({"key": name, "status": "ok", "source_uri": str(samples / name), "lr_uri": str(out / "lr" / f"{stem}.png"),
+                     "model": "tiny-irn-x2", "scale": 2, "method": "hcd", "preset": "default", "plain_psnr_y": res.plain.psnr_y,
+                     "psnr_y": res.optimised.psnr_y, "gain_y": res.optimised.psnr_y - res.plain.psnr_y})  # fmt: skip
+    rep = build_report(rows_to_table(rows), worst=2)
+    page = render_html(rep, compare=2)
+    assert page.count('class="cmp"') == 4  # two worst and two best, each HR + three crops
+    for r in rows:
+        shown = re.search(rf"{re.escape(r['key'])} \(([-+0-9.]+) dB\).*?plain ([0-9.]+) dB.*?HCD ([0-9.]+) dB", page, re.S)
+        assert shown, r["key"]
+        assert float(shown.group(2)) == pytest.approx(r["plain_psnr_y"], abs=0.006)
+        assert float(shown.group(3)) == pytest.approx(r["psnr_y"], abs=0.006)
+    # An LR that cannot be read back: the report still renders, saying why.
+    (out / "lr" / "astronaut_crop.json").unlink()
+    page = render_html(rep, compare=2)
+    assert "reconstructions unavailable" in page

@@ -1,0 +1,129 @@
+"""The report's pictures: HR, plain and HCD reconstructions of an image side by side, with a zoomed crop.
+
+Rebuilt from what a run stored: the source (``source_uri``), the stored LR and its sidecar (``lr_uri``): the plain
+LR is downscaled again with the sidecar's model, and both LRs are upscaled with the sidecar's seed and z policy
+(:func:`~hcd_pipeline.service.upscale_lr`), exactly as the run scored them. The crop is where HCD reduced the
+error most (or the centre when it changed nothing).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from .imageio import decode_image
+from .metrics import psnr, rgb_to_y, to_uint8_levels
+from .service import Downscaler, DownscaleSettings, upscale_lr
+from .storage import StorageOptions, open_uri
+
+__all__ = ["Comparison", "rebuild", "comparison_html", "CROP", "ZOOM"]
+
+CROP = 48
+"""Side of the zoomed crop in HR pixels."""
+ZOOM = 4
+"""Display magnification of the crop (nearest neighbour, so pixels stay visible)."""
+
+
+@dataclass
+class Comparison:
+    """HR and the two reconstructions as float (C, H, W) in [0, 1], the crop's top-left corner, Y-PSNRs (dB)."""
+
+    key: str
+    hr: torch.Tensor
+    plain: torch.Tensor
+    hcd: torch.Tensor
+    crop_yx: tuple[int, int]
+    psnr_plain: float
+    psnr_hcd: float
+
+
+def _read(uri: str, options: StorageOptions | None) -> bytes:
+    fs, path = open_uri(uri, options)
+    with fs.open(path, "rb") as fh:
+        return fh.read()
+
+
+def _best_crop(hr: torch.Tensor, plain: torch.Tensor, hcd: torch.Tensor, side: int) -> tuple[int, int]:
+    """Top-left of the side x side window where HCD's squared error fell most below plain's."""
+    h, w = hr.shape[-2:]
+    side = min(side, h, w)
+    gain = ((plain - hr) ** 2 - (hcd - hr) ** 2).sum(0, keepdim=True).unsqueeze(0)
+    sums = F.avg_pool2d(gain, side, stride=max(1, side // 4))
+    if float(sums.max()) <= 0:
+        return (h - side) // 2, (w - side) // 2
+    i = int(sums.flatten().argmax())
+    stride = max(1, side // 4)
+    return (i // sums.shape[-1]) * stride, (i % sums.shape[-1]) * stride
+
+
+def rebuild(row: dict[str, Any], options: StorageOptions | None = None, cache: dict[str, Downscaler] | None = None) -> Comparison:
+    """The comparison for one metric row (needs ``source_uri`` and ``lr_uri`` readable). Raises on any failure."""
+    src = decode_image(_read(str(row["source_uri"]), options), str(row["source_uri"]))
+    lr_uri = str(row["lr_uri"])
+    lr = decode_image(_read(lr_uri, options), lr_uri)
+    side = json.loads(_read(lr_uri.rsplit(".", 1)[0] + ".json", options))
+    if str(side["model"]).startswith("file:"):
+        raise ValueError(f"{lr_uri}: made with a weights file ({side['model']}); the report rebuilds shipped models only")
+    cache = {} if cache is None else cache
+    name = f"{side['model']}:{side['seed']}"
+    if name not in cache:
+        cache[name] = Downscaler(DownscaleSettings(model=side["model"], method="plain", seed=int(side["seed"])))
+    ds = cache[name]
+    if ds.weights_hash != side.get("weights_sha256"):
+        raise ValueError(f"{lr_uri}: the installed {side['model']} weights differ from those that made it")
+    plain_lr = ds.process(src, metrics=False).lr
+    kw = {
+        "seed": int(side["seed"]),
+        "decode": str(side["decode_z"]),
+        "source_size": tuple(side["source_size"]),
+        "channels": src.pixels.shape[0],
+    }
+    rec_plain = upscale_lr(ds.model, plain_lr, **kw)  # type: ignore[arg-type]
+    rec_hcd = upscale_lr(ds.model, lr.pixels[:3], **kw)  # type: ignore[arg-type]
+    hr = to_uint8_levels(src.pixels) / 255
+    rec_plain, rec_hcd = to_uint8_levels(rec_plain) / 255, to_uint8_levels(rec_hcd) / 255
+    s = ds.scale
+
+    def y_psnr(rec: torch.Tensor) -> float:
+        return psnr(rgb_to_y(hr * 255), rgb_to_y(rec * 255), s)
+
+    return Comparison(str(row["key"]), hr, rec_plain, rec_hcd, _best_crop(hr, rec_plain, rec_hcd, CROP), y_psnr(rec_plain), y_psnr(rec_hcd))
+
+
+def _png(t: torch.Tensor, box: tuple[int, int, int] | None = None, max_side: int | None = None) -> str:
+    arr = (t.clamp(0, 1) * 255).round().to(torch.uint8)
+    arr = arr.expand(3, -1, -1) if arr.shape[0] == 1 else arr[:3]
+    im = Image.fromarray(arr.permute(1, 2, 0).contiguous().numpy())
+    scale = 1.0
+    if max_side and max(im.size) > max_side:
+        scale = max_side / max(im.size)
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
+    if box is not None:
+        y, x, side = box
+        ImageDraw.Draw(im).rectangle([x * scale, y * scale, (x + side) * scale, (y + side) * scale], outline=(255, 0, 0), width=2)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def comparison_html(c: Comparison, gain: float | None = None) -> str:
+    """A row of figures: the HR with the crop marked, then the crop of HR, plain and HCD at ``ZOOM``x."""
+    y, x = c.crop_yx
+    side = min(CROP, c.hr.shape[-2], c.hr.shape[-1])
+    crops = [(label, t[:, y : y + side, x : x + side]) for label, t in
+             (("HR", c.hr), (f"plain {c.psnr_plain:.2f} dB", c.plain), (f"HCD {c.psnr_hcd:.2f} dB", c.hcd))]  # fmt: skip
+    px = side * ZOOM
+    figs = [f'<figure><img alt="HR" src="data:image/png;base64,{_png(c.hr, (y, x, side), 220)}"><figcaption>{html.escape(c.key)}'
+            f"{'' if gain is None else f' ({gain:+.3f} dB)'}</figcaption></figure>"]  # fmt: skip
+    for label, t in crops:
+        figs.append(f'<figure><img alt="{html.escape(label)}" width="{px}" height="{px}" style="image-rendering:pixelated" '
+                    f'src="data:image/png;base64,{_png(t)}"><figcaption>{html.escape(label)}</figcaption></figure>')  # fmt: skip
+    return '<div class="cmp">' + "".join(figs) + "</div>"

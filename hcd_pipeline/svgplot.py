@@ -1,0 +1,197 @@
+"""Self-contained SVG charts with axes, ticks, units and legends (no plotting library, work offline).
+
+Used by ``hcd report`` (histogram, scatter) and the benchmarks' charts (``benchmarks/preset_cost.py``). Every
+function returns SVG markup: an inline ``<svg>`` element that HTML pages embed as it is, or that is saved as a
+``.svg`` file.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+__all__ = ["nice_ticks", "histogram", "scatter", "scatter_panels", "PALETTE"]
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
+_FONT = 'font-family="sans-serif" font-size="11"'
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values covering [lo, hi] (steps of 1, 2 or 5 times a power of ten)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi <= lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / max(1, n)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    start = math.floor(lo / step) * step
+    ticks, v = [], start
+    while v <= hi + step * 1e-9:
+        ticks.append(round(v, 12))
+        v += step
+    return ticks
+
+
+def _fmt(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 100 or v == int(v):
+        return f"{v:.0f}"
+    digits = max(0, min(4, 2 - int(math.floor(math.log10(abs(v))))))
+    return f"{v:.{digits}f}"
+
+
+class _Axes:
+    """A plot area with linear (or log10 x) scales, drawn axes, ticks, grid and labels."""
+
+    def __init__(
+        self, x0: float, y0: float, w: float, h: float, xr: tuple[float, float], yr: tuple[float, float], *, log_x: bool = False
+    ) -> None:
+        self.x0, self.y0, self.w, self.h, self.log_x = x0, y0, w, h, log_x
+        self.xt = _log_ticks(*xr) if log_x else nice_ticks(*xr)
+        self.yt = nice_ticks(*yr)
+        self.xr = (min(self.xt[0], xr[0]), max(self.xt[-1], xr[1])) if self.xt else xr
+        self.yr = (min(self.yt[0], yr[0]), max(self.yt[-1], yr[1])) if self.yt else yr
+
+    def sx(self, v: float) -> float:
+        lo, hi = self.xr
+        if self.log_x:
+            v, lo, hi = math.log10(v), math.log10(lo), math.log10(hi)
+        return self.x0 + (v - lo) / ((hi - lo) or 1) * self.w
+
+    def sy(self, v: float) -> float:
+        lo, hi = self.yr
+        return self.y0 + self.h - (v - lo) / ((hi - lo) or 1) * self.h
+
+    def draw(self, xlabel: str, ylabel: str) -> str:
+        parts = [f'<rect x="{self.x0}" y="{self.y0}" width="{self.w}" height="{self.h}" fill="none" stroke="#333"/>']
+        for t in self.xt:
+            x = self.sx(t)
+            parts.append(f'<line x1="{x:.1f}" y1="{self.y0}" x2="{x:.1f}" y2="{self.y0 + self.h}" stroke="#e5e5e5"/>')
+            parts.append(f'<line x1="{x:.1f}" y1="{self.y0 + self.h}" x2="{x:.1f}" y2="{self.y0 + self.h + 4}" stroke="#333"/>')
+            parts.append(f'<text x="{x:.1f}" y="{self.y0 + self.h + 16}" text-anchor="middle" {_FONT}>{_fmt(t)}</text>')
+        for t in self.yt:
+            y = self.sy(t)
+            parts.append(f'<line x1="{self.x0}" y1="{y:.1f}" x2="{self.x0 + self.w}" y2="{y:.1f}" stroke="#e5e5e5"/>')
+            parts.append(f'<line x1="{self.x0 - 4}" y1="{y:.1f}" x2="{self.x0}" y2="{y:.1f}" stroke="#333"/>')
+            parts.append(f'<text x="{self.x0 - 6}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>{_fmt(t)}</text>')
+        parts.append(
+            f'<text x="{self.x0 + self.w / 2:.1f}" y="{self.y0 + self.h + 32}" text-anchor="middle" {_FONT}>{html.escape(xlabel)}</text>'
+        )
+        cy = self.y0 + self.h / 2
+        parts.append(f'<text x="{self.x0 - 44}" y="{cy:.1f}" text-anchor="middle" transform="rotate(-90 {self.x0 - 44} {cy:.1f})" {_FONT}>'
+                     f"{html.escape(ylabel)}</text>")  # fmt: skip
+        return "".join(parts)
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    lo, hi = max(lo, 1e-9), max(hi, lo * 1.0001)
+    ticks = []
+    for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
+        for m in (1, 2, 5):
+            v = m * 10.0**e
+            if lo / 2 <= v <= hi * 2:
+                ticks.append(v)
+    return ticks
+
+
+def _svg(width: int, height: int, label: str, body: str) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'role="img" aria-label="{html.escape(label)}">{body}</svg>')  # fmt: skip
+
+
+def histogram(
+    values: Sequence[float], *, xlabel: str, ylabel: str = "images", title: str = "", bins: int = 30, mark: float | None = 0.0,
+    width: int = 520, height: int = 280,
+) -> str:  # fmt: skip
+    """Histogram of the finite ``values`` with counts on the y axis; a dashed line at ``mark`` (e.g. no gain)."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return "<p>no finite values to plot</p>"
+    lo, hi = min(vals), max(vals)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)]
+    counts = [0] * bins
+    for v in vals:
+        counts[min(bins - 1, int((v - lo) / (hi - lo) * bins))] += 1
+    ax = _Axes(60, 28 if title else 12, width - 80, height - (76 if title else 60), (lo, hi), (0, max(counts)))
+    body = (
+        [f'<text x="{width / 2}" y="16" text-anchor="middle" font-family="sans-serif" font-size="13">{html.escape(title)}</text>']
+        if title
+        else []
+    )
+    body.append(ax.draw(xlabel, ylabel))
+    for i, c in enumerate(counts):
+        x1, x2 = ax.sx(edges[i]), ax.sx(edges[i + 1])
+        y = ax.sy(c)
+        body.append(f'<rect x="{x1:.1f}" y="{y:.1f}" width="{max(0.5, x2 - x1 - 1):.1f}" height="{ax.sy(0) - y:.1f}" fill="{PALETTE[0]}">'
+                    f"<title>{_fmt(edges[i])} to {_fmt(edges[i + 1])}: {c}</title></rect>")  # fmt: skip
+    if mark is not None and ax.xr[0] <= mark <= ax.xr[1]:
+        x = ax.sx(mark)
+        body.append(f'<line x1="{x:.1f}" y1="{ax.y0}" x2="{x:.1f}" y2="{ax.y0 + ax.h}" stroke="#d62728" stroke-dasharray="4"/>')
+    return _svg(width, height, title or xlabel, "".join(body))
+
+
+def scatter(
+    points: Sequence[tuple[float, float]], *, xlabel: str, ylabel: str, title: str = "", diagonal: bool = False,
+    names: Sequence[str] | None = None, width: int = 420, height: int = 360,
+) -> str:  # fmt: skip
+    """Points (x, y), optional names as tooltips, an optional dashed y = x line (e.g. 'no change')."""
+    pts = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+    if not pts:
+        return "<p>no finite values to plot</p>"
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    if diagonal:
+        lo, hi = min(xs + ys), max(xs + ys)
+        xr = yr = (lo - 0.02 * (hi - lo + 1), hi + 0.02 * (hi - lo + 1))
+    else:
+        xr, yr = (min(xs), max(xs)), (min(ys), max(ys))
+    ax = _Axes(64, 28 if title else 12, width - 84, height - (76 if title else 60), xr, yr)
+    body = (
+        [f'<text x="{width / 2}" y="16" text-anchor="middle" font-family="sans-serif" font-size="13">{html.escape(title)}</text>']
+        if title
+        else []
+    )
+    body.append(ax.draw(xlabel, ylabel))
+    if diagonal:
+        a, b = max(ax.xr[0], ax.yr[0]), min(ax.xr[1], ax.yr[1])
+        body.append(
+            f'<line x1="{ax.sx(a):.1f}" y1="{ax.sy(a):.1f}" x2="{ax.sx(b):.1f}" y2="{ax.sy(b):.1f}" stroke="#888" stroke-dasharray="4"/>'
+        )
+    for i, (x, y) in enumerate(pts):
+        tip = f"<title>{html.escape(names[i])}: {_fmt(x)}, {_fmt(y)}</title>" if names and i < len(names) else ""
+        body.append(f'<circle cx="{ax.sx(x):.1f}" cy="{ax.sy(y):.1f}" r="3" fill="{PALETTE[1]}" fill-opacity="0.7">{tip}</circle>')
+    return _svg(width, height, title or f"{ylabel} against {xlabel}", "".join(body))
+
+
+def scatter_panels(
+    panels: Sequence[tuple[str, Sequence[tuple[str, float, float]]]], *, xlabel: str, ylabel: str, title: str, log_x: bool = False,
+    panel_size: tuple[int, int] = (440, 340),
+) -> str:  # fmt: skip
+    """Side-by-side panels of labelled points (series name, x, y), one colour per series name, a shared legend."""
+    names = list(dict.fromkeys(n for _, pts in panels for n, _, _ in pts))
+    colour = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+    pw, ph = panel_size
+    legend_h = 18 * ((len(names) + 1) // 2) + 10
+    width, height = pw * len(panels) + 20, ph + 40 + legend_h
+    head = f'<text x="{width / 2}" y="18" text-anchor="middle" font-family="sans-serif" font-size="14">{html.escape(title)}</text>'
+    body = [f'<rect width="{width}" height="{height}" fill="white"/>', head]
+    for k, (ptitle, pts) in enumerate(panels):
+        xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+        if not pts:
+            continue
+        pad = 0.08 * ((max(ys) - min(ys)) or 1)
+        xr = (min(xs) / 1.3, max(xs) * 1.3) if log_x else (min(xs), max(xs))
+        ax = _Axes(k * pw + 70, 50, pw - 90, ph - 60, xr, (min(ys) - pad, max(ys) + pad), log_x=log_x)
+        body.append(f'<text x="{ax.x0 + ax.w / 2:.1f}" y="42" text-anchor="middle" {_FONT}>{html.escape(ptitle)}</text>')
+        body.append(ax.draw(xlabel, ylabel))
+        for n, x, y in pts:
+            body.append(f'<circle cx="{ax.sx(x):.1f}" cy="{ax.sy(y):.1f}" r="5" fill="{colour[n]}"><title>{html.escape(n)}: '
+                        f"{_fmt(x)} s, {y:+.3f} dB</title></circle>")  # fmt: skip
+    for i, n in enumerate(names):
+        x, y = 70 + (i % 2) * (width // 2), ph + 48 + 18 * (i // 2)
+        body.append(f'<circle cx="{x}" cy="{y - 4}" r="5" fill="{colour[n]}"/><text x="{x + 10}" y="{y}" {_FONT}>{html.escape(n)}</text>')
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + _svg(width, height, title, "".join(body)) + "\n"
