@@ -119,7 +119,7 @@ def comparison_html(c: Comparison, gain: float | None = None) -> str:
     y, x = c.crop_yx
     side = min(CROP, c.hr.shape[-2], c.hr.shape[-1])
     crops = [(label, t[:, y : y + side, x : x + side]) for label, t in
-             (("HR", c.hr), (f"plain {c.psnr_plain:.2f} dB", c.plain), (f"HCD {c.psnr_hcd:.2f} dB", c.hcd))]  # fmt: skip
+             (("HR", c.hr), (f"plain (image: {c.psnr_plain:.2f} dB)", c.plain), (f"HCD (image: {c.psnr_hcd:.2f} dB)", c.hcd))]  # fmt: skip
     px = side * ZOOM
     figs = [f'<figure><img alt="HR" src="data:image/png;base64,{_png(c.hr, (y, x, side), 220)}"><figcaption>{html.escape(c.key)}'
             f"{'' if gain is None else f' ({gain:+.3f} dB)'}</figcaption></figure>"]  # fmt: skip

@@ -17,8 +17,9 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#1
 _FONT = 'font-family="sans-serif" font-size="11"'
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About ``n`` round tick values covering [lo, hi] (steps of 1, 2 or 5 times a power of ten)."""
+def nice_ticks(lo: float, hi: float, n: int = 5, *, integer: bool = False) -> list[float]:
+    """About ``n`` round tick values covering [lo, hi] (steps of 1, 2 or 5 times a power of ten; at least 1 when
+    ``integer``, e.g. for counts)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
     if hi <= lo:
@@ -26,6 +27,8 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     raw = (hi - lo) / max(1, n)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(1.0, round(step))
     start = math.floor(lo / step) * step
     ticks, v = [], start
     while v <= hi + step * 1e-9:
@@ -34,7 +37,10 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return ticks
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float, step: float | None = None) -> str:
+    """A tick label: as many decimals as the tick step needs (or 3 significant digits without a step)."""
+    if step:
+        return f"{v:.{max(0, -math.floor(math.log10(step) + 1e-9))}f}"
     if v == 0:
         return "0"
     if abs(v) >= 100 or v == int(v):
@@ -43,15 +49,20 @@ def _fmt(v: float) -> str:
     return f"{v:.{digits}f}"
 
 
+def _step(ticks: list[float]) -> float | None:
+    return ticks[1] - ticks[0] if len(ticks) > 1 else None
+
+
 class _Axes:
     """A plot area with linear (or log10 x) scales, drawn axes, ticks, grid and labels."""
 
     def __init__(
-        self, x0: float, y0: float, w: float, h: float, xr: tuple[float, float], yr: tuple[float, float], *, log_x: bool = False
-    ) -> None:
+        self, x0: float, y0: float, w: float, h: float, xr: tuple[float, float], yr: tuple[float, float], *, log_x: bool = False,
+        y_integer: bool = False,
+    ) -> None:  # fmt: skip
         self.x0, self.y0, self.w, self.h, self.log_x = x0, y0, w, h, log_x
         self.xt = _log_ticks(*xr) if log_x else nice_ticks(*xr)
-        self.yt = nice_ticks(*yr)
+        self.yt = nice_ticks(*yr, integer=y_integer)
         self.xr = (min(self.xt[0], xr[0]), max(self.xt[-1], xr[1])) if self.xt else xr
         self.yr = (min(self.yt[0], yr[0]), max(self.yt[-1], yr[1])) if self.yt else yr
 
@@ -71,12 +82,13 @@ class _Axes:
             x = self.sx(t)
             parts.append(f'<line x1="{x:.1f}" y1="{self.y0}" x2="{x:.1f}" y2="{self.y0 + self.h}" stroke="#e5e5e5"/>')
             parts.append(f'<line x1="{x:.1f}" y1="{self.y0 + self.h}" x2="{x:.1f}" y2="{self.y0 + self.h + 4}" stroke="#333"/>')
-            parts.append(f'<text x="{x:.1f}" y="{self.y0 + self.h + 16}" text-anchor="middle" {_FONT}>{_fmt(t)}</text>')
+            label = _fmt(t) if self.log_x else _fmt(t, _step(self.xt))
+            parts.append(f'<text x="{x:.1f}" y="{self.y0 + self.h + 16}" text-anchor="middle" {_FONT}>{label}</text>')
         for t in self.yt:
             y = self.sy(t)
             parts.append(f'<line x1="{self.x0}" y1="{y:.1f}" x2="{self.x0 + self.w}" y2="{y:.1f}" stroke="#e5e5e5"/>')
             parts.append(f'<line x1="{self.x0 - 4}" y1="{y:.1f}" x2="{self.x0}" y2="{y:.1f}" stroke="#333"/>')
-            parts.append(f'<text x="{self.x0 - 6}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>{_fmt(t)}</text>')
+            parts.append(f'<text x="{self.x0 - 6}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>{_fmt(t, _step(self.yt))}</text>')
         parts.append(
             f'<text x="{self.x0 + self.w / 2:.1f}" y="{self.y0 + self.h + 32}" text-anchor="middle" {_FONT}>{html.escape(xlabel)}</text>'
         )
@@ -117,7 +129,7 @@ def histogram(
     counts = [0] * bins
     for v in vals:
         counts[min(bins - 1, int((v - lo) / (hi - lo) * bins))] += 1
-    ax = _Axes(60, 28 if title else 12, width - 80, height - (76 if title else 60), (lo, hi), (0, max(counts)))
+    ax = _Axes(60, 28 if title else 12, width - 80, height - (76 if title else 60), (lo, hi), (0, max(counts)), y_integer=True)
     body = (
         [f'<text x="{width / 2}" y="16" text-anchor="middle" font-family="sans-serif" font-size="13">{html.escape(title)}</text>']
         if title

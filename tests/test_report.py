@@ -135,7 +135,9 @@ def test_report_pictures_rebuild_what_the_run_measured(tmp_path):
     page = render_html(rep, compare=2)
     assert page.count('class="cmp"') == 4  # two worst and two best, each HR + three crops
     for r in rows:
-        shown = re.search(rf"{re.escape(r['key'])} \(([-+0-9.]+) dB\).*?plain ([0-9.]+) dB.*?HCD ([0-9.]+) dB", page, re.S)
+        shown = re.search(
+            rf"{re.escape(r['key'])} \(([-+0-9.]+) dB\).*?plain \(image: ([0-9.]+) dB\).*?HCD \(image: ([0-9.]+) dB\)", page, re.S
+        )
         assert shown, r["key"]
         assert float(shown.group(2)) == pytest.approx(r["plain_psnr_y"], abs=0.006)
         assert float(shown.group(3)) == pytest.approx(r["psnr_y"], abs=0.006)
@@ -143,3 +145,23 @@ def test_report_pictures_rebuild_what_the_run_measured(tmp_path):
     (out / "lr" / "astronaut_crop.json").unlink()
     page = render_html(rep, compare=2)
     assert "reconstructions unavailable" in page
+
+
+def test_svg_charts_have_axes_ticks_and_counts():
+    import re
+
+    from hcd_pipeline.svgplot import histogram, nice_ticks, scatter, scatter_panels
+
+    for lo, hi in ((0.61, 0.94), (-4.3, 1.2), (38.0, 41.4), (0.0, 1234.0)):
+        t = nice_ticks(lo, hi)
+        assert t[0] <= lo + (t[1] - t[0]) and t[-1] >= hi - (t[1] - t[0]) and 3 <= len(t) <= 12
+    assert nice_ticks(0, 1, integer=True) == [0.0, 1.0]  # counts never get fractional ticks
+    vals = [0.1 * i for i in range(-5, 20)] + [float("inf"), float("nan")]
+    svg = histogram(vals, xlabel="gain (dB)", bins=5, mark=0.0)
+    counts = [int(m) for m in re.findall(r": (\d+)</title>", svg)]
+    assert sum(counts) == 25 and len(counts) == 5  # infinite and NaN values are left out
+    assert "gain (dB)" in svg and ">images<" in svg and "stroke-dasharray" in svg
+    sc = scatter([(30.0, 30.5), (35.0, 34.9)], xlabel="plain (dB)", ylabel="HCD (dB)", diagonal=True, names=["a", "b"])
+    assert sc.count("<circle") == 2 and "<title>a: " in sc
+    doc = scatter_panels([("x2", [("official", 30.0, 0.5), ("default", 6.0, 0.7)])], xlabel="s", ylabel="dB", title="t", log_x=True)
+    assert doc.startswith("<?xml") and doc.count("<circle") == 4  # two points and two legend marks
