@@ -1,7 +1,10 @@
 """The ``hcd`` command line.
 
 Every command prints a one-line ``error: <file>: <reason>`` and exits with status 1 on bad input
-(status 2 for usage errors), writes outputs atomically, and refuses to overwrite without ``--force``.
+(status 2 for usage errors) and writes outputs atomically. Overwriting: commands that write into a folder of
+per-image outputs (``downscale``, ``upscale``) and commands that write weights (``export``, ``convert``) refuse to
+replace an existing file without ``--force``; commands whose output is a result they regenerate (``eval --json``,
+``roundtrip --json``, ``report``, ``bench``) replace it (README, "Command line").
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import click
 from tqdm import tqdm
 
 from . import jsonutil
-from .device import GPU_MODES
 from .errors import HcdError
 from .hcd import DEFAULT_PRESET, METHODS, PRESETS
 from .imageio import atomic_write_bytes, read_image, write_png
@@ -97,6 +99,11 @@ def _quiet_ray_data() -> None:
     for h in logging.getLogger("ray.data").handlers:
         if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
             h.setLevel(logging.ERROR)
+
+
+def _refuse_overwrite(path: str | Path, force: bool) -> None:
+    if Path(path).exists() and not force:
+        raise FileExistsError(f"{path}: exists (use --force to overwrite)")
 
 
 def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -178,8 +185,8 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
         dest = out / (Path(src).stem + ".png")
         side = dest.with_suffix(".json")
         try:
-            if not force and (dest.exists() or side.exists()):
-                raise FileExistsError(f"{dest}: exists (use --force to overwrite)")
+            _refuse_overwrite(dest, force)
+            _refuse_overwrite(side, force)
             img = read_image(src)
             steps = ds.hcd.hr_steps + ds.hcd.lr_steps if method != "plain" else 0
             with tqdm(total=steps, desc=Path(src).name, leave=False, disable=_quiet() or steps == 0) as bar:
@@ -206,7 +213,7 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
 @click.option("--seed", type=int, default=None, help="z seed (default: the sidecar's)")
 @click.option("--decode", type=click.Choice(["draw", "zero"]), default=None, help="z policy (default: the sidecar's)")
 @click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True)
-@click.option("--force", is_flag=True)
+@click.option("--force", is_flag=True, help="overwrite existing outputs")
 @_handle_errors
 def upscale(
     inputs: tuple[str, ...],
@@ -221,8 +228,7 @@ def upscale(
     force: bool,
 ) -> None:
     """Upscale LR PNGs with the model, seed and z policy named in their sidecars."""
-    from .models.registry import load_model, model_fingerprint
-    from .service import upscale_lr
+    from .service import upscale_stored
 
     out = Path(out_dir)
     failures = []
@@ -230,36 +236,11 @@ def upscale(
         try:
             side_path = Path(src).with_suffix(".json")
             side: dict[str, Any] = json.loads(side_path.read_text()) if side_path.exists() else {}
-            name = model or side.get("model")
-            if weights is None and (name is None or str(name).startswith("file:")):
-                raise HcdError(f"{src}: no sidecar model; give --model/--scale or --weights")
-            sc = scale or side.get("scale")
-            if model and side.get("model") and model != side["model"]:
-                raise HcdError(f"{src}: sidecar says model {side['model']!r}, but --model {model} was given")
-            net = load_model(None if weights else name, scale=sc, weights=weights, device=device)
-            if side.get("weights_sha256") and weights is None and model_fingerprint(str(name)) != side["weights_sha256"]:
-                raise HcdError(f"{src}: weights of {name!r} differ from those the LR was made with ({side['weights_sha256']})")
-            img = read_image(src)
-            if img.pixels.shape[0] != 3:
-                raise HcdError(f"{src}: LR images are RGB, got {img.pixels.shape[0]} channel(s)")
-            size = tuple(side["source_size"]) if "source_size" in side else None
-            rec = upscale_lr(
-                net,
-                img.pixels,
-                seed=seed if seed is not None else int(side.get("seed", 0)),
-                decode=decode or str(side.get("decode_z", "draw")),
-                source_size=size,
-                channels=int(side.get("channels", 3)),  # type: ignore[arg-type]
+            rec, alpha = upscale_stored(
+                read_image(src), side, model=model, scale=scale, weights=weights, device=device, seed=seed, decode=decode
             )
-            alpha = None
-            if img.alpha is not None:
-                from .resize import imresize
-
-                alpha = imresize(img.alpha.double(), float(net.scale)).clamp(0, 1).float()
-                alpha = alpha[:, : rec.shape[-2], : rec.shape[-1]]
             dest = out / (Path(src).stem + ".png")
-            if dest.exists() and not force:
-                raise FileExistsError(f"{dest}: exists (use --force to overwrite)")
+            _refuse_overwrite(dest, force)
             write_png(dest, rec, alpha, bit_depth=int(bit_depth))
             click.echo(f"{src} -> {dest}")
         except (HcdError, FileExistsError, OSError, ValueError, KeyError) as exc:
@@ -456,33 +437,32 @@ def _print_summary(summary: Any, output: str) -> None:
         click.echo(f"  {f['key']}: {f['error']}", err=True)
 
 
+def _pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One ``--flag`` per :class:`PipelineSettings` field marked ``cli`` (type, choices and help from the field)."""
+    from .pipeline.settings import field_types, setting_fields
+
+    for name, f in reversed(setting_fields().items()):
+        if not f.metadata["cli"]:
+            continue
+        types = field_types(name)
+        flag = "--" + name.replace("_", "-")
+        if bool in types:
+            fn = click.option(flag, is_flag=True, default=None, help=f.metadata["help"])(fn)
+            continue
+        kind: Any = click.Choice(f.metadata["choices"]) if f.metadata["choices"] else (float if float in types else types[0])
+        fn = click.option(flag, type=kind, default=None, help=f.metadata["help"])(fn)
+    return fn
+
+
 @main.command()
 @click.option("--job", "job_file", type=click.Path(dir_okay=False), help="job spec (YAML/TOML); flags below override it")
 @click.option("--input", "input_uri", help="folder, s3://bucket/prefix/, glob, list file (.txt) or .tar shard")
 @click.option("--output", "output_uri", help="output folder or s3:// prefix")
-@click.option("--model", default=None)
-@click.option("--scale", type=int, default=None)
-@click.option("--weights", default=None)
-@click.option("--method", type=click.Choice(METHODS), default=None)
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None)
-@click.option("--seed", type=int, default=None)
 @click.option("--actors", type=str, default=None, help="actor pool size N, or MIN-MAX to autoscale")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--limit", type=int, default=None, help="only the first N input items")
-@click.option("--num-gpus", type=float, default=None, help="GPUs per model actor (default 0; the job spec's resources.num_gpus)")
-@click.option(
-    "--hcd-batch", type=click.IntRange(1, 16), default=None, help="same-size images optimised together (default: by device memory)"
-)
-@click.option("--gpu-mode", type=click.Choice(GPU_MODES), default=None, help="CUDA numerics (default deterministic)")
-@click.option("--allow-mixed-devices", is_flag=True, default=None, help="add GPU outputs to a CPU output (or back)")
-@click.option("--threads", type=int, default=None, help="torch threads (CPUs) per model actor")
-@click.option("--progress-interval", type=float, default=None, help="seconds between progress lines in logs (default 30)")
 @click.option("--set", "overrides", multiple=True, callback=_parse_overrides, metavar="KEY=VALUE", help=_SET_HELP)
-@click.option("--memory", type=click.Choice(MEMORY_CHOICES), default=None, help="as for hcd downscale")
-@click.option("--tile", type=click.IntRange(min=0), default=None, help="as for hcd downscale")
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, Ceph, ...)")
 @click.option("--anon", is_flag=True, default=None, help="anonymous object-storage access")
-@click.option("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+@_pipeline_options
 @_handle_errors
 def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **flags: Any) -> None:
     """Run the pipeline: images from a folder or object storage -> optimised LR + Parquet metrics."""
@@ -490,6 +470,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
 
     from .pipeline import PipelineSettings, run_pipeline
     from .pipeline.jobs import load_job
+    from .pipeline.settings import parse_actors, setting_fields
     from .storage import StorageOptions
 
     base = load_job(job_file).settings if job_file else None
@@ -503,19 +484,11 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         upd["input"] = input_uri
     if output_uri:
         upd["output"] = output_uri
-    keys = ("model", "scale", "weights", "method", "preset", "seed", "batch_size", "limit", "num_gpus", "threads", "address",
-            "memory", "tile", "progress_interval", "hcd_batch", "gpu_mode", "allow_mixed_devices")  # fmt: skip
     if flags.get("overrides"):
         upd["overrides"] = {**base.overrides, **flags["overrides"]}
-    for key in keys:
-        if flags.get(key) is not None:
-            upd[key] = flags[key]
+    upd.update({k: v for k, v in flags.items() if k in setting_fields() and setting_fields()[k].metadata["cli"] and v is not None})
     if flags.get("actors"):
-        lo, _, hi = str(flags["actors"]).partition("-")
-        try:
-            upd["min_actors"], upd["max_actors"] = int(lo), int(hi or lo)
-        except ValueError as exc:
-            raise HcdError(f"--actors: expected N or MIN-MAX, got {flags['actors']!r}") from exc
+        upd["min_actors"], upd["max_actors"] = parse_actors(str(flags["actors"]))
     if flags.get("endpoint_url") or flags.get("anon"):
         upd["storage"] = StorageOptions(endpoint_url=flags.get("endpoint_url") or base.storage.endpoint_url, anon=bool(flags.get("anon")))
     try:
@@ -643,11 +616,13 @@ def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, o
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--command", "train_command", default="", help="the training command, recorded as provenance")
+@click.option("--force", is_flag=True, help="replace an existing weights file")
 @_handle_errors
-def export_cmd(checkpoint: str, dst: str, train_command: str) -> None:
+def export_cmd(checkpoint: str, dst: str, train_command: str, force: bool) -> None:
     """Export a training checkpoint's weights to .safetensors (e.g. a run still in progress)."""
     from .train import export_checkpoint
 
+    _refuse_overwrite(dst, force)
     step = export_checkpoint(checkpoint, dst, train_command)
     click.echo(f"{checkpoint} (step {step}) -> {dst}")
 
@@ -655,11 +630,13 @@ def export_cmd(checkpoint: str, dst: str, train_command: str) -> None:
 @main.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="replace an existing weights file")
 @_handle_errors
-def convert(src: str, dst: str) -> None:
+def convert(src: str, dst: str, force: bool) -> None:
     """Convert an original IRN checkpoint (IRN_x2.pth / IRN_x4.pth) to .safetensors."""
     from .models.weights import convert_checkpoint
 
+    _refuse_overwrite(dst, force)
     cfg = convert_checkpoint(src, dst)
     click.echo(f"{src} -> {dst} (IRN x{cfg.scale}, {cfg.blocks} blocks, width {cfg.width})")
 

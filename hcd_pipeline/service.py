@@ -48,6 +48,7 @@ __all__ = [
     "MEMORY_MODES",
     "MEMORY_CHOICES",
     "STEP_BYTES_PER_PIXEL",
+    "upscale_stored",
     "MAX_BATCH",
 ]
 
@@ -509,3 +510,46 @@ def upscale_lr(
         w, h = source_size
         rec = rec[:, :h, :w]
     return rec
+
+
+def upscale_stored(
+    lr: DecodedImage,
+    sidecar: dict[str, object],
+    *,
+    model: str | None = None,
+    scale: int | None = None,
+    weights: str | None = None,
+    device: str = "cpu",
+    seed: int | None = None,
+    decode: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A stored LR image and its sidecar -> (reconstruction (C, H, W), alpha (1, H, W) or None), in [0, 1].
+
+    The model, seed, z policy, source size and channels come from the sidecar unless given; a ``model`` that
+    contradicts the sidecar, or installed weights that differ from those the LR was made with, are refused. The
+    LR's alpha (if any) is upscaled with MATLAB bicubic and cropped like the image.
+    """
+    name = model or sidecar.get("model")
+    if weights is None and (name is None or str(name).startswith("file:")):
+        raise SettingsError(f"{lr.name}: no sidecar model; give --model/--scale or --weights")
+    if model and sidecar.get("model") and model != sidecar["model"]:
+        raise SettingsError(f"{lr.name}: sidecar says model {sidecar['model']!r}, but --model {model} was given")
+    sc = scale or sidecar.get("scale")
+    net = load_model(None if weights else str(name), scale=int(sc) if sc else None, weights=weights, device=device)  # type: ignore[call-overload]
+    if sidecar.get("weights_sha256") and weights is None and model_fingerprint(str(name)) != sidecar["weights_sha256"]:
+        raise SettingsError(f"{lr.name}: weights of {name!r} differ from those the LR was made with ({sidecar['weights_sha256']})")
+    if lr.pixels.shape[0] != 3:
+        raise SettingsError(f"{lr.name}: LR images are RGB, got {lr.pixels.shape[0]} channel(s)")
+    size = sidecar.get("source_size")
+    rec = upscale_lr(
+        net,
+        lr.pixels,
+        seed=seed if seed is not None else int(sidecar.get("seed", 0)),  # type: ignore[arg-type]
+        decode=decode or str(sidecar.get("decode_z", "draw")),
+        source_size=(int(size[0]), int(size[1])) if isinstance(size, list | tuple) else None,
+        channels=int(sidecar.get("channels", 3)),  # type: ignore[arg-type]
+    )
+    alpha = None
+    if lr.alpha is not None:
+        alpha = imresize(lr.alpha.double(), float(net.scale)).clamp(0, 1).float()[:, : rec.shape[-2], : rec.shape[-1]]
+    return rec, alpha

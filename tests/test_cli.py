@@ -73,3 +73,38 @@ def test_eval_bicubic_table_and_json(tmp_path, shared):
     assert res["settings"]["scale"] == 4 and len(res["images"]) == 5
     assert res["mean"]["psnr_y"] == pytest.approx(28.431, abs=0.005)
     assert res["mean"]["ssim_y"] == pytest.approx(0.8113, abs=0.0005)
+
+
+def test_alpha_values_and_16_bit_upscale(tmp_path):
+    """The LR's alpha is the MATLAB-bicubic downscale of the source alpha; the upscaled alpha its bicubic upscale;
+    --bit-depth 16 writes a 16-bit PNG whose values round to the 8-bit output's."""
+    import torch
+
+    from hcd_pipeline.resize import imresize
+    from hcd_pipeline.service import pad_symmetric
+
+    src = SAMPLES / "chelsea_crop_alpha.png"
+    run("downscale", str(src), "-o", str(tmp_path / "lr"), "--model", "tiny-irn-x2", "--set", "lr_steps=2")
+    orig, lr = read_image(src), read_image(tmp_path / "lr" / "chelsea_crop_alpha.png")
+
+    want = torch.round(imresize(pad_symmetric(orig.alpha.double(), 2), 0.5).clamp(0, 1) * 255)
+    assert torch.equal(torch.round(lr.alpha.double() * 255), want)
+    lrp = str(tmp_path / "lr" / "chelsea_crop_alpha.png")
+    run("upscale", lrp, "-o", str(tmp_path / "up8"))
+    run("upscale", lrp, "-o", str(tmp_path / "up16"), "--bit-depth", "16")
+    up8, up16 = read_image(tmp_path / "up8" / "chelsea_crop_alpha.png"), read_image(tmp_path / "up16" / "chelsea_crop_alpha.png")
+    assert up8.bit_depth == 8 and up16.bit_depth == 16 and up16.pixels.shape == (3, orig.height, orig.width)
+    assert (torch.round(up16.pixels * 255) - torch.round(up8.pixels * 255)).abs().max() <= 1  # 16 bits round to the 8-bit output
+    want_up = imresize(lr.alpha.double(), 2.0).clamp(0, 1)[:, : orig.height, : orig.width]
+    assert (up8.alpha.double() - want_up).abs().max() <= 0.5 / 255 + 1e-9
+    assert (up8.alpha - orig.alpha).abs().mean() < 0.05  # and it is the source's alpha, resampled
+
+
+def test_weights_files_are_not_overwritten_without_force(tmp_path):
+    from hcd_pipeline.models.registry import MODELS, weights_path
+
+    dst = tmp_path / "w.safetensors"
+    dst.write_bytes(b"keep")
+    ckpt = weights_path(MODELS["tiny-irn-x2"])
+    proc = run("convert", str(ckpt), str(dst), check=False)
+    assert proc.returncode == 1 and "use --force" in proc.stderr and dst.read_bytes() == b"keep"

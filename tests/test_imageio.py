@@ -215,3 +215,35 @@ def test_16bit_colour_tiff_at_full_precision_and_upright(tmp_path):
         got = read_image(tmp_path / f"o{orient}.tif")
         assert got.bit_depth == 16
         assert np.array_equal(np.round(got.pixels.permute(1, 2, 0).numpy() * 255).astype(np.uint8), want), orient
+
+
+def test_palette_and_cmyk_colours_are_the_right_values():
+    """Values, not only shapes: a palette PNG decodes to its palette colours; a CMYK JPEG to RGB near the
+    colour it encodes (JPEG is lossy: a few levels)."""
+    arr = np.zeros((8, 8, 3), np.uint8)
+    arr[:4] = (200, 30, 90)
+    arr[4:] = (10, 220, 140)
+    pal = Image.fromarray(arr).convert("P", palette=Image.Palette.ADAPTIVE, colors=2)
+    p = decode_image(_save(pal, "PNG"), "p.png")
+    assert torch.equal(torch.round(p.pixels[:, 0, 0] * 255), torch.tensor([200.0, 30, 90]))
+    assert torch.equal(torch.round(p.pixels[:, 7, 7] * 255), torch.tensor([10.0, 220, 140]))
+    flat = np.full((16, 16, 3), (200, 30, 90), np.uint8)
+    cmyk = decode_image(_save(Image.fromarray(flat).convert("CMYK"), "JPEG", quality=100), "c.jpg")
+    assert (torch.round(cmyk.pixels[:, 8, 8] * 255) - torch.tensor([200.0, 30, 90])).abs().max() <= 3
+
+
+@pytest.mark.parametrize("orientation,corner", [(3, (-1, -1)), (6, (0, -1)), (8, (-1, 0))])
+def test_exif_rotation_direction(orientation, corner):
+    """A red mark in the stored top-left corner ends where the EXIF orientation puts it for display:
+    3 = 180 degrees (bottom right), 6 = 90 clockwise (top right), 8 = 90 counter-clockwise (bottom left)."""
+    arr = np.full((24, 40, 3), 255, np.uint8)
+    arr[:6, :6] = (255, 0, 0)
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    img = decode_image(_save(im, "PNG", exif=exif), "o.png")
+    y, x = corner
+    h, w = img.pixels.shape[-2:]
+    px = img.pixels[:, (h - 2) if y < 0 else 1, (w - 2) if x < 0 else 1]
+    assert torch.allclose(px, torch.tensor([1.0, 0.0, 0.0])), (orientation, px)
+    assert (h, w) == ((24, 40) if orientation == 3 else (40, 24))

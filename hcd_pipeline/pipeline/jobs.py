@@ -13,6 +13,9 @@ A spec names the input and output URIs and the settings of :class:`PipelineSetti
     resources: {num_gpus: 1, threads: 4}  # per model actor; also decode_cpus, write_cpus, decode_tasks, write_tasks
     memory: auto                  # fast | low | lowest (hcd downscale --memory); tile: N for --tile
     storage: {endpoint_url: null, anon: false, region: eu-west-1}
+
+Every other field of :class:`PipelineSettings` whose ``spec`` metadata is ``top`` is a top-level key of the same
+name (e.g. ``batch_size``, ``hcd_batch``, ``gpu_mode``, ``progress_interval``); the README lists them all.
 """
 
 from __future__ import annotations
@@ -28,40 +31,21 @@ import yaml
 from ..errors import SettingsError
 from ..models.registry import MODELS
 from ..storage import StorageOptions
-from .settings import PipelineSettings
+from .settings import PipelineSettings, field_types, parse_actors, setting_fields
 
 __all__ = ["JobSpec", "load_job", "SPEC_ENV", "SPEC_NAME_ENV"]
 
-_TOP = {"name", "description", "input", "output", "model", "scale", "weights", "method", "preset", "overrides", "seed",
-        "actors", "batch_size", "limit", "part_rows", "resources", "storage", "address", "memory", "tile", "decode_batch",
-        "progress_interval"}  # fmt: skip
-_TYPES: dict[str, tuple[type, ...]] = {
-    "name": (str,),
-    "description": (str,),
-    "input": (str,),
-    "output": (str,),
-    "model": (str,),
-    "scale": (int,),
-    "weights": (str,),
-    "method": (str,),
-    "preset": (str,),
-    "overrides": (dict,),
-    "seed": (int,),
-    "memory": (str,),
-    "tile": (int,),
-    "actors": (int, dict),
-    "batch_size": (int,),
-    "limit": (int,),
-    "part_rows": (int,),
-    "decode_batch": (int,),
-    "progress_interval": (int, float),
-    "resources": (dict,),
-    "storage": (dict,),
-    "address": (str,),
-}
+_SPEC_ONLY = {"name": (str,), "description": (str,), "actors": (int, dict), "resources": (dict,), "storage": (dict,)}
+"""Keys of a spec that are not one :class:`PipelineSettings` field each; every other key is a field (``spec: top``)."""
 
 
-_RESOURCES = {"num_gpus", "threads", "decode_cpus", "write_cpus", "decode_tasks", "write_tasks"}
+def _top_keys() -> dict[str, tuple[type, ...]]:
+    top = {n: field_types(n) for n, f in setting_fields().items() if f.metadata["spec"] in ("top", "required")}
+    return {**top, **_SPEC_ONLY}
+
+
+def _resource_keys() -> set[str]:
+    return {n for n, f in setting_fields().items() if f.metadata["spec"] == "resources"}
 
 
 class JobSpec:
@@ -99,33 +83,30 @@ def _load_raw(path: Path) -> dict[str, Any]:
 
 
 def load_job(path: str | Path) -> JobSpec:
-    """Read and validate a job spec; every problem is reported with the file name and the key."""
+    """Read and validate a job spec; every problem is reported with the file name and the key.
+
+    Keys, types and defaults come from :class:`PipelineSettings` (its fields' metadata), the one settings model.
+    """
     p = Path(path)
     raw = _load_raw(p)
-    unknown = sorted(set(raw) - _TOP)
+    top, resources = _top_keys(), _resource_keys()
+    unknown = sorted(set(raw) - set(top))
     if unknown:
-        raise SettingsError(f"{p}: unknown keys {unknown}; allowed: {sorted(_TOP)}")
+        raise SettingsError(f"{p}: unknown keys {unknown}; allowed: {sorted(top)}")
     for key in ("input", "output"):
         if key not in raw:
             raise SettingsError(f"{p}: missing required key {key!r}")
-    for key, value in raw.items():
+    res = dict(raw.get("resources") or {}) if isinstance(raw.get("resources"), dict) else {}
+    bad_res = set(res) - resources
+    if bad_res:
+        raise SettingsError(f"{p}: resources takes {sorted(resources)}, got {sorted(bad_res)}")
+    checks = [(k, v, top[k]) for k, v in raw.items()] + [(f"resources.{k}", v, field_types(k)) for k, v in res.items()]
+    for key, value, types in checks:
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
-            want = " or ".join(t.__name__ for t in _TYPES[key])
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            want = " or ".join(t.__name__ for t in types)
             raise SettingsError(f"{p}: {key} must be {want}, got {type(value).__name__} {value!r}")
-    actors = raw.get("actors", 1)
-    if isinstance(actors, int):
-        lo = hi = actors
-    else:
-        extra = set(actors) - {"min", "max"}
-        if extra:
-            raise SettingsError(f"{p}: actors takes min and max, got {sorted(extra)}")
-        lo, hi = int(actors.get("min", 1)), int(actors.get("max", actors.get("min", 1)))
-    res = dict(raw.get("resources") or {})
-    bad_res = set(res) - _RESOURCES
-    if bad_res:
-        raise SettingsError(f"{p}: resources takes {sorted(_RESOURCES)}, got {sorted(bad_res)}")
     st = dict(raw.get("storage") or {})
     allowed_st = {f.name for f in fields(StorageOptions)}
     if set(st) - allowed_st:
@@ -135,34 +116,10 @@ def load_job(path: str | Path) -> JobSpec:
     ):
         raise SettingsError(f"{p}: credentials do not belong in job specs; use the environment or the instance role")
     try:
-        settings = PipelineSettings(
-            input=raw["input"],
-            output=raw["output"],
-            model=raw.get("model"),
-            scale=raw.get("scale"),
-            weights=raw.get("weights"),
-            method=raw.get("method", "hcd"),
-            preset=raw.get("preset", "default"),
-            overrides=dict(raw.get("overrides") or {}),
-            seed=int(raw.get("seed", 0)),
-            min_actors=lo,
-            max_actors=hi,
-            batch_size=raw.get("batch_size"),
-            num_gpus=float(res.get("num_gpus", 0)),
-            threads=int(res.get("threads", 1)),
-            decode_cpus=float(res.get("decode_cpus", 0.5)),
-            write_cpus=float(res.get("write_cpus", 0.5)),
-            decode_tasks=res.get("decode_tasks"),
-            write_tasks=res.get("write_tasks"),
-            decode_batch=raw.get("decode_batch"),
-            progress_interval=float(raw.get("progress_interval", 30.0)),
-            limit=raw.get("limit"),
-            part_rows=int(raw.get("part_rows", 256)),
-            storage=StorageOptions(**st),
-            address=raw.get("address"),
-            memory=raw.get("memory", "auto"),
-            tile=raw.get("tile"),
-        )
+        lo, hi = parse_actors(raw.get("actors", 1))
+        kwargs: dict[str, Any] = {k: v for k, v in raw.items() if k not in _SPEC_ONLY and v is not None}
+        kwargs.update({k: v for k, v in res.items() if v is not None})
+        settings = PipelineSettings(**kwargs, min_actors=lo, max_actors=hi, storage=StorageOptions(**st))
         settings.downscale_settings().hcd_settings()  # validates preset overrides
         if settings.model is not None and settings.model not in MODELS:
             raise SettingsError(f"unknown model {settings.model!r}; available: {sorted(MODELS)}")

@@ -4,18 +4,43 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import Field, asdict, dataclass, field, fields
+from typing import Any, get_type_hints
 
+from ..device import GPU_MODES
 from ..errors import SettingsError
 from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
-from ..service import DownscaleSettings
+from ..service import MEMORY_CHOICES, DownscaleSettings
 from ..storage import StorageOptions
 
-__all__ = ["PipelineSettings", "PLAIN_DECODE_BATCH", "settings_from_dict", "fingerprint_hash", "legacy_fingerprint"]
+__all__ = [
+    "PipelineSettings",
+    "PLAIN_DECODE_BATCH",
+    "settings_from_dict",
+    "fingerprint_hash",
+    "legacy_fingerprint",
+    "setting_fields",
+    "field_types",
+    "parse_actors",
+]
 
 PLAIN_DECODE_BATCH = 256
 """Items per decode task for plain downscaling (milliseconds per image: per-task costs must be spread thin)."""
+
+
+def _f(default: Any, help: str, *, spec: str = "top", cli: bool = True, choices: tuple[str, ...] | None = None, fp: str = "") -> Any:  # noqa: A002
+    """A :class:`PipelineSettings` field and what the job spec, the CLI and the fingerprint make of it.
+
+    ``spec``: where a job spec holds it (``top``, ``required``, ``resources``, ``actors``, ``storage``); ``cli``:
+    whether ``hcd run`` has a ``--flag`` for it; ``choices``: allowed values; ``fp``: in the result fingerprint
+    ``always``, ``unless-default`` (added later: only when set, so that earlier fingerprints stay valid) or not.
+    """
+    meta = {"help": help, "spec": spec, "cli": cli, "choices": choices, "fp": fp}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    if default is None and spec == "required":
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -52,41 +77,40 @@ class PipelineSettings:
             with the same settings; refused by default, since their bytes differ (``job.json`` records the kind).
     """
 
-    input: str
-    output: str
-    model: str | None = None
-    scale: int | None = None
-    weights: str | None = None
-    method: str = "hcd"
-    preset: str = DEFAULT_PRESET
-    overrides: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    min_actors: int = 1
-    max_actors: int = 1
-    batch_size: int | None = None
-    num_gpus: float = 0.0
-    threads: int = 1
-    limit: int | None = None
-    part_rows: int = 256
-    decode_batch: int | None = None
-    decode_cpus: float = 0.5
-    write_cpus: float = 0.5
-    decode_tasks: int | None = None
-    write_tasks: int | None = None
-    progress_interval: float = 30.0
-    storage: StorageOptions = field(default_factory=StorageOptions)
-    address: str | None = None
-    memory: str = "auto"
-    tile: int | None = None
-    hcd_batch: int | None = None
-    gpu_mode: str = "deterministic"
-    allow_mixed_devices: bool = False
+    input: str = _f(None, "folder, s3://bucket/prefix/, glob, list file (.txt) or .tar shard", spec="required", cli=False)
+    output: str = _f(None, "output folder or s3:// prefix", spec="required", cli=False)
+    model: str | None = _f(None, "model name (hcd models); default irn-x2 / irn-x4 by scale", fp="always")
+    scale: int | None = _f(None, "scale factor; needed for scale-free models (bicubic)", fp="always")
+    weights: str | None = _f(None, "IRN weights file instead of a named model", fp="always")
+    method: str = _f("hcd", "plain, lr, hr or hcd", choices=METHODS, fp="always")
+    preset: str = _f(DEFAULT_PRESET, "HCD preset", choices=tuple(sorted(PRESETS)))
+    overrides: dict[str, Any] = _f(dict, "HCD settings that differ from the preset (hcd run: --set KEY=VALUE)", cli=False)
+    seed: int = _f(0, "z seed", fp="always")
+    min_actors: int = _f(1, "smallest model actor pool", spec="actors", cli=False)
+    max_actors: int = _f(1, "largest model actor pool", spec="actors", cli=False)
+    batch_size: int | None = _f(None, "images per model-stage call")
+    num_gpus: float = _f(0.0, "GPUs per model actor (never taken from the submitting machine)", spec="resources")
+    threads: int = _f(1, "torch threads (CPUs) per model actor", spec="resources", fp="always")
+    limit: int | None = _f(None, "only the first N input items")
+    part_rows: int = _f(256, "unused since schema 2; kept so that old specs load", cli=False)
+    decode_batch: int | None = _f(None, "input items per decode task")
+    decode_cpus: float = _f(0.5, "CPUs per decode task", spec="resources")
+    write_cpus: float = _f(0.5, "CPUs per write task", spec="resources")
+    decode_tasks: int | None = _f(None, "most decode tasks at once", spec="resources")
+    write_tasks: int | None = _f(None, "most write tasks at once", spec="resources")
+    progress_interval: float = _f(30.0, "seconds between progress lines in logs")
+    storage: StorageOptions = _f(StorageOptions, "object-storage connection (endpoint_url, anon, region)", spec="storage", cli=False)
+    address: str | None = _f(None, "Ray cluster address (default: start a local Ray)")
+    memory: str = _f("auto", "HCD memory mode, as hcd downscale --memory", choices=MEMORY_CHOICES, fp="unless-default")
+    tile: int | None = _f(None, "LR tile side, as hcd downscale --tile (0: whole image)", fp="unless-default")
+    hcd_batch: int | None = _f(None, "same-size images optimised together (default: by device memory)")
+    gpu_mode: str = _f("deterministic", "CUDA numerics of GPU actors", choices=GPU_MODES)
+    allow_mixed_devices: bool = _f(False, "add GPU outputs to a CPU output (or back)")
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise SettingsError(f"method {self.method!r}: expected one of {METHODS}")
-        if self.preset not in PRESETS:
-            raise SettingsError(f"preset {self.preset!r}: expected one of {sorted(PRESETS)}")
+        for f in fields(self):
+            if f.metadata["choices"] and getattr(self, f.name) not in f.metadata["choices"]:
+                raise SettingsError(f"{f.name} {getattr(self, f.name)!r}: expected one of {list(f.metadata['choices'])}")
         if not 1 <= self.min_actors <= self.max_actors:
             raise SettingsError(f"actors: need 1 <= min ({self.min_actors}) <= max ({self.max_actors})")
         if (self.batch_size is not None and self.batch_size < 1) or self.threads < 1 or self.part_rows < 1 or self.num_gpus < 0:
@@ -140,17 +164,15 @@ class PipelineSettings:
     def result_fingerprint(self, *, device: bool = True) -> dict[str, Any]:
         """What determines the output bytes; a rerun into the same output must match it (``device=False``: all but
         the device kind and numerics, for ``allow_mixed_devices``). The HCD settings are resolved (``hcd``), not
-        named: two spellings of the same settings (a preset, or another preset with overrides) are one fingerprint."""
+        named: two spellings of the same settings (a preset, or another preset with overrides) are one fingerprint.
+        Which fields count is their ``fp`` metadata (one definition: :func:`_f`)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.metadata["fp"] == "always" or (f.metadata["fp"] == "unless-default" and v != f.default):
+                out[f.name] = v
         return {
-            "model": self.model,
-            "scale": self.scale,
-            "weights": self.weights,
-            "method": self.method,
-            "seed": self.seed,
-            "threads": self.threads,
-            # Added later: recorded only when set, so that the fingerprints of earlier runs stay valid.
-            **({"memory": self.memory} if self.memory != "auto" else {}),
-            **({"tile": self.tile} if self.tile is not None else {}),
+            **out,
             **({"device": self.device_kind()} if device and self.device_kind() != "cpu" else {}),
             # The preset resolved: a preset name alone would let a release that changes a preset resume old outputs.
             "hcd": self.downscale_settings().hcd_settings().to_dict(),
@@ -190,3 +212,34 @@ def settings_from_dict(d: dict[str, Any]) -> PipelineSettings:
     d = dict(d)
     d["storage"] = StorageOptions(**d.get("storage", {}))
     return PipelineSettings(**d)
+
+
+def setting_fields() -> dict[str, Field[Any]]:
+    """The fields of :class:`PipelineSettings` by name (with their spec / CLI / fingerprint metadata)."""
+    return {f.name: f for f in fields(PipelineSettings)}
+
+
+def field_types(name: str) -> tuple[type, ...]:
+    """The Python types a job spec may give for a field (None always allowed for optional ones)."""
+    hint = get_type_hints(PipelineSettings)[name]
+    args = getattr(hint, "__args__", None)
+    types = tuple(a for a in args if a is not type(None)) if args and type(None) in args else (hint,)
+    types = tuple(getattr(t, "__origin__", t) for t in types)
+    return (int, float) if types == (float,) else types
+
+
+def parse_actors(value: int | str | dict[str, Any]) -> tuple[int, int]:
+    """Actor pool bounds from ``N``, ``"MIN-MAX"`` (the CLI) or ``{min, max}`` (job specs)."""
+    if isinstance(value, dict):
+        extra = set(value) - {"min", "max"}
+        if extra:
+            raise SettingsError(f"actors takes min and max, got {sorted(extra)}")
+        lo = int(value.get("min", 1))
+        return lo, int(value.get("max", lo))
+    if isinstance(value, int):
+        return value, value
+    lo_s, _, hi_s = str(value).partition("-")
+    try:
+        return int(lo_s), int(hi_s or lo_s)
+    except ValueError as exc:
+        raise SettingsError(f"actors: expected N or MIN-MAX, got {value!r}") from exc
