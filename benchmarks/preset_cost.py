@@ -1,7 +1,7 @@
 """Gain against time of HCD presets and variants, side by side on the same images in one process (#14's target).
 
-    python benchmarks/preset_cost.py --scale 2 --sets Set5,Set14 --out docs/eval/preset_cost-x2.json
-    python benchmarks/preset_cost.py --scale 4 --sets Set5,Set14 --out docs/eval/preset_cost-x4.json
+    python benchmarks/preset_cost.py --scale 2 --sets Set5,Set14 --set-variants Set14=official,default --out docs/eval/preset_cost-x2.json
+    python benchmarks/preset_cost.py --scale 4 --sets Set5,Set14 --set-variants Set14=official,default --out docs/eval/preset_cost-x4.json
     python benchmarks/preset_cost.py --render docs/eval/preset_cost-x2.json docs/eval/preset_cost-x4.json --chart docs/gain_vs_time.svg
 
 Every image goes through every variant before the next image starts (variants interleaved per image, so that a
@@ -47,10 +47,12 @@ def run(args: argparse.Namespace) -> dict:
     ds = {n: Downscaler(DownscaleSettings(scale=args.scale, method=VARIANTS[n][0], preset=VARIANTS[n][1],
                                           overrides=dict(VARIANTS[n][2]))) for n in names}  # fmt: skip
     rows = []
+    per_set = dict(kv.split("=", 1) for kv in args.set_variants)
     for set_name in args.sets.split(","):
+        chosen = [n for n in names if set_name not in per_set or n in per_set[set_name].split(",")]
         for path in list_images(resolve_dataset(set_name))[: args.limit]:
             img = _modcrop(read_image(path), args.scale)
-            for n in names:
+            for n in chosen:
                 t0 = time.perf_counter()
                 out = ds[n].process(img)
                 sec = time.perf_counter() - t0
@@ -117,6 +119,7 @@ def main() -> None:
     ap.add_argument("--sets", default="Set5,Set14")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each set")
     ap.add_argument("--only", default=None, help="comma-separated variant names")
+    ap.add_argument("--set-variants", nargs="*", default=[], metavar="SET=V1,V2", help="only these variants on that set")
     ap.add_argument("--out", default=None)
     ap.add_argument("--render", nargs="*", default=None, help="JSON files to chart and tabulate (runs nothing)")
     ap.add_argument("--chart", default=None)

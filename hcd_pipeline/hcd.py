@@ -21,6 +21,7 @@ Everything here is I/O-free: tensors in, tensors out. Randomness comes only from
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ __all__ = [
     "reconstruction_psnr",
     "Judge",
     "JUDGES",
+    "ReconstructionJudge",
 ]
 
 METHODS = ("plain", "lr", "hr", "hcd")
@@ -220,6 +222,65 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 generator i, so that each item gets exactly the numbers it would get alone), or None (torch's default)."""
 
 
+class ReconstructionJudge:
+    """The default judge: PSNR (dB) of the 8-bit reconstruction of an LR against ``hr`` rounded to 8 bits.
+
+    ``hr``: (B, C, H, W) in [0, 1], or B tensors (C, H, W) of any sizes (sources before padding); ``channels``:
+    ``"y"`` (BT.601 luma; a one-channel image is its own luma) or ``"rgb"``; ``crop``: border pixels left out
+    (default: the scale, the field's protocol); ``view``: maps item i's reconstruction (3, H', W') onto its
+    source's channels and region (one callable for every item, or one per item; default: as it is). Calling it
+    returns a (B,) float64 tensor (one upscale pass for the whole batch).
+    :class:`~hcd_pipeline.service.Downscaler` passes each source's own region and channels, so that the judge
+    equals the metric rows' ``psnr_y`` / ``psnr_rgb``; it then takes the reconstructions the judge already made
+    (:meth:`reconstruction`) instead of upscaling the plain and the stored LR again.
+    """
+
+    KEEP = 16
+    """Reconstructions remembered per item (the first, the plain LR's, is always kept)."""
+
+    def __init__(
+        self,
+        model: Rescaler,
+        hr: torch.Tensor | Sequence[torch.Tensor],
+        *,
+        channels: str = "y",
+        crop: int | None = None,
+        view: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    ) -> None:
+        from .metrics import rgb_to_y, to_uint8_levels
+
+        self.model, self.channels = model, channels
+        self.crop = model.scale if crop is None else crop
+        self.views = list(view) if isinstance(view, Sequence) else [view] * len(hr)
+        self.refs = [to_uint8_levels(item) for item in hr]
+        self.refs = [rgb_to_y(r) if channels == "y" else r for r in self.refs]
+        self._recs: list[dict[bytes, torch.Tensor]] = [{} for _ in self.refs]
+
+    @staticmethod
+    def _key(lr_item: torch.Tensor) -> bytes:
+        levels = torch.round(lr_item.detach().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy().tobytes()
+        return hashlib.blake2b(levels, digest_size=16).digest()
+
+    def __call__(self, lr: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        from .metrics import psnr, rgb_to_y, to_uint8_levels
+
+        with torch.no_grad():
+            recs = self.model.upscale(lr, z).clamp(0, 1)
+        out = []
+        for i, (rec, ref, v) in enumerate(zip(recs, self.refs, self.views, strict=True)):
+            rec8 = to_uint8_levels(v(rec) if v is not None else rec).to(ref.device)
+            cache = self._recs[i]
+            if len(cache) >= self.KEEP:
+                cache.pop(list(cache)[1])  # the oldest after the first (the plain LR's)
+            cache[self._key(lr[i])] = rec8.to(torch.uint8).cpu()
+            out.append(psnr(ref, rgb_to_y(rec8) if self.channels == "y" else rec8, self.crop))
+        return torch.tensor(out, dtype=torch.float64)
+
+    def reconstruction(self, i: int, lr_item: torch.Tensor) -> torch.Tensor | None:
+        """Item i's 8-bit reconstruction (uint8, source channels and region) of an LR this judge judged, else None."""
+        return self._recs[i].get(self._key(lr_item))
+
+
 def reconstruction_psnr(
     model: Rescaler,
     hr: torch.Tensor | Sequence[torch.Tensor],
@@ -227,34 +288,9 @@ def reconstruction_psnr(
     channels: str = "y",
     crop: int | None = None,
     view: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
-) -> Judge:
-    """The default judge: PSNR (dB) of the 8-bit reconstruction of an LR against ``hr`` rounded to 8 bits.
-
-    ``hr``: (B, C, H, W) in [0, 1], or B tensors (C, H, W) of any sizes (sources before padding); ``channels``:
-    ``"y"`` (BT.601 luma; a one-channel image is its own luma) or ``"rgb"``; ``crop``: border pixels left out
-    (default: the scale, the field's protocol); ``view``: maps item i's reconstruction (3, H', W') onto its
-    source's channels and region (one callable for every item, or one per item; default: as it is). The judge
-    returns a (B,) float64 tensor (one upscale pass for the whole batch).
-    :class:`~hcd_pipeline.service.Downscaler` passes each source's own region and channels, so that the judge
-    equals the metric rows' ``psnr_y`` / ``psnr_rgb``.
-    """
-    from .metrics import psnr, rgb_to_y, to_uint8_levels
-
-    c = model.scale if crop is None else crop
-    views = list(view) if isinstance(view, Sequence) else [view] * len(hr)
-    refs = [to_uint8_levels(item) for item in hr]
-    refs = [rgb_to_y(r) if channels == "y" else r for r in refs]
-
-    def judge(lr: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        with torch.no_grad():
-            recs = model.upscale(lr, z).clamp(0, 1)
-        out = []
-        for rec, ref, v in zip(recs, refs, views, strict=True):
-            rec = to_uint8_levels(v(rec) if v is not None else rec).to(ref.device)
-            out.append(psnr(ref, rgb_to_y(rec) if channels == "y" else rec, c))
-        return torch.tensor(out, dtype=torch.float64)
-
-    return judge
+) -> ReconstructionJudge:
+    """The default judge (:class:`ReconstructionJudge`)."""
+    return ReconstructionJudge(model, hr, channels=channels, crop=crop, view=view)
 
 
 def _round8(x: torch.Tensor) -> torch.Tensor:
@@ -346,6 +382,7 @@ def _optimise(
     tick: Callable[[], None] | None,
     score: Callable[[torch.Tensor], torch.Tensor] | None = None,
     best: tuple[torch.Tensor, torch.Tensor] | None = None,
+    candidate: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Minimise each item's ``loss_fn(base + d)`` over d in the budget; returns (the chosen points, their values).
 
@@ -354,6 +391,7 @@ def _optimise(
     updates and projections act per item, its whole trajectory) is the one it would have alone. With
     ``keep_best`` the candidate with the highest ``score`` (or the lowest loss when ``score`` is None) wins,
     starting from ``best`` (values, candidates) when given; the values are None without ``keep_best``.
+    ``candidate(point)``: the candidate without the loss (lets the last point be judged without a forward pass).
     An item whose judge has not improved for ``patience`` judged iterates stops moving (as it would stop alone);
     the stage ends when every item has stopped.
     """
@@ -413,9 +451,13 @@ def _optimise(
                 losses[j].append(v)
     final = (base + d).detach()
     if settings.keep_best:
-        with torch.no_grad():
-            loss, cand = loss_fn(final)
-        keep.consider(value_of(loss, cand), cand, active)
+        if score is not None and candidate is not None:
+            cand = candidate(final)  # the judge decides: the loss's forward pass would be wasted
+            keep.consider(_scores(score(cand), b), cand, active)
+        else:
+            with torch.no_grad():
+                loss, cand = loss_fn(final)
+            keep.consider(value_of(loss, cand), cand, active)
         return keep.cand, keep.value
     return final, None
 
@@ -508,7 +550,7 @@ def collaborative_downscale(
 
         hr_pert, best_value = _optimise(
             x, cfg.hr_radius, cfg.hr_steps, cfg, hr_loss, generator, losses, progress,
-            score=hr_score if judge_fn else None, best=(plain_score, x) if judge_fn else None,
+            score=hr_score if judge_fn else None, best=(plain_score, x) if judge_fn else None, candidate=lambda xp: xp,
         )  # fmt: skip
         seconds["hr"] = time.perf_counter() - t0
     with torch.no_grad():
@@ -527,6 +569,7 @@ def collaborative_downscale(
         lr_final, value = _optimise(
             lr0, cfg.lr_radius, cfg.lr_steps, cfg, lr_loss, generator, losses, progress,
             score=lr_score if judge_fn else None, best=(best_value, lr0) if judge_fn and best_value is not None else None,
+            candidate=_round8,
         )  # fmt: skip
         best_value = value
         seconds["lr"] = time.perf_counter() - t0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,18 @@ import torch
 from ._version import __version__
 from .device import GPU_MODES, device_mode, device_record, free_memory, resolve_device
 from .errors import ImageReadError, SettingsError
-from .hcd import DEFAULT_PRESET, METHODS, HCDResult, HCDSettings, Judge, collaborative_downscale, decode_z, get_preset, reconstruction_psnr
+from .hcd import (
+    DEFAULT_PRESET,
+    METHODS,
+    HCDResult,
+    HCDSettings,
+    Judge,
+    ReconstructionJudge,
+    collaborative_downscale,
+    decode_z,
+    get_preset,
+    reconstruction_psnr,
+)
 from .imageio import DecodedImage, encode_png
 from .jsonutil import json_float
 from .metrics import Scores, score_levels, to_uint8_levels
@@ -389,10 +400,25 @@ class Downscaler:
             if previous is not None:
                 self.model.backward = previous  # type: ignore[attr-defined]
         seconds = (time.perf_counter() - t0) / len(images)
-        return [self._result(im, r, tile, memory, seconds, metrics) for im, r in zip(images, res.split(), strict=True)]
+        # The judge has reconstructed the plain and the stored LR already: the metrics reuse those reconstructions.
+        cached = (lambda i, lr: judge.reconstruction(i, lr)) if isinstance(judge, ReconstructionJudge) and not tile else None
+        return [
+            self._result(im, r, tile, memory, seconds, metrics, (lambda lr, i=i: cached(i, lr[0])) if cached else None)
+            for i, (im, r) in enumerate(zip(images, res.split(), strict=True))
+        ]
 
-    def _result(self, image: DecodedImage, res: HCDResult, tile: int, memory: str, seconds: float, metrics: bool) -> Optimised:
-        """One image's :class:`Optimised` from its HCD result: the whole-image no-harm guard, reconstructions."""
+    def _result(
+        self,
+        image: DecodedImage,
+        res: HCDResult,
+        tile: int,
+        memory: str,
+        seconds: float,
+        metrics: bool,
+        cached: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
+    ) -> Optimised:
+        """One image's :class:`Optimised` from its HCD result: the whole-image no-harm guard, reconstructions
+        (``cached(lr)``: one the judge already made, or None)."""
         s = self.scale
         h, w = image.height, image.width
         lr_stored, kept, judged = res.lr, res.kept, dict(res.judged)
@@ -408,6 +434,9 @@ class Downscaler:
         if metrics and min(h, w) >= 2 * s + 11:
 
             def reconstruct(lr_img: torch.Tensor) -> torch.Tensor:
+                known = cached(lr_img) if cached is not None else None
+                if known is not None:
+                    return known
                 with torch.no_grad():
                     out = self.model.upscale(lr_img, res.z)[0].clamp(0, 1).cpu()
                 return to_uint8_levels(_source_view(out, image)).to(torch.uint8)

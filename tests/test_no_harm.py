@@ -134,7 +134,23 @@ def test_patience_ends_a_stage_early_and_keeps_no_harm():
     full = collaborative_downscale(model, hr, settings=get_preset("default", judge_every=1), generator=torch.Generator().manual_seed(0))
     short = collaborative_downscale(model, hr, settings=get_preset("default", judge_every=1, patience=1),
                                     generator=torch.Generator().manual_seed(0))  # fmt: skip
-    assert len(short.losses) < len(full.losses) == 25
+    cfg = get_preset("default")
+    assert len(short.losses) < len(full.losses) == cfg.hr_steps + cfg.lr_steps
     assert short.judged["stored"] >= short.judged["plain"]
     with pytest.raises(Exception, match="patience"):
         get_preset("default", patience=-1)
+
+
+def test_metrics_from_the_judges_reconstructions_equal_fresh_ones():
+    """The rows' scores reuse the judge's reconstructions: they equal scoring fresh upscales of both LRs."""
+    from hcd_pipeline.metrics import score_pair
+    from hcd_pipeline.service import upscale_lr
+
+    img = _image(_synthetic(48)["photo"], "photo")
+    ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", overrides={"lr_steps": 6}))
+    out = ds.process(img)
+    assert out.sidecar["kept"] == "optimised"
+    plain_lr = Downscaler(DownscaleSettings(model="tiny-irn-x2", method="plain")).process(img, metrics=False).lr
+    for lr, scores in ((out.lr, out.optimised), (plain_lr, out.plain)):
+        rec = upscale_lr(ds.model, lr, seed=0, decode=ds.hcd.decode)
+        assert score_pair(img.pixels, rec, 2) == scores
