@@ -6,10 +6,14 @@ See the README section "Parquet quality reports" for the meaning of each column.
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+import json
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..hcd import HCDSettings
 
 if TYPE_CHECKING:
     from ..storage import Storage
@@ -25,9 +29,14 @@ __all__ = [
     "read_parquet_bytes",
 ]
 
+_ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+SETTINGS_TYPE = pa.struct([pa.field(f.name, _ARROW[get_type_hints(HCDSettings)[f.name]]) for f in fields(HCDSettings)])
+"""The ``settings`` column: :class:`~hcd_pipeline.hcd.HCDSettings` as a struct, one field per setting, so that
+queries filter on them (``settings.lr_steps``) without parsing ``settings_json``."""
+
 SCHEMA_VERSION = "3"
 """Written into every Parquet file's metadata (``hcd_pipeline.schema``); 1 = files without the key. 2 added
-``kept``, 3 added ``device``."""
+``kept``, 3 added ``device`` and ``settings``."""
 SCHEMA_METADATA = {"hcd_pipeline.schema": SCHEMA_VERSION}
 """The file metadata that stamps :data:`SCHEMA_VERSION`."""
 
@@ -50,6 +59,7 @@ METRICS_SCHEMA = pa.schema(
         pa.field("method", pa.string()),
         pa.field("preset", pa.string()),
         pa.field("settings_json", pa.string()),  # the full HCD settings
+        pa.field("settings", SETTINGS_TYPE),  # the same as a struct; schema 3
         pa.field("seed", pa.int64()),
         pa.field("plain_psnr_y", pa.float64()),
         pa.field("plain_ssim_y", pa.float64()),
@@ -87,11 +97,25 @@ def conform(table: pa.Table) -> pa.Table:
     """
     cols = []
     for f in METRICS_SCHEMA:
-        if f.name in table.column_names:
+        if f.name == "settings" and table.column_names and ("settings" not in table.column_names or table["settings"].type != f.type):
+            cols.append(_settings_struct(table))  # older files, or settings added since: rebuilt from the JSON
+        elif f.name in table.column_names:
             cols.append(table[f.name].cast(f.type))
         else:
             cols.append(pa.nulls(table.num_rows, f.type))
     return pa.Table.from_arrays(cols, schema=METRICS_SCHEMA.remove_metadata())
+
+
+def _settings_struct(table: pa.Table) -> pa.Array:
+    """The ``settings`` column from ``settings_json`` (fields a file lacks are null; unknown ones dropped)."""
+    if "settings_json" not in table.column_names:
+        return pa.nulls(table.num_rows, SETTINGS_TYPE)
+    names = set(SETTINGS_TYPE.names)
+    values = []
+    for text in table["settings_json"].to_pylist():
+        d = json.loads(text) if text else None
+        values.append({k: v for k, v in d.items() if k in names} if isinstance(d, dict) else None)
+    return pa.array(values, SETTINGS_TYPE)
 
 
 def read_parquet_bytes(data: bytes, columns: list[str] | None = None) -> pa.Table:

@@ -250,6 +250,7 @@ def settings_columns(d: dict[str, Any]) -> dict[str, Any]:
         "method": d["method"],
         "preset": d["preset"],
         "settings_json": json.dumps(d["hcd"], sort_keys=True),
+        "settings": d["hcd"],
         "seed": d["seed"],
     }
 
