@@ -22,6 +22,7 @@ import click
 from tqdm import tqdm
 
 from . import jsonutil
+from .codecs import DEFAULT_QUALITY, LR_EXTENSIONS, LR_FORMATS
 from .errors import HcdError
 from .hcd import DEFAULT_PRESET, METHODS, PRESETS
 from .imageio import atomic_write_bytes, read_image, write_png
@@ -144,6 +145,10 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--tile", type=click.IntRange(min=0), default=None, help="LR tile side for tiled HCD; 0: whole image [default: tiles above 4 MP]"
     )(fn)
     fn = click.option("--threads", type=int, default=1, show_default=True, help="torch threads; the output bits depend on it")(fn)
+    fn = click.option("--lr-format", type=click.Choice(LR_FORMATS), default="png", show_default=True,
+                      help="stored LR file; jpeg / webp are judged as decoded (never worse than plain at that format)")(fn)  # fmt: skip
+    fn = click.option("--lr-quality", type=click.IntRange(1, 100), default=DEFAULT_QUALITY, show_default=True,
+                      help="JPEG / WebP quality")(fn)  # fmt: skip
     fn = click.option("--seed", type=int, default=0, show_default=True, help="seed for z and random starts")(fn)
     fn = click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True)(fn)
     fn = click.option("--method", type=click.Choice(METHODS), default="hcd", show_default=True)(fn)
@@ -176,13 +181,13 @@ def _parse_overrides(_ctx: Any, _param: Any, values: tuple[str, ...]) -> dict[st
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
 @_handle_errors
 def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -> None:
-    """Downscale images to optimised 8-bit LR PNGs, each with a JSON sidecar."""
+    """Downscale images to optimised 8-bit LR files (PNG, or JPEG / WebP), each with a JSON sidecar."""
     ds = _downscaler(**opts)
     method = opts["method"]
     out = Path(out_dir)
     failures = []
     for src in tqdm(inputs, desc="images", disable=_quiet() or len(inputs) < 2):
-        dest = out / (Path(src).stem + ".png")
+        dest = out / (Path(src).stem + LR_EXTENSIONS[opts["lr_format"]])
         side = dest.with_suffix(".json")
         try:
             _refuse_overwrite(dest, force)
@@ -192,7 +197,7 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
             with tqdm(total=steps, desc=Path(src).name, leave=False, disable=_quiet() or steps == 0) as bar:
                 res = ds.process(img, progress=lambda: bar.update(1))
             # The sidecar is written last: an LR with a sidecar is complete.
-            atomic_write_bytes(dest, res.png)
+            atomic_write_bytes(dest, res.data)
             atomic_write_bytes(side, (jsonutil.dumps(res.sidecar, indent=1) + "\n").encode())
             gain = ""
             if res.plain and res.optimised:

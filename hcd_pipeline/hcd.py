@@ -229,7 +229,8 @@ class ReconstructionJudge:
     ``"y"`` (BT.601 luma; a one-channel image is its own luma) or ``"rgb"``; ``crop``: border pixels left out
     (default: the scale, the field's protocol); ``view``: maps item i's reconstruction (3, H', W') onto its
     source's channels and region (one callable for every item, or one per item; default: as it is). Calling it
-    returns a (B,) float64 tensor (one upscale pass for the whole batch).
+    returns a (B,) float64 tensor (one upscale pass for the whole batch). ``decoded``: maps LR candidates to what
+    users get from the stored file (``codecs.roundtrip`` for JPEG / WebP), so that a lossy file is judged as decoded.
     :class:`~hcd_pipeline.service.Downscaler` passes each source's own region and channels, so that the judge
     equals the metric rows' ``psnr_y`` / ``psnr_rgb``; it then takes the reconstructions the judge already made
     (:meth:`reconstruction`) instead of upscaling the plain and the stored LR again.
@@ -246,10 +247,11 @@ class ReconstructionJudge:
         channels: str = "y",
         crop: int | None = None,
         view: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        decoded: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         from .metrics import rgb_to_y, to_uint8_levels
 
-        self.model, self.channels = model, channels
+        self.model, self.channels, self.decoded = model, channels, decoded
         self.crop = model.scale if crop is None else crop
         self.views = list(view) if isinstance(view, Sequence) else [view] * len(hr)
         self.refs = [to_uint8_levels(item) for item in hr]
@@ -264,8 +266,9 @@ class ReconstructionJudge:
     def __call__(self, lr: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         from .metrics import psnr, rgb_to_y, to_uint8_levels
 
+        seen = self.decoded(lr) if self.decoded is not None else lr  # a lossy file: what users decode from it
         with torch.no_grad():
-            recs = self.model.upscale(lr, z).clamp(0, 1)
+            recs = self.model.upscale(seen, z).clamp(0, 1)
         out = []
         for i, (rec, ref, v) in enumerate(zip(recs, self.refs, self.views, strict=True)):
             rec8 = to_uint8_levels(v(rec) if v is not None else rec).to(ref.device)
@@ -288,9 +291,10 @@ def reconstruction_psnr(
     channels: str = "y",
     crop: int | None = None,
     view: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    decoded: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ReconstructionJudge:
     """The default judge (:class:`ReconstructionJudge`)."""
-    return ReconstructionJudge(model, hr, channels=channels, crop=crop, view=view)
+    return ReconstructionJudge(model, hr, channels=channels, crop=crop, view=view, decoded=decoded)
 
 
 def _round8(x: torch.Tensor) -> torch.Tensor:

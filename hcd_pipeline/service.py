@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ._version import __version__
+from .codecs import DEFAULT_QUALITY, LR_EXTENSIONS, check_format, encode_lr, roundtrip
 from .device import GPU_MODES, device_mode, device_record, free_memory, resolve_device
 from .errors import ImageReadError, SettingsError
 from .hcd import (
@@ -37,7 +38,7 @@ from .hcd import (
     get_preset,
     reconstruction_psnr,
 )
-from .imageio import DecodedImage, encode_png
+from .imageio import DecodedImage
 from .jsonutil import json_float
 from .metrics import Scores, score_levels, to_uint8_levels
 from .models.protocol import Rescaler
@@ -117,8 +118,11 @@ class DownscaleSettings:
     memory: str = "auto"  # fast | low | lowest (MEMORY_MODES); auto: from the image size (and free GPU memory)
     batch: int | None = None  # same-size images optimised together; None: 1 on the CPU, from free memory on CUDA
     gpu_mode: str = "deterministic"  # GPU_MODES: CUDA numerics (deterministic, or TF32 + autotuned cuDNN)
+    lr_format: str = "png"  # codecs.LR_FORMATS: the stored LR file (lossy formats are judged as decoded)
+    lr_quality: int = DEFAULT_QUALITY  # JPEG / WebP quality
 
     def __post_init__(self) -> None:
+        check_format(self.lr_format, self.lr_quality)
         if self.memory not in MEMORY_CHOICES:
             raise SettingsError(f"unknown memory mode {self.memory!r}; expected one of {MEMORY_CHOICES}")
         if self.gpu_mode not in GPU_MODES:
@@ -187,7 +191,8 @@ class DownscaleOutput:
     Attributes:
         lr: stored LR colour, float (3, h, w), multiples of 1/255.
         lr_alpha: LR alpha (1, h, w) or None.
-        png: the encoded LR PNG (8-bit, RGB or RGBA).
+        data: the LR file to store (PNG, JPEG or WebP by ``DownscaleSettings.lr_format``; 8-bit, RGB or RGBA); ``ext``
+            its file extension (``.png``, ``.jpg``, ``.webp``). ``png`` is ``data`` (the name of earlier releases).
         sidecar: JSON-able record of settings, diagnostics and metrics.
         plain, optimised: metrics of the plain and optimised reconstructions (None when skipped or the
             image is too small to score).
@@ -195,10 +200,15 @@ class DownscaleOutput:
 
     lr: torch.Tensor
     lr_alpha: torch.Tensor | None
-    png: bytes
+    data: bytes
+    ext: str
     sidecar: dict[str, object]
     plain: Scores | None
     optimised: Scores | None
+
+    @property
+    def png(self) -> bytes:
+        return self.data
 
 
 class Downscaler:
@@ -230,6 +240,8 @@ class Downscaler:
             "hcd": self.hcd.to_dict(),
             "seed": self.settings.seed,
             "threads": self.settings.threads,
+            "lr_format": self.settings.lr_format,
+            "lr_quality": self.settings.lr_quality if self.settings.lr_format != "png" else None,
         }
 
     def layout(self, height: int, width: int) -> tuple[int, str]:
@@ -281,8 +293,16 @@ class Downscaler:
         """The no-harm judge of ``image``: PSNR (dB) of an LR's 8-bit reconstruction exactly as the metric rows
         measure it (source region and channels, border crop = scale; Y or RGB by ``HCDSettings.judge``)."""
         return reconstruction_psnr(
-            self.model, image.pixels.unsqueeze(0), channels=self.hcd.judge, crop=self.scale, view=lambda rec: _source_view(rec, image)
-        )
+            self.model, image.pixels.unsqueeze(0), channels=self.hcd.judge, crop=self.scale, view=lambda rec: _source_view(rec, image),
+            decoded=self._decoded(),
+        )  # fmt: skip
+
+    def _decoded(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """What users decode from the stored file, for lossy formats (None: PNG stores the LR exactly)."""
+        if self.settings.lr_format == "png":
+            return None
+        fmt, q = self.settings.lr_format, self.settings.lr_quality
+        return lambda lr: roundtrip(lr, fmt, q)
 
     def optimise(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> Optimised:  # noqa: ANN001
         """The model's part of :meth:`process`: HCD and the reconstructions to score (CPU tensors out)."""
@@ -379,7 +399,7 @@ class Downscaler:
         if self.hcd.judge != "loss" and self.settings.method != "plain":
             judge = reconstruction_psnr(
                 self.model, [im.pixels for im in images], channels=self.hcd.judge, crop=self.scale,
-                view=[lambda rec, im=im: _source_view(rec, im) for im in images],
+                view=[lambda rec, im=im: _source_view(rec, im) for im in images], decoded=self._decoded(),
             )  # fmt: skip
         # Models without a choice of backward (the bicubic pair, user models) always run plain autograd.
         previous = getattr(self.model, "backward", None)
@@ -437,8 +457,10 @@ class Downscaler:
                 known = cached(lr_img) if cached is not None else None
                 if known is not None:
                     return known
+                decoded = self._decoded()
+                seen = decoded(lr_img) if decoded is not None else lr_img
                 with torch.no_grad():
-                    out = self.model.upscale(lr_img, res.z)[0].clamp(0, 1).cpu()
+                    out = self.model.upscale(seen, res.z)[0].clamp(0, 1).cpu()
                 return to_uint8_levels(_source_view(out, image)).to(torch.uint8)
 
             plain_rec = reconstruct(res.plain_lr)
@@ -498,9 +520,12 @@ class Downscaler:
                 "optimised": _scores_json(opt_scores),
             },
         }
+        data = encode_lr(lr, lr_alpha, self.settings.lr_format, self.settings.lr_quality)
+        sidecar["lr_bytes"] = len(data)
         return DownscaleOutput(
-            lr=lr, lr_alpha=lr_alpha, png=encode_png(lr, lr_alpha), sidecar=sidecar, plain=plain_scores, optimised=opt_scores
-        )
+            lr=lr, lr_alpha=lr_alpha, data=data, ext=LR_EXTENSIONS[self.settings.lr_format], sidecar=sidecar, plain=plain_scores,
+            optimised=opt_scores,
+        )  # fmt: skip
 
 
 def _scores_json(sc: Scores | None) -> dict[str, float | str] | None:

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..codecs import LR_EXTENSIONS
 from ..storage import Storage
 from .schema import METRICS_SCHEMA, SCHEMA_METADATA, read_parquet_bytes, rows_to_table, write_part
 from .settings import PipelineSettings
@@ -87,7 +88,7 @@ def done_keys(out: Storage, run_id: str) -> tuple[pa.Array, int]:
                     "key": key,
                     "source_uri": side.get("source"),
                     "status": "ok",
-                    "lr_uri": out.uri_of(f"lr/{stem}.png"),
+                    "lr_uri": out.uri_of(f"lr/{stem}{LR_EXTENSIONS.get(str(side.get('lr_format', 'png')), '.png')}"),
                     "width": side["source_size"][0],
                     "height": side["source_size"][1],
                     "channels": side.get("channels"),

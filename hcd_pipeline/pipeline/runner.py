@@ -3,7 +3,8 @@
 Output layout under ``settings.output``::
 
     job.json                      settings fingerprint (a rerun must match it)
-    lr/<key stem>.png             optimised 8-bit LR (tar members: lr/<shard>/<member stem>.png)
+    lr/<key stem>.png             optimised 8-bit LR (tar members: lr/<shard>/<member stem>.png); .jpg / .webp
+                                  with lr_format jpeg / webp
     lr/<key stem>.json            sidecar, written after the PNG: its presence marks the pair complete
     metrics/parts/<run>-*.parquet every attempt: one part per write batch, merged into
                                   <run>-compacted.parquet when the run ends

@@ -36,7 +36,7 @@ queries filter on them (``settings.lr_steps``) without parsing ``settings_json``
 
 SCHEMA_VERSION = "3"
 """Written into every Parquet file's metadata (``hcd_pipeline.schema``); 1 = files without the key. 2 added
-``kept``, 3 added ``device`` and ``settings``."""
+``kept``, 3 added ``device``, ``settings``, ``lr_format``, ``lr_quality`` and ``lr_bytes``."""
 SCHEMA_METADATA = {"hcd_pipeline.schema": SCHEMA_VERSION}
 """The file metadata that stamps :data:`SCHEMA_VERSION`."""
 
@@ -53,6 +53,9 @@ METRICS_SCHEMA = pa.schema(
         pa.field("bit_depth", pa.int8()),
         pa.field("lr_width", pa.int32()),
         pa.field("lr_height", pa.int32()),
+        pa.field("lr_format", pa.string()),  # png, jpeg or webp; schema 3
+        pa.field("lr_quality", pa.int8()),  # JPEG / WebP quality (null for PNG); schema 3
+        pa.field("lr_bytes", pa.int64()),  # size of the stored LR file; schema 3
         pa.field("model", pa.string()),
         pa.field("scale", pa.int8()),
         pa.field("weights_sha256", pa.string()),

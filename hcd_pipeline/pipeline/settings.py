@@ -7,6 +7,7 @@ import json
 from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, get_type_hints
 
+from ..codecs import DEFAULT_QUALITY, LR_FORMATS
 from ..device import GPU_MODES
 from ..errors import SettingsError
 from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
@@ -106,6 +107,9 @@ class PipelineSettings:
     hcd_batch: int | None = _f(None, "same-size images optimised together (default: by device memory)")
     gpu_mode: str = _f("deterministic", "CUDA numerics of GPU actors", choices=GPU_MODES)
     allow_mixed_devices: bool = _f(False, "add GPU outputs to a CPU output (or back)")
+    lr_format: str = _f("png", "stored LR file: png, jpeg or webp (lossy files are judged as decoded)", choices=LR_FORMATS,
+                        fp="unless-default")  # fmt: skip
+    lr_quality: int = _f(DEFAULT_QUALITY, "JPEG / WebP quality of the stored LR (1-100)", fp="unless-default")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -155,6 +159,8 @@ class PipelineSettings:
             tile=self.tile,
             batch=self.hcd_batch,
             gpu_mode=self.gpu_mode,
+            lr_format=self.lr_format,
+            lr_quality=self.lr_quality,
         )
 
     def device_kind(self) -> str:

@@ -256,7 +256,7 @@ def settings_columns(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prepare_one(ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes, str, bytes] | None]:
-    """The CPU part of writing one image: (its metric row, (png key, png, sidecar key, sidecar) or None if it failed)."""
+    """The CPU part of writing one image: (its metric row, (LR key, LR file, sidecar key, sidecar) or None if it failed)."""
     res: dict[str, Any] = {**base, "key": row["key"], "source_uri": row["source_uri"]}
     if row["width"] is not None:
         res.update(width=row["width"], height=row["height"], channels=row["channels"], bit_depth=row["bit_depth"])
@@ -272,7 +272,7 @@ def _prepare_one(ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> t
         stem = output_stem(row["key"])
         side = (jsonutil.dumps({**done.sidecar, "key": row["key"]}, indent=1) + "\n").encode()
         res.update(row_metrics(done.sidecar), status="ok")
-        return res, (f"lr/{stem}.png", done.png, f"lr/{stem}.json", side)
+        return res, (f"lr/{stem}{done.ext}", done.data, f"lr/{stem}.json", side)
     except Exception as exc:  # noqa: BLE001 - a failure is a row, whatever raised it
         res.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         return res, None
@@ -319,6 +319,9 @@ def row_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:
         "seconds": float(sidecar["seconds"]),
         "kept": sidecar.get("kept"),
         "device": (sidecar.get("device") or {}).get("name"),
+        "lr_format": sidecar.get("lr_format", "png"),
+        "lr_quality": sidecar.get("lr_quality"),
+        "lr_bytes": sidecar.get("lr_bytes"),
     }
     if plain and opt:
         names = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
@@ -346,7 +349,7 @@ def write_stage(batch: pa.Table, settings: dict[str, Any], run_id: str) -> pa.Ta
             if err is None:
                 row["lr_uri"] = out.uri_of(files[0])
             else:
-                for k in ("lr_width", "lr_height", "changed_values", "kept", "device"):
+                for k in ("lr_width", "lr_height", "changed_values", "kept", "device", "lr_format", "lr_quality", "lr_bytes"):
                     row.pop(k, None)
                 row.update(status="failed", error=err)
         row["finished_at"] = datetime.now(UTC)

@@ -1,0 +1,82 @@
+"""Stored LR formats: JPEG / WebP files, judged as decoded (never worse than plain at the same format)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hcd_pipeline.codecs import decode_lr, encode_lr, roundtrip
+from hcd_pipeline.imageio import read_image
+from hcd_pipeline.metrics import score_pair
+from hcd_pipeline.service import Downscaler, DownscaleSettings
+from tests.conftest import SAMPLES
+
+HCD = str(Path(sys.executable).parent / "hcd")
+
+
+def test_codec_roundtrip_is_deterministic_and_lossy():
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    for fmt in ("jpeg", "webp"):
+        a, b = roundtrip(x, fmt, 75), roundtrip(x, fmt, 75)
+        assert torch.equal(a, b) and not torch.equal(a, torch.round(x * 255) / 255)
+        assert torch.equal(a[1], decode_lr(encode_lr(x[1], None, fmt, 75)))
+    assert torch.equal(roundtrip(x, "png"), torch.round(x * 255) / 255)
+
+
+@pytest.mark.parametrize("fmt,quality", [("jpeg", 75), ("webp", 80)])
+def test_lossy_lr_is_judged_as_decoded_and_never_below_plain(fmt, quality):
+    img = read_image(SAMPLES / "astronaut_crop.png")
+    for method in ("lr", "hcd"):
+        ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", method=method, lr_format=fmt, lr_quality=quality))
+        out = ds.process(img)
+        side = out.sidecar
+        assert side["lr_format"] == fmt and side["lr_quality"] == quality and side["lr_bytes"] == len(out.data)
+        assert out.optimised.psnr_y >= out.plain.psnr_y  # no harm at the same format and quality
+        # The row's score is the decoded file's reconstruction: rebuild it from the bytes.
+        rec = ds.model.upscale(decode_lr(out.data).unsqueeze(0), None)[0].clamp(0, 1)
+        assert score_pair(img.pixels, rec, 2).psnr_y == pytest.approx(out.optimised.psnr_y, abs=1e-9)
+
+
+def test_cli_jpeg_round_trip_and_alpha_refused(tmp_path):
+    srcs = [str(SAMPLES / "astronaut_crop.png"), str(SAMPLES / "chelsea_crop_alpha.png")]
+    proc = subprocess.run([HCD, "downscale", *srcs, "-o", str(tmp_path / "lr"), "--model", "tiny-irn-x2", "--lr-format", "jpeg",
+                           "--lr-quality", "85", "--set", "lr_steps=3"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 1 and "JPEG has no alpha channel" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "lr").iterdir()) == ["astronaut_crop.jpg", "astronaut_crop.json"]  # nothing partial
+    side = json.loads((tmp_path / "lr" / "astronaut_crop.json").read_text())
+    assert side["lr_bytes"] == (tmp_path / "lr" / "astronaut_crop.jpg").stat().st_size
+    up = subprocess.run([HCD, "upscale", str(tmp_path / "lr" / "astronaut_crop.jpg"), "-o", str(tmp_path / "up")], capture_output=True,
+                        text=True, timeout=300)  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    rec = read_image(tmp_path / "up" / "astronaut_crop.png")
+    got = score_pair(read_image(srcs[0]).pixels, rec.pixels, 2).psnr_y
+    assert got == pytest.approx(float(side["metrics"]["optimised"]["psnr_y"]), abs=1e-6)
+
+
+def test_pipeline_stores_webp_and_resumes(ray_local, small_images, tmp_path):
+    """hcd run with lr_format webp: .webp files beside their sidecars, rows with format, quality and bytes; a rerun
+    finds them done (and rows rebuilt from sidecars point at the .webp)."""
+    import pyarrow.parquet as pq
+
+    from hcd_pipeline.pipeline import PipelineSettings, read_metrics, run_pipeline
+
+    out = tmp_path / "out"
+    s = PipelineSettings(input=str(small_images), output=str(out), model="tiny-irn-x2", method="lr", overrides={"lr_steps": 2},
+                         lr_format="webp", lr_quality=70)  # fmt: skip
+    first = run_pipeline(s, progress=False)
+    assert first.done == 4 and first.failed == 0
+    rows = read_metrics(str(out)).to_pylist()
+    for r in rows:
+        assert r["lr_uri"].endswith(".webp") and r["lr_format"] == "webp" and r["lr_quality"] == 70
+        assert r["lr_bytes"] == Path(r["lr_uri"]).stat().st_size and r["psnr_y"] >= r["plain_psnr_y"]
+    for p in (out / "metrics" / "parts").glob("*.parquet"):
+        p.unlink()  # as if the run died after writing its images: rows come back from the sidecars
+    (out / "metrics.parquet").unlink()
+    again = run_pipeline(s, progress=False)
+    assert again.recovered == 4 and again.done == 0
+    assert all(r["lr_uri"].endswith(".webp") for r in pq.read_table(out / "metrics.parquet").to_pylist())
