@@ -120,6 +120,7 @@ class DownscaleSettings:
     gpu_mode: str = "deterministic"  # GPU_MODES: CUDA numerics (deterministic, or TF32 + autotuned cuDNN)
     lr_format: str = "png"  # codecs.LR_FORMATS: the stored LR file (lossy formats are judged as decoded)
     lr_quality: int = DEFAULT_QUALITY  # JPEG / WebP quality
+    codec_aware: bool = True  # with lr_format jpeg: gradients through a differentiable JPEG (codec_sim.jpeg_sim)
 
     def __post_init__(self) -> None:
         check_format(self.lr_format, self.lr_quality)
@@ -242,6 +243,7 @@ class Downscaler:
             "threads": self.settings.threads,
             "lr_format": self.settings.lr_format,
             "lr_quality": self.settings.lr_quality if self.settings.lr_format != "png" else None,
+            "codec_aware": self.settings.codec_aware and self.settings.lr_format == "jpeg",
         }
 
     def layout(self, height: int, width: int) -> tuple[int, str]:
@@ -296,6 +298,15 @@ class Downscaler:
             self.model, image.pixels.unsqueeze(0), channels=self.hcd.judge, crop=self.scale, view=lambda rec: _source_view(rec, image),
             decoded=self._decoded(),
         )  # fmt: skip
+
+    def _sim(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The differentiable stand-in of the stored file's decode for the losses (JPEG with ``codec_aware``)."""
+        if self.settings.lr_format != "jpeg" or not self.settings.codec_aware:
+            return None
+        from .codec_sim import jpeg_sim
+
+        q = self.settings.lr_quality
+        return lambda lr: jpeg_sim(lr, q)
 
     def _decoded(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """What users decode from the stored file, for lossy formats (None: PNG stores the LR exactly)."""
@@ -414,7 +425,7 @@ class Downscaler:
             else:
                 res = collaborative_downscale(
                     self.model, hr, method=self.settings.method, settings=self.hcd,
-                    generator=gens[0] if len(gens) == 1 else gens, progress=progress, judge=judge,
+                    generator=gens[0] if len(gens) == 1 else gens, progress=progress, judge=judge, decoded=self._sim(),
                 )  # fmt: skip
         finally:
             if previous is not None:

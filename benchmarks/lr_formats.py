@@ -1,0 +1,97 @@
+"""Rate and distortion of stored LR formats: bits per HR pixel against the Y-PSNR users get (#16, a first table).
+
+    python benchmarks/lr_formats.py --data Set5 --scale 2 --out docs/eval/lr_formats-x2-Set5.json
+
+Rows, per image and mean over the set (irn-x2 / irn-x4, the field's protocol, 1 thread):
+- ``HR as JPEG qQ``: the original image itself stored as JPEG (no downscaling), decoded;
+- ``bicubic LR, FMT qQ, bicubic up``: MATLAB-bicubic LR stored as FMT, upscaled with MATLAB bicubic;
+- ``IRN plain, FMT qQ``: the model's plain LR stored as FMT, upscaled by the model;
+- ``IRN + HCD, FMT qQ``: the default preset, judged as decoded (never below plain at that format);
+- ``IRN + HCD codec-aware, jpeg qQ``: the same with gradients through the differentiable JPEG (``codec_sim``).
+Bits per HR pixel = 8 x file bytes / (H x W of the HR image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from hcd_pipeline.codecs import decode_lr, encode_lr  # noqa: E402
+from hcd_pipeline.evaluate import _modcrop, resolve_dataset  # noqa: E402
+from hcd_pipeline.imageio import list_images, read_image  # noqa: E402
+from hcd_pipeline.metrics import score_pair  # noqa: E402
+from hcd_pipeline.models import load_model  # noqa: E402
+from hcd_pipeline.service import Downscaler, DownscaleSettings  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="Set5")
+    ap.add_argument("--scale", type=int, default=2)
+    ap.add_argument("--formats", default="png:0,jpeg:90,jpeg:75,webp:90")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    s = args.scale
+    bic = load_model("bicubic", scale=s)
+    rows = []
+    for path in list_images(resolve_dataset(args.data))[: args.limit]:
+        img = _modcrop(read_image(path), s)
+        hr = img.pixels if img.pixels.shape[0] == 3 else img.pixels.expand(3, -1, -1)
+        pixels = hr.shape[-1] * hr.shape[-2]
+
+        def add(variant: str, nbytes: int, rec: torch.Tensor, name: str = path.name, hr: torch.Tensor = hr, n: int = pixels) -> None:
+            rows.append({"image": name, "variant": variant, "bpp": 8 * nbytes / n, "psnr_y": score_pair(hr, rec, s).psnr_y,
+                         "seconds": 0.0})  # fmt: skip
+
+        for q in (50, 90):
+            buf = io.BytesIO()
+            Image.fromarray((hr * 255).round().byte().permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=q)
+            add(f"HR as JPEG q{q}", len(buf.getvalue()), decode_lr(buf.getvalue()))
+        with torch.no_grad():
+            lr_b = torch.round(bic.downscale(hr.unsqueeze(0))[0].clamp(0, 1) * 255) / 255
+        for spec in args.formats.split(","):
+            fmt, q = spec.split(":")[0], int(spec.split(":")[1])
+            tag = fmt if fmt == "png" else f"{fmt} q{q}"
+            data = encode_lr(lr_b[0], None, fmt, q or 90)
+            with torch.no_grad():
+                add(f"bicubic LR, {tag}, bicubic up", len(data), bic.upscale(decode_lr(data).unsqueeze(0), None)[0].clamp(0, 1))
+            variants = [("IRN plain", {"method": "plain"}), ("IRN + HCD", {"codec_aware": False})]
+            if fmt == "jpeg":
+                variants.append(("IRN + HCD codec-aware", {"codec_aware": True}))
+            for label, kw in variants:
+                ds = Downscaler(DownscaleSettings(scale=s, lr_format=fmt, lr_quality=q or 90, **kw))  # type: ignore[arg-type]
+                t0 = time.perf_counter()
+                out = ds.process(img)
+                dt = time.perf_counter() - t0
+                rows.append({"image": path.name, "variant": f"{label}, {tag}", "bpp": 8 * len(out.data) / pixels,
+                             "psnr_y": out.optimised.psnr_y, "seconds": round(dt, 2)})  # fmt: skip
+        print(f"{path.name} done", file=sys.stderr, flush=True)
+    summary = []
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        sel = [r for r in rows if r["variant"] == v]
+        summary.append({"variant": v, "bpp": round(statistics.fmean(r["bpp"] for r in sel), 3),
+                        "psnr_y": round(statistics.fmean(r["psnr_y"] for r in sel), 3),
+                        "s_per_image": round(statistics.fmean(r["seconds"] for r in sel), 2)})  # fmt: skip
+    print("| variant | bits per HR pixel | Y-PSNR (dB) | s/image |\n| --- | --- | --- | --- |")
+    for r in summary:
+        print(f"| {r['variant']} | {r['bpp']:.3f} | {r['psnr_y']:.3f} | {r['s_per_image']:.2f} |")
+    if args.out:
+        doc = {"command": "python benchmarks/lr_formats.py " + " ".join(sys.argv[1:]), "scale": s, "data": args.data,
+               "summary": summary, "rows": rows}  # fmt: skip
+        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
