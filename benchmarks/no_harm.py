@@ -1,6 +1,7 @@
 """Per-image gain distribution of HCD with the no-harm rule: share improved, kept plain, worst, mean.
 
     python benchmarks/no_harm.py --runs bicubic:2:Set14 irn-x2:2:Set5 irn-x4:4:Set5 --out docs/eval/no_harm.json
+    python benchmarks/no_harm.py --merge A.json B.json --out docs/eval/no_harm.json     # join runs made apart
 
 Each run is MODEL:SCALE:SET (a set name or folder) through ``hcd_pipeline.evaluate`` (the field's protocol:
 Y-PSNR with border crop, modcrop) with the default preset, plus the synthetic images of
@@ -53,7 +54,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="+", default=["bicubic:2:Set14", "irn-x2:2:Set5", "irn-x4:4:Set5"])
     ap.add_argument("--out", default="docs/eval/no_harm.json")
+    ap.add_argument("--merge", nargs="*", default=None, help="JSON files of earlier runs to join into --out (runs nothing)")
     args = ap.parse_args()
+    if args.merge:
+        docs = [json.loads(Path(p).read_text()) for p in args.merge]
+        merged = {"command": " ; ".join(d["command"] for d in docs), "runs": [r for d in docs for r in d["runs"]]}
+        Path(args.out).write_text(json.dumps(merged, indent=1) + "\n")
+        print(f"wrote {args.out}")
+        return
     from hcd_pipeline.evaluate import EvalSettings, evaluate
     from hcd_pipeline.imageio import DecodedImage
     from hcd_pipeline.metrics import psnr_gain
