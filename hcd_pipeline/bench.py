@@ -23,6 +23,7 @@ from PIL import Image
 
 from .bench_sections import benchmark_sections
 from .evaluate import EvalSettings, evaluate, resolve_dataset
+from .hcd import DEFAULT_PRESET
 from .imageio import atomic_write_bytes, list_images, read_image
 from .memstats import peak_rss_mib, reset_peak_rss
 from .models.registry import DEFAULT_MODELS
@@ -131,6 +132,7 @@ def run_bench(
                     "scale": scale,
                     "set": name,
                     "method": method,
+                    "preset": DEFAULT_PRESET if method in ("lr", "hr", "hcd") else None,
                     "model": model,
                     "mean": res["mean"],
                     "images": [{k: v for k, v in r.items() if k != "losses"} for r in images],  # type: ignore[union-attr]
@@ -190,9 +192,9 @@ def _markdown(results: dict[str, Any], sets: list[str], scales: list[int], out: 
                 if r["scale"] == scale and r["set"] == name:
                     m = r["mean"]
                     mem = f"{r['peak_rss_mib']:.0f}" if r["peak_rss_mib"] else "n/a"
-                    lines.append(
-                        f"| {r['method']} | {m['psnr_y']:.3f} | {m['ssim_y']:.4f} | {m['gain_y']:+.3f} | {m['seconds']:.2f} | {mem} |"
-                    )
+                    # Runs record the preset the optimising methods used; older files ran the then-default `adam`.
+                    label = f"{r['method']} ({r.get('preset', 'adam')})" if r["method"] in ("lr", "hr", "hcd") else r["method"]
+                    lines.append(f"| {label} | {m['psnr_y']:.3f} | {m['ssim_y']:.4f} | {m['gain_y']:+.3f} | {m['seconds']:.2f} | {mem} |")
             lines += ["", f"![PSNR per step](psnr_vs_iter_x{scale}_{name}.png)", f"![gain per image](gain_x{scale}_{name}.png)", ""]
     lines += ["Visual comparison: [comparison.html](comparison.html).", ""]
     lines += benchmark_sections(out / "eval")
