@@ -7,7 +7,7 @@ Rows, per image and mean over the set (irn-x2 / irn-x4, the field's protocol, 1 
 - ``bicubic LR, FMT qQ, bicubic up``: MATLAB-bicubic LR stored as FMT, upscaled with MATLAB bicubic;
 - ``IRN plain, FMT qQ``: the model's plain LR stored as FMT, upscaled by the model;
 - ``IRN + HCD, FMT qQ``: the default preset, judged as decoded (never below plain at that format);
-- ``IRN + HCD codec-aware, jpeg qQ``: the same with gradients through the differentiable JPEG (``codec_sim``).
+- ``IRN + HCD in the JPEG file, jpeg qQ``: the file's DCT coefficients optimised (``jpeg_hcd``, the default for JPEG).
 Bits per HR pixel = 8 x file bytes / (H x W of the HR image).
 """
 
@@ -69,7 +69,7 @@ def main() -> None:
                 add(f"bicubic LR, {tag}, bicubic up", len(data), bic.upscale(decode_lr(data).unsqueeze(0), None)[0].clamp(0, 1))
             variants = [("IRN plain", {"method": "plain"}), ("IRN + HCD", {"codec_aware": False})]
             if fmt == "jpeg":
-                variants.append(("IRN + HCD codec-aware", {"codec_aware": True}))
+                variants.append(("IRN + HCD in the JPEG file", {"codec_aware": True}))
             for label, kw in variants:
                 ds = Downscaler(DownscaleSettings(scale=s, lr_format=fmt, lr_quality=q or 90, **kw))  # type: ignore[arg-type]
                 t0 = time.perf_counter()

@@ -476,7 +476,6 @@ def collaborative_downscale(
     progress: Callable[[], None] | None = None,
     z: torch.Tensor | None = None,
     judge: Judge | None = None,
-    decoded: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> HCDResult:
     """Optimise the 8-bit LR images of ``hr`` for ``model``'s upscaler (a batch: each item on its own).
 
@@ -499,9 +498,6 @@ def collaborative_downscale(
         z: the decoder's z, if already drawn (tiles use slices of one image-wide z); else drawn here.
         judge: ``judge(lr, z) -> dB per item`` for keep-best and the no-harm rule; default
             :func:`reconstruction_psnr` over ``hr`` with ``settings.judge``'s channels.
-        decoded: a differentiable stand-in for what users decode from the stored file (e.g.
-            :func:`~hcd_pipeline.codec_sim.jpeg_sim`); the losses upscale ``decoded(lr)``, so the gradient knows what
-            the codec keeps. The judge should then judge the real codec's output (``ReconstructionJudge(decoded=...)``).
 
     Returns:
         :class:`HCDResult`; ``result.lr`` is exactly the images to store; ``result.split()`` gives one result
@@ -549,8 +545,7 @@ def collaborative_downscale(
 
         def hr_loss(xp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             lr_c, _ = model.downscale(xp)
-            lr_q = quantize_ste(lr_c)
-            rec = model.upscale(decoded(lr_q) if decoded is not None else lr_q, z_for_pass())
+            rec = model.upscale(quantize_ste(lr_c), z_for_pass())
             return mse(rec, x), xp
 
         def hr_score(xp: torch.Tensor) -> torch.Tensor:
@@ -573,7 +568,6 @@ def collaborative_downscale(
 
         def lr_loss(lr_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             lr_used = quantize_ste(lr_in) if cfg.lr_round else lr_in
-            lr_used = decoded(lr_used) if decoded is not None else lr_used
             return mse(model.upscale(lr_used, z_for_pass()), target), _round8(lr_in)
 
         lr_final, value = _optimise(

@@ -120,7 +120,7 @@ class DownscaleSettings:
     gpu_mode: str = "deterministic"  # GPU_MODES: CUDA numerics (deterministic, or TF32 + autotuned cuDNN)
     lr_format: str = "png"  # codecs.LR_FORMATS: the stored LR file (lossy formats are judged as decoded)
     lr_quality: int = DEFAULT_QUALITY  # JPEG / WebP quality
-    codec_aware: bool = True  # with lr_format jpeg: gradients through a differentiable JPEG (codec_sim.jpeg_sim)
+    codec_aware: bool = True  # with lr_format jpeg: optimise the JPEG file's DCT coefficients (jpeg_hcd)
 
     def __post_init__(self) -> None:
         check_format(self.lr_format, self.lr_quality)
@@ -168,6 +168,8 @@ class Optimised:
             when the stored LR is the plain one.
         device: :func:`~hcd_pipeline.device.device_record` of the device that made it; batch: images optimised
             together with it (1: alone).
+        lr_file: the stored file itself when the optimisation made the file (JPEG coefficients, :mod:`.jpeg_hcd`);
+            None when the file is the encoding of ``lr``.
     """
 
     lr: torch.Tensor
@@ -183,6 +185,7 @@ class Optimised:
     judged: dict[str, float] = field(default_factory=dict)
     device: dict[str, object] = field(default_factory=dict)
     batch: int = 1
+    lr_file: bytes | None = None
 
 
 @dataclass
@@ -299,14 +302,41 @@ class Downscaler:
             decoded=self._decoded(),
         )  # fmt: skip
 
-    def _sim(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """The differentiable stand-in of the stored file's decode for the losses (JPEG with ``codec_aware``)."""
-        if self.settings.lr_format != "jpeg" or not self.settings.codec_aware:
-            return None
-        from .codec_sim import jpeg_sim
+    def _jpeg_file_mode(self) -> bool:
+        """JPEG with ``codec_aware``: optimise the file's DCT coefficients (:mod:`.jpeg_hcd`) instead of LR pixels."""
+        return self.settings.lr_format == "jpeg" and self.settings.codec_aware and self.settings.method in ("lr", "hcd")
+
+    def _run_jpeg(
+        self, images: list[DecodedImage], hr: torch.Tensor, gens: list[torch.Generator], memory: str, metrics: bool, t0: float
+    ) -> list[Optimised]:
+        """HCD in the JPEG file: per image, the plain LR's JPEG coefficients optimised for the upscaler and judged as
+        decoded by libjpeg; the best file (or the plain LR's file) is stored byte for byte."""
+        from .codecs import decode_lr
+        from .jpeg_hcd import optimise_jpeg
 
         q = self.settings.lr_quality
-        return lambda lr: jpeg_sim(lr, q)
+        base = collaborative_downscale(self.model, hr, method="plain", settings=self.hcd, generator=gens[0] if len(gens) == 1 else gens)
+        out = []
+        for i, (im, r) in enumerate(zip(images, base.split(), strict=True)):
+            judge = reconstruction_psnr(self.model, [im.pixels], channels=self.hcd.judge, crop=self.scale,
+                                        view=[lambda rec, im=im: _source_view(rec, im)])  # fmt: skip
+            z = r.z
+            data, lr, info = optimise_jpeg(
+                lambda lr_in, z=z: self.model.upscale(lr_in, z), hr[i : i + 1], r.plain_lr, q,
+                lambda lr_dec, j=judge, z=z: float(j(lr_dec, z)[0]), steps=self.hcd.lr_steps, judge_every=self.hcd.judge_every,
+            )  # fmt: skip
+            plain_dec = decode_lr(encode_lr(r.plain_lr[0].cpu(), None, "jpeg", q)).unsqueeze(0).to(lr.device)
+            changed = int((torch.round(lr * 255) != torch.round(plain_dec * 255)).sum())
+            res = HCDResult(lr=lr, plain_lr=plain_dec, z=z, losses=list(info["losses"]), changed=changed,  # type: ignore[arg-type]
+                            seconds={"lr": time.perf_counter() - t0}, kept="plain" if info["kept_start"] else "optimised",
+                            judged={"plain": float(info["start_db"]), "stored": float(info["stored_db"])})  # type: ignore[arg-type]  # fmt: skip
+            opt = self._result(im, res, 0, memory, 0.0, metrics, lambda lr_x, j=judge: j.reconstruction(0, lr_x[0]), as_decoded=True)
+            opt.lr_file = data  # the plain LR's own file when no iterate beat it (re-encoding its decode would differ)
+            out.append(opt)
+        seconds = (time.perf_counter() - t0) / len(images)
+        for o in out:
+            o.seconds = seconds
+        return out
 
     def _decoded(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """What users decode from the stored file, for lossy formats (None: PNG stores the LR exactly)."""
@@ -398,6 +428,8 @@ class Downscaler:
             raise ImageReadError(f"{image.name}: image is {w}x{h}, smaller than the scale x{s}")
         if not bool(torch.isfinite(image.pixels).all()):
             raise ImageReadError(f"{image.name}: pixel values contain NaN or inf")
+        if image.alpha is not None and self.settings.lr_format == "jpeg":
+            raise SettingsError(f"{image.name}: JPEG has no alpha channel: store this image with --lr-format png or webp")
         rgb = image.pixels if image.pixels.shape[0] == 3 else image.pixels.expand(3, -1, -1)
         return pad_symmetric(rgb.float(), s).unsqueeze(0).to(self.device)
 
@@ -412,11 +444,14 @@ class Downscaler:
                 self.model, [im.pixels for im in images], channels=self.hcd.judge, crop=self.scale,
                 view=[lambda rec, im=im: _source_view(rec, im) for im in images], decoded=self._decoded(),
             )  # fmt: skip
+        jpeg_file = self._jpeg_file_mode() and not tile and judge is not None
         # Models without a choice of backward (the bicubic pair, user models) always run plain autograd.
         previous = getattr(self.model, "backward", None)
         if previous is not None:
             self.model.backward = MEMORY_MODES[memory]  # type: ignore[attr-defined]
         try:
+            if jpeg_file:
+                return self._run_jpeg(images, hr, gens, memory, metrics, t0)
             if tile:
                 res: HCDResult = tiled_collaborative_downscale(
                     self.model, hr, tile=tile, overlap=self.settings.overlap, method=self.settings.method,
@@ -425,7 +460,7 @@ class Downscaler:
             else:
                 res = collaborative_downscale(
                     self.model, hr, method=self.settings.method, settings=self.hcd,
-                    generator=gens[0] if len(gens) == 1 else gens, progress=progress, judge=judge, decoded=self._sim(),
+                    generator=gens[0] if len(gens) == 1 else gens, progress=progress, judge=judge,
                 )  # fmt: skip
         finally:
             if previous is not None:
@@ -447,6 +482,8 @@ class Downscaler:
         seconds: float,
         metrics: bool,
         cached: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
+        *,
+        as_decoded: bool = False,
     ) -> Optimised:
         """One image's :class:`Optimised` from its HCD result: the whole-image no-harm guard, reconstructions
         (``cached(lr)``: one the judge already made, or None)."""
@@ -468,7 +505,7 @@ class Downscaler:
                 known = cached(lr_img) if cached is not None else None
                 if known is not None:
                     return known
-                decoded = self._decoded()
+                decoded = None if as_decoded else self._decoded()
                 seen = decoded(lr_img) if decoded is not None else lr_img
                 with torch.no_grad():
                     out = self.model.upscale(seen, res.z)[0].clamp(0, 1).cpu()
@@ -531,7 +568,7 @@ class Downscaler:
                 "optimised": _scores_json(opt_scores),
             },
         }
-        data = encode_lr(lr, lr_alpha, self.settings.lr_format, self.settings.lr_quality)
+        data = opt.lr_file or encode_lr(lr, lr_alpha, self.settings.lr_format, self.settings.lr_quality)
         sidecar["lr_bytes"] = len(data)
         return DownscaleOutput(
             lr=lr, lr_alpha=lr_alpha, data=data, ext=LR_EXTENSIONS[self.settings.lr_format], sidecar=sidecar, plain=plain_scores,

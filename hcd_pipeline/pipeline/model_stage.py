@@ -46,7 +46,7 @@ class ModelStageCore:
         """
         todo: list[tuple[dict[str, Any], DecodedImage]] = []
         for row, px in zip(rows, pixels, strict=True):
-            row.update(hr8=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diag=None)
+            row.update(hr8=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diag=None, lr_file=None)
             if row["error"] is not None:
                 continue
             try:
@@ -68,6 +68,7 @@ class ModelStageCore:
                 lr_width=int(opt.lr.shape[-1]),
                 lr_height=int(opt.lr.shape[-2]),
                 diag=json.dumps({f: getattr(opt, f) for f in DIAG_FIELDS}),
+                lr_file=opt.lr_file,
             )
             if opt.plain_rec is not None:
                 row["hr8"] = to_uint8_levels(img.pixels).to(torch.uint8).numpy().tobytes()

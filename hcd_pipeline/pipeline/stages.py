@@ -75,6 +75,7 @@ MODELLED_SCHEMA = pa.schema(
         pa.field("plain_rec", pa.large_binary()),  # uint8 (C, H, W)
         pa.field("rec", pa.large_binary()),  # uint8 (C, H, W); null when equal to plain_rec
         pa.field("diag", pa.string()),  # JSON of DIAG_FIELDS: tile, memory, changed, losses, seconds, kept, ...
+        pa.field("lr_file", pa.binary()),  # the stored file when the model stage made it (JPEG coefficients)
     ]
 )
 """Model stage -> write stage."""
@@ -220,7 +221,7 @@ def _optimised_of(row: dict[str, Any]) -> Optimised:
     plain = pixels_tensor(row["plain_rec"], np.dtype(np.uint8), (c, h, w))
     rec = pixels_tensor(row["rec"], np.dtype(np.uint8), (c, h, w)) if row["rec"] is not None else plain
     lr = pixels_tensor(row["lr"], np.dtype(np.uint8), (3, row["lr_height"], row["lr_width"]))
-    return Optimised(lr=lr, plain_rec=plain, rec=rec, **{f: d[f] for f in DIAG_FIELDS})  # type: ignore[arg-type]
+    return Optimised(lr=lr, plain_rec=plain, rec=rec, lr_file=row.get("lr_file"), **{f: d[f] for f in DIAG_FIELDS})  # type: ignore[arg-type]
 
 
 class _Writer:

@@ -1,0 +1,190 @@
+"""HCD in the JPEG file itself: optimise the stored file's quantised DCT coefficients for the upscaler.
+
+Decoding a baseline JPEG is linear in its coefficients (dequantise, inverse DCT, chroma upsampling, colour
+conversion); only the final rounding of coefficients to integers is discrete. So the coefficients of the LR's JPEG
+are optimised as real numbers through a torch model of the decoder (:func:`decode_coefficients`), each iterate is
+rounded, written as a JPEG with exactly those coefficients (``jpeglib``, libjpeg's Python envelope), decoded by the
+real decoder and judged; the best file is stored byte for byte. Pixel-domain HCD cannot do this: the encoder's
+quantisation throws most of its change away (``benchmarks/lr_formats.py``).
+
+Layout: ``jpeglib`` gives each component's coefficients as (block rows, block cols, 8, 8) in natural (row-major)
+order and the quantisation tables as (tables, 8, 8); Pillow writes 4:2:0 (luma blocks twice the chroma blocks in
+each direction), and the image is padded to whole MCUs (16 x 16).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .codecs import decode_lr, encode_lr
+
+__all__ = ["JpegCoefficients", "read_coefficients", "write_coefficients", "decode_coefficients", "optimise_jpeg"]
+
+
+@dataclass
+class JpegCoefficients:
+    """A baseline 4:2:0 JPEG's quantised coefficients (int, natural order) and tables; ``size`` = (h, w)."""
+
+    y: np.ndarray  # (by, bx, 8, 8)
+    cb: np.ndarray  # (by/2, bx/2, 8, 8)
+    cr: np.ndarray
+    qt_luma: np.ndarray  # (8, 8)
+    qt_chroma: np.ndarray
+    size: tuple[int, int]
+    _template: bytes
+
+
+def _jpeglib():  # noqa: ANN202 - the module
+    try:
+        import jpeglib
+    except ImportError as exc:  # pragma: no cover - a dependency; a clear message where it is missing
+        raise ImportError("JPEG coefficient optimisation needs the jpeglib package (pip install jpeglib)") from exc
+    return jpeglib
+
+
+def read_coefficients(data: bytes) -> JpegCoefficients:
+    """The coefficients of a JPEG file's bytes (written by :func:`~hcd_pipeline.codecs.encode_lr`: 4:2:0)."""
+    jl = _jpeglib()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "in.jpg")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        im = jl.read_dct(path)
+        im.load()
+        qt = np.asarray(im.qt)
+        tbl = np.asarray(im.quant_tbl_no)
+        return JpegCoefficients(np.array(im.Y), np.array(im.Cb), np.array(im.Cr), qt[tbl[0]].astype(np.float32),
+                                qt[tbl[1]].astype(np.float32), (int(im.height), int(im.width)), data)  # fmt: skip
+
+
+def write_coefficients(c: JpegCoefficients, y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> bytes:
+    """A JPEG file with the same header and tables as ``c`` and these integer coefficients."""
+    jl = _jpeglib()
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.jpg"), os.path.join(tmp, "out.jpg")
+        with open(src, "wb") as fh:
+            fh.write(c._template)
+        im = jl.read_dct(src)
+        im.load()
+        im.Y, im.Cb, im.Cr = y.astype(np.int16), cb.astype(np.int16), cr.astype(np.int16)
+        im.write_dct(dst)
+        with open(dst, "rb") as fh:
+            return fh.read()
+
+
+def _dct_matrix(device: torch.device) -> torch.Tensor:
+    k = torch.arange(8, dtype=torch.float64)
+    d = torch.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * math.sqrt(2 / 8)
+    d[0] /= math.sqrt(2)
+    return d.float().to(device)
+
+
+def _plane(coef: torch.Tensor, qt: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """(by, bx, 8, 8) quantised coefficients -> the decoded plane (by*8, bx*8) in 0..255."""
+    blocks = d.T @ (coef * qt) @ d + 128.0
+    by, bx = blocks.shape[:2]
+    return blocks.permute(0, 2, 1, 3).reshape(by * 8, bx * 8)
+
+
+def decode_coefficients(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor, qt_luma: torch.Tensor, qt_chroma: torch.Tensor,
+                        size: tuple[int, int]) -> torch.Tensor:  # fmt: skip
+    """A differentiable baseline 4:2:0 JPEG decoder: coefficients -> RGB (1, 3, h, w) in [0, 1].
+
+    libjpeg's decoder differs by rounding (integer IDCT) and clamping: about one level; the judge uses libjpeg.
+    """
+    d = _dct_matrix(y.device)
+    lum = _plane(y, qt_luma, d)
+    chroma = torch.stack([_plane(cb, qt_chroma, d), _plane(cr, qt_chroma, d)])[None]
+    # Chroma planes cover whole MCUs (twice their size in luma pixels), which may reach past the luma plane.
+    chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)[0, :, : lum.shape[0], : lum.shape[1]] - 128.0
+    rgb = torch.stack([lum + 1.402 * chroma[1], lum - 0.344136 * chroma[0] - 0.714136 * chroma[1], lum + 1.772 * chroma[0]])
+    h, w = size
+    return (rgb[:, :h, :w] / 255.0).clamp(0, 1).unsqueeze(0)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of (B, 3, H, W) (the judge's channel; chroma errors would dominate an RGB loss after 4:2:0)."""
+    return 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+
+
+def optimise_jpeg(
+    upscale: Callable[[torch.Tensor], torch.Tensor],
+    hr: torch.Tensor,
+    start: torch.Tensor,
+    quality: int,
+    judge: Callable[[torch.Tensor], float],
+    *,
+    steps: int = 8,
+    first_step: float = 1.0,
+    radius: float = 10.0,
+    judge_every: int = 2,
+    luma: bool = True,
+) -> tuple[bytes, torch.Tensor, dict[str, object]]:
+    """Optimise the JPEG (at ``quality``) of the LR ``start`` (1, 3, h, w) for ``upscale``; returns the file bytes,
+    its decoded LR (1, 3, h, w) and diagnostics.
+
+    ``upscale(lr) -> (1, 3, H, W)`` (the model with its z), ``hr`` (1, 3, H, W) the target, ``judge(decoded lr) -> dB``
+    the no-harm judge of a decoded file. Coefficients move by at most ``radius`` quantisation steps from the start
+    file's; Barzilai-Borwein steps (the first moves the largest coefficient by ``first_step`` steps); every
+    ``judge_every``-th iterate and the last are rounded, written and judged; the start file wins ties. ``luma``: the
+    loss on BT.601 luma (the judge's channel): with an RGB loss the optimiser spends itself on the chroma that 4:2:0
+    subsampling lost, which a Y judge does not see, and in our trials nothing survived the rounding.
+    """
+    dev = start.device
+    c0 = read_coefficients(encode_lr(start[0].cpu(), None, "jpeg", quality))
+    qy, qc = (torch.from_numpy(t).to(dev) for t in (c0.qt_luma, c0.qt_chroma))
+    base = [torch.from_numpy(a.astype(np.float32)).to(dev) for a in (c0.y, c0.cb, c0.cr)]
+
+    def files(parts: list[torch.Tensor]) -> tuple[bytes, torch.Tensor]:
+        ints = [torch.round(p).detach().cpu().numpy() for p in parts]
+        data = write_coefficients(c0, *ints)
+        return data, decode_lr(data).unsqueeze(0).to(dev)
+
+    best_data, best_lr = c0._template, decode_lr(c0._template).unsqueeze(0).to(dev)
+    best_val = judge(best_lr)
+    start_val = best_val
+    x = [b.clone() for b in base]
+    prev: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+    alpha = 0.0
+    losses = []
+    judged = 0
+    for i in range(steps + 1):
+        last = i == steps
+        if (i % judge_every == judge_every - 1) or last:
+            data, lr = files(x)
+            val = judge(lr)
+            judged += 1
+            if val > best_val:
+                best_val, best_data, best_lr = val, data, lr
+        if last:
+            break
+        v = [t.clone().requires_grad_(True) for t in x]
+        # Real-valued coefficients; the judged iterates are rounded. (Rounding inside the loss with a straight-through
+        # gradient, and greedy +-1 steps on the largest gradients, were tried and gained nothing.)
+        rec = upscale(decode_coefficients(*v, qy, qc, c0.size))
+        loss = torch.mean((_luma(rec) - _luma(hr)) ** 2) if luma else torch.mean((rec - hr) ** 2)
+        grads = torch.autograd.grad(loss, v)
+        losses.append(loss.item())
+        with torch.no_grad():
+            if prev is None:
+                alpha = first_step / max(float(max(g.abs().max() for g in grads)), 1e-30)
+            else:
+                s = [a - b for a, b in zip(x, prev[0], strict=True)]
+                yv = [a - b for a, b in zip(grads, prev[1], strict=True)]
+                sy = sum(float((a * b).sum()) for a, b in zip(s, yv, strict=True))
+                ss = sum(float((a * a).sum()) for a in s)
+                alpha = ss / sy if sy > 0 else alpha
+            prev = ([t.clone() for t in x], list(grads))
+            x = [torch.max(torch.min(t - alpha * g, b + radius), b - radius) for t, g, b in zip(x, grads, base, strict=True)]
+    changed = sum(int((torch.round(a) != b).sum()) for a, b in zip(x, base, strict=True))
+    info: dict[str, object] = {"start_db": start_val, "stored_db": best_val, "losses": losses, "judged": judged,
+                               "coefficients_changed_last": changed, "kept_start": best_data is c0._template}  # fmt: skip
+    return best_data, best_lr, info
