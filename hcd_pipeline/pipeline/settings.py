@@ -25,6 +25,8 @@ __all__ = [
     "parse_actors",
 ]
 
+GPU_MODEL_BATCH = 8
+"""Images per model-stage call on GPU actors when ``batch_size`` is unset."""
 PLAIN_DECODE_BATCH = 256
 """Items per decode task for plain downscaling (milliseconds per image: per-task costs must be spread thin)."""
 
@@ -137,12 +139,17 @@ class PipelineSettings:
         self.downscale_settings()  # checks memory and tile
 
     def model_batch(self) -> int | None:
-        """Images per model-stage call: ``batch_size``; unset: a whole decoded block for plain, 1 for optimisation."""
-        return self.batch_size or (None if self.method == "plain" else 1)
+        """Images per model-stage call: ``batch_size``; unset: a whole decoded block for plain, 1 for optimisation on
+        CPU actors and :data:`GPU_MODEL_BATCH` on GPU actors (same-size images among them are optimised together)."""
+        if self.batch_size:
+            return self.batch_size
+        if self.method == "plain":
+            return None
+        return GPU_MODEL_BATCH if self.num_gpus > 0 else 1
 
     def decode_rows(self) -> int:
         """Input items per decode task."""
-        return self.decode_batch or self.batch_size or (PLAIN_DECODE_BATCH if self.method == "plain" else 1)
+        return self.decode_batch or self.model_batch() or PLAIN_DECODE_BATCH
 
     def downscale_settings(self) -> DownscaleSettings:
         return DownscaleSettings(
