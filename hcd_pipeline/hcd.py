@@ -128,42 +128,20 @@ class HCDSettings:
         return asdict(self)
 
 
+_OURS = HCDSettings(
+    budget="pixel", hr_radius=8.0 / 255.0, lr_radius=8.0 / 255.0, random_start=False, lr_round=False, lr_target="hr",
+    z_opt="decode", decode="draw", keep_best=True,
+)  # fmt: skip
+"""What our presets share: a per-value box of +-8/255 from the plain LR, the true HR as target, the decoder's z,
+keep-best by the no-harm judge."""
+
 PRESETS: dict[str, HCDSettings] = {
     "official": HCDSettings(),
-    # Measured in docs/hcd.md ("Cost"): a quarter of the official time or less at a higher gain. The HR stage is off:
-    # an HR step costs about two LR steps and added under 0.01 dB on Set5 (x2 and x4).
-    "default": HCDSettings(
-        hr_steps=0,
-        lr_steps=8,
-        optimizer="bb",
-        budget="pixel",
-        hr_radius=8.0 / 255.0,
-        lr_radius=8.0 / 255.0,
-        step=2.0 / 255.0,
-        random_start=False,
-        lr_round=False,
-        lr_target="hr",
-        z_opt="decode",
-        decode="draw",
-        keep_best=True,
-        judge_every=2,
-    ),
+    # Measured in docs/results.md ("Cost"): a quarter of the official time or less at a higher gain. The HR stage is
+    # off: an HR step costs about two LR steps and added under 0.01 dB on Set5 (x2 and x4).
+    "default": replace(_OURS, hr_steps=0, lr_steps=8, optimizer="bb", step=2.0 / 255.0, judge_every=2),
     # The default of releases before the Barzilai-Borwein default (outputs made with it are reproduced by this).
-    "adam": HCDSettings(
-        hr_steps=5,
-        lr_steps=20,
-        optimizer="adam",
-        budget="pixel",
-        hr_radius=8.0 / 255.0,
-        lr_radius=8.0 / 255.0,
-        step=1.0 / 255.0,
-        random_start=False,
-        lr_round=False,
-        lr_target="hr",
-        z_opt="decode",
-        decode="draw",
-        keep_best=True,
-    ),
+    "adam": replace(_OURS, hr_steps=5, lr_steps=20, optimizer="adam", step=1.0 / 255.0),
 }
 DEFAULT_PRESET = "default"
 
