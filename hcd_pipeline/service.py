@@ -453,9 +453,10 @@ class Downscaler:
             if jpeg_file:
                 return self._run_jpeg(images, hr, gens, memory, metrics, t0)
             if tile:
+                side = tile * self.scale
                 res: HCDResult = tiled_collaborative_downscale(
                     self.model, hr, tile=tile, overlap=self.settings.overlap, method=self.settings.method,
-                    settings=self.hcd, generator=gens[0], progress=progress,
+                    settings=self.hcd, generator=gens[0], progress=progress, batch=self.batch_items(side, side, memory),
                 )  # fmt: skip
             else:
                 res = collaborative_downscale(

@@ -56,11 +56,14 @@ def tiled_collaborative_downscale(
     settings: HCDSettings | None = None,
     generator: torch.Generator | None = None,
     progress: Callable[[], None] | None = None,
+    batch: int = 1,
 ) -> HCDResult:
     """Like :func:`~hcd_pipeline.hcd.collaborative_downscale` on (1, 3, H, W), tile by tile.
 
     ``tile`` and ``overlap`` are in LR pixels. The decoder z is drawn once for the whole image first, so a
-    tiled and an untiled run with the same seed decode with the same z.
+    tiled and an untiled run with the same seed decode with the same z. ``batch``: tiles optimised together (all
+    tiles have one size); used only when the settings draw no random numbers inside a tile (no random start, the
+    decoder's z), so that the result is the one-at-a-time result.
     """
     cfg = settings or PRESETS[DEFAULT_PRESET]
     s = model.scale
@@ -74,19 +77,22 @@ def tiled_collaborative_downscale(
     wsum = torch.zeros(1, 1, lh, lw, dtype=plain.dtype, device=plain.device)
     losses: list[float] = []
     seconds = {"hr": 0.0, "lr": 0.0}
-    for y0 in tile_starts(lh, tile, overlap):
-        for x0 in tile_starts(lw, tile, overlap):
-            th, tw = min(tile, lh), min(tile, lw)
-            sub = x[..., y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s]
-            z_tile = None if z_full is None else z_full[..., y0 : y0 + th, x0 : x0 + tw]
-            res = collaborative_downscale(model, sub, method=method, settings=cfg, generator=generator, progress=progress, z=z_tile)
-            losses.extend(res.losses)
-            for k in seconds:
-                seconds[k] += res.seconds.get(k, 0.0)
+    th, tw = min(tile, lh), min(tile, lw)
+    places = [(y0, x0) for y0 in tile_starts(lh, tile, overlap) for x0 in tile_starts(lw, tile, overlap)]
+    draws = cfg.random_start or cfg.z_opt != "decode"
+    step = 1 if draws or method == "plain" else max(1, batch)
+    for at in range(0, len(places), step):
+        group = places[at : at + step]
+        sub = torch.cat([x[..., y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s] for y0, x0 in group])
+        z_tile = None if z_full is None else torch.cat([z_full[..., y0 : y0 + th, x0 : x0 + tw] for y0, x0 in group])
+        res = collaborative_downscale(model, sub, method=method, settings=cfg, generator=generator, progress=progress, z=z_tile)
+        for (y0, x0), part in zip(group, res.split(), strict=True):
+            losses.extend(part.losses)
             w = torch.outer(_ramp(y0, th, overlap, lh), _ramp(x0, tw, overlap, lw)).to(plain)
-            delta = res.lr - res.plain_lr
-            acc[..., y0 : y0 + th, x0 : x0 + tw] += delta * w
+            acc[..., y0 : y0 + th, x0 : x0 + tw] += (part.lr - part.plain_lr) * w
             wsum[..., y0 : y0 + th, x0 : x0 + tw] += w
+        for k in seconds:
+            seconds[k] += res.seconds.get(k, 0.0)
     lr = torch.round((plain + acc / wsum.clamp_min(1e-12)).clamp(0, 1) * 255) / 255
     seconds["total"] = time.perf_counter() - t_start
     changed = int((torch.round(lr * 255) != torch.round(plain * 255)).sum().item())
