@@ -54,7 +54,7 @@ def _per_image(per_image: dict[str, float]) -> list[str]:
     first = next(iter(per_image.values()))
     rows = [[name, f"{sec:.1f}", f"{first / sec:.2f}x"] for name, sec in per_image.items()]
     return [
-        "Per image, from these step times and the presets' step counts (official 15 HR + 15 LR, default 5 HR + 20 LR):",
+        "Per image, from these step times and the presets' step counts (official 15 HR + 15 LR, `adam` 5 HR + 20 LR):",
         "",
         *_table(["preset and structure", "seconds / image", "speed vs official"], rows),
         "",
