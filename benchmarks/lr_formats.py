@@ -34,6 +34,16 @@ from hcd_pipeline.models import load_model  # noqa: E402
 from hcd_pipeline.service import Downscaler, DownscaleSettings  # noqa: E402
 
 
+def chart(doc: dict, path: Path) -> None:
+    """Rate against distortion, one point per variant (set means), as a self-contained SVG."""
+    from hcd_pipeline.svgplot import scatter_panels
+
+    pts = [(r["variant"], r["bpp"], r["psnr_y"]) for r in doc["summary"]]
+    title = f"What users get per stored byte: {doc['data']} x{doc['scale']} (up and left is better)"
+    path.write_text(scatter_panels([(f"{doc['data']} x{doc['scale']}", pts)], xlabel="bits per HR pixel", ylabel="Y-PSNR (dB)",
+                                   title=title, log_x=True, panel_size=(760, 460)))  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="Set5")
@@ -41,7 +51,12 @@ def main() -> None:
     ap.add_argument("--formats", default="png:0,jpeg:90,jpeg:75,webp:90")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--render", default=None, help="an --out JSON to chart (runs nothing)")
+    ap.add_argument("--chart", default=None, help="SVG of Y-PSNR against bits per HR pixel")
     args = ap.parse_args()
+    if args.render:
+        chart(json.loads(Path(args.render).read_text()), Path(args.chart))
+        return
     torch.set_num_threads(1)
     s = args.scale
     bic = load_model("bicubic", scale=s)
@@ -91,6 +106,8 @@ def main() -> None:
         doc = {"command": "python benchmarks/lr_formats.py " + " ".join(sys.argv[1:]), "scale": s, "data": args.data,
                "summary": summary, "rows": rows}  # fmt: skip
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+        if args.chart:
+            chart(doc, Path(args.chart))
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ def scatter_panels(
         body.append(ax.draw(xlabel, ylabel))
         for n, x, y in pts:
             body.append(f'<circle cx="{ax.sx(x):.1f}" cy="{ax.sy(y):.1f}" r="5" fill="{colour[n]}"><title>{html.escape(n)}: '
-                        f"{_fmt(x)} s, {y:+.3f} dB</title></circle>")  # fmt: skip
+                        f"{html.escape(xlabel)} {_fmt(x)}, {html.escape(ylabel)} {_fmt(y)}</title></circle>")  # fmt: skip
     for i, n in enumerate(names):
         x, y = 70 + (i % 2) * (width // 2), ph + 48 + 18 * (i // 2)
         body.append(f'<circle cx="{x}" cy="{y - 4}" r="5" fill="{colour[n]}"/><text x="{x + 10}" y="{y}" {_FONT}>{html.escape(n)}</text>')
