@@ -76,6 +76,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         official = {(r["set"], r["image"]): r["seconds"] for r in sel if r["variant"] == "official"}
         for v in variants:
             vr = [r for r in sel if r["variant"] == v]
+            if not vr:
+                continue  # a variant not run on this set (--set-variants)
             gains = [r["gain_y"] for r in vr]
             secs = [r["seconds"] for r in vr]
             entry = {"set": s, "variant": v, "images": len(vr), "mean_gain_db": round(statistics.fmean(gains), 4),
@@ -122,8 +124,23 @@ def main() -> None:
     ap.add_argument("--set-variants", nargs="*", default=[], metavar="SET=V1,V2", help="only these variants on that set")
     ap.add_argument("--out", default=None)
     ap.add_argument("--render", nargs="*", default=None, help="JSON files to chart and tabulate (runs nothing)")
+    ap.add_argument(
+        "--from-rows",
+        nargs=2,
+        metavar=("LOG", "COMMAND"),
+        default=None,
+        help="rebuild --out from the rows a run printed (LOG) and its command line (runs nothing)",
+    )
     ap.add_argument("--chart", default=None)
     args = ap.parse_args()
+    if args.from_rows:
+        rows = [json.loads(line) for line in Path(args.from_rows[0]).read_text().splitlines() if line.startswith("{")]
+        names = dict.fromkeys(r["variant"] for r in rows)
+        doc = {"command": args.from_rows[1], "scale": args.scale, "model": f"irn-x{args.scale}",
+               "variants": {n: VARIANTS[n] for n in names}, "rows": rows, "summary": summarise(rows)}  # fmt: skip
+        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+        print(table([doc]))
+        return
     if args.render:
         docs = [json.loads(Path(p).read_text()) for p in args.render]
         if args.chart:
