@@ -83,9 +83,13 @@ def summarise(rows: list[dict]) -> list[dict]:
             entry = {"set": s, "variant": v, "images": len(vr), "mean_gain_db": round(statistics.fmean(gains), 4),
                      "share_improved": round(sum(g > 0 for g in gains) / len(gains), 3), "worst_gain_db": round(min(gains), 4),
                      "below_plain": sum(g < 0 for g in gains), "s_per_image": round(statistics.fmean(secs), 3)}  # fmt: skip
-            if official:
-                ratios = [official[(r["set"], r["image"])] / r["seconds"] for r in vr if (r["set"], r["image"]) in official]
-                entry["official_time_ratio"] = round(sum(official.values()) / sum(secs), 2)  # total official s / total s
+            paired = [r for r in vr if (r["set"], r["image"]) in official]
+            if paired:
+                # Over the images both ran: total official seconds / total seconds, and the median image's ratio.
+                ratios = [official[(r["set"], r["image"])] / r["seconds"] for r in paired]
+                entry["official_time_ratio"] = round(
+                    sum(official[(r["set"], r["image"])] for r in paired) / sum(r["seconds"] for r in paired), 2
+                )
                 entry["official_time_ratio_median_image"] = round(statistics.median(ratios), 2)
             out.append(entry)
     return out
