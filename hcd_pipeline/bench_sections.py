@@ -227,30 +227,25 @@ def _no_harm(data: dict[str, Any]) -> list[str]:
 
 
 def preset_cost_section(docs: list[dict[str, Any]]) -> list[str]:
-    """Markdown for ``benchmarks/preset_cost.py`` outputs (one per scale): the table and the chart."""
-    rows = []
+    """Markdown for ``benchmarks/preset_cost.py`` outputs: one table per run, then the chart."""
+    lines = [
+        "### Cost: presets side by side",
+        "",
+        "Every image went through every variant before the next image (1 torch thread). Gain: Y-PSNR over plain",
+        "downscaling with the same model. Time ratio: official seconds / variant seconds over the images both ran, and",
+        "for the median image (robust to a load spike on one image).",
+        "",
+    ]
     for doc in docs:
+        rows = []
         for r in doc["summary"]:
             ratio = r.get("official_time_ratio")
             rows.append([f"x{doc['scale']}", r["set"], r["variant"], f"{r['mean_gain_db']:+.3f}", f"{r['share_improved']:.0%}",
                          f"{r['worst_gain_db']:+.3f}", f"{r['s_per_image']:.2f}", "" if ratio is None else f"{ratio:.2f}x",
                          "" if ratio is None else f"{r['official_time_ratio_median_image']:.2f}x"])  # fmt: skip
-    return [
-        "### Cost: presets side by side",
-        "",
-        *(f"`{d['command']}`" + ("" if i == len(docs) - 1 else ";") for i, d in enumerate(docs)),
-        "",
-        "Every image went through every variant before the next image (1 torch thread; the x2 and x4 runs shared the 2",
-        "cores). Gain: Y-PSNR over plain downscaling with the same model. Time ratio: official seconds / variant seconds,",
-        "over the whole set and for the median image.",
-        "",
-        *_table(
-            ["scale", "set", "variant", "mean gain", "improved", "worst gain", "s/image", "official time / time", "median image"], rows
-        ),  # fmt: skip
-        "",
-        "![gain against time](gain_vs_time.svg)",
-        "",
-    ]
+        lines += [f"`{doc['command']}`", "", *_table(["scale", "set", "variant", "mean gain", "improved", "worst gain", "s/image",
+                                                      "official time / time", "median image"], rows), ""]  # fmt: skip
+    return [*lines, "![gain against time](gain_vs_time.svg)", ""]
 
 
 _SECTIONS = {
@@ -279,7 +274,7 @@ def benchmark_sections(eval_dir: Path) -> list[str]:
                 parts += section(kind, json.loads(path.read_text()))
             except (KeyError, TypeError, ValueError) as exc:
                 raise HcdError(f"{path}: not the JSON its benchmark script writes ({exc!r}); rerun the script") from exc
-    costs = [json.loads(p.read_text()) for p in sorted(eval_dir.glob("preset_cost-x*.json"))]
+    costs = [json.loads(p.read_text()) for p in sorted(eval_dir.glob("preset_cost-*.json"))]
     if costs:
         parts += preset_cost_section(costs)
     plan, archive = eval_dir / "plan_costs.json", eval_dir / "archive_scale.json"
