@@ -41,7 +41,7 @@ def chart(doc: dict, path: Path) -> None:
     pts = [(r["variant"], r["bpp"], r["psnr_y"]) for r in doc["summary"]]
     title = f"What users get per stored byte: {doc['data']} x{doc['scale']} (up and left is better)"
     path.write_text(scatter_panels([(f"{doc['data']} x{doc['scale']}", pts)], xlabel="bits per HR pixel", ylabel="Y-PSNR (dB)",
-                                   title=title, log_x=True, panel_size=(760, 460)))  # fmt: skip
+                                   title=title, log_x=True, panel_size=(900, 520), label_points=True))  # fmt: skip
 
 
 def main() -> None:

@@ -82,7 +82,7 @@ class _Axes:
             x = self.sx(t)
             parts.append(f'<line x1="{x:.1f}" y1="{self.y0}" x2="{x:.1f}" y2="{self.y0 + self.h}" stroke="#e5e5e5"/>')
             parts.append(f'<line x1="{x:.1f}" y1="{self.y0 + self.h}" x2="{x:.1f}" y2="{self.y0 + self.h + 4}" stroke="#333"/>')
-            label = _fmt(t) if self.log_x else _fmt(t, _step(self.xt))
+            label = f"{t:g}" if self.log_x else _fmt(t, _step(self.xt))
             parts.append(f'<text x="{x:.1f}" y="{self.y0 + self.h + 16}" text-anchor="middle" {_FONT}>{label}</text>')
         for t in self.yt:
             y = self.sy(t)
@@ -181,9 +181,10 @@ def scatter(
 
 def scatter_panels(
     panels: Sequence[tuple[str, Sequence[tuple[str, float, float]]]], *, xlabel: str, ylabel: str, title: str, log_x: bool = False,
-    panel_size: tuple[int, int] = (440, 340),
+    panel_size: tuple[int, int] = (440, 340), label_points: bool = False,
 ) -> str:  # fmt: skip
-    """Side-by-side panels of labelled points (series name, x, y), one colour per series name, a shared legend."""
+    """Side-by-side panels of labelled points (series name, x, y), one colour per series name, a shared legend;
+    ``label_points`` also writes each point's name beside it (for more series than colours)."""
     names = list(dict.fromkeys(n for _, pts in panels for n, _, _ in pts))
     colour = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
     pw, ph = panel_size
@@ -203,6 +204,10 @@ def scatter_panels(
         for n, x, y in pts:
             body.append(f'<circle cx="{ax.sx(x):.1f}" cy="{ax.sy(y):.1f}" r="5" fill="{colour[n]}"><title>{html.escape(n)}: '
                         f"{html.escape(xlabel)} {_fmt(x)}, {html.escape(ylabel)} {_fmt(y)}</title></circle>")  # fmt: skip
+            if label_points:
+                body.append(
+                    f'<text x="{ax.sx(x) + 7:.1f}" y="{ax.sy(y) + 4:.1f}" font-family="sans-serif" font-size="9">{html.escape(n)}</text>'
+                )
     for i, n in enumerate(names):
         x, y = 70 + (i % 2) * (width // 2), ph + 48 + 18 * (i // 2)
         body.append(f'<circle cx="{x}" cy="{y - 4}" r="5" fill="{colour[n]}"/><text x="{x + 10}" y="{y}" {_FONT}>{html.escape(n)}</text>')
