@@ -233,7 +233,8 @@ def preset_cost_section(docs: list[dict[str, Any]]) -> list[str]:
         "",
         "Every image went through every variant before the next image (1 torch thread). Gain: Y-PSNR over plain",
         "downscaling with the same model. Time ratio: official seconds / variant seconds over the images both ran, and",
-        "for the median image (robust to a load spike on one image).",
+        "for the median image (robust to a load spike on one image). The `-quiet-` runs had the machine to themselves",
+        "(x2 and x4 side by side on the 2 cores); the long runs shared it with other jobs, most on Set5's first image.",
         "",
     ]
     for doc in docs:
@@ -248,6 +249,23 @@ def preset_cost_section(docs: list[dict[str, Any]]) -> list[str]:
     return [*lines, "![gain against time](gain_vs_time.svg)", ""]
 
 
+def _batch_speed(data: dict[str, Any]) -> list[str]:
+    rows = [[str(r["hr_side"]), str(r["batch"]), f"{r['images_per_s']:.3f}", f"{r['vs_one_at_a_time']:.2f}x",
+             f"{r['lr_values_differing_from_alone']} (max {r['max_level_difference']} level)"] for r in data["rows"]]  # fmt: skip
+    return [
+        "### Batched HCD on the CPU",
+        "",
+        f"`{data['command']}` ({data['images_per_size']} B100 centre crops per size, {data['threads']} threads, "
+        f"{data['model']}, {data['preset']} preset; best of the rounds):",
+        "",
+        *_table(["HR side", "batch", "images/s", "vs one at a time", "LR values differing from alone"], rows),
+        "",
+        "Batches of 4 are as fast or a little faster on this CPU and batches of 8 of 192-pixel images slower, so CPU actors",
+        "optimise one image at a time (`Downscaler.batch_items`); batches are for GPUs (`benchmarks/gpu_check.py`).",
+        "",
+    ]
+
+
 _SECTIONS = {
     "step_speed": _speed,
     "large_image": _large,
@@ -256,6 +274,7 @@ _SECTIONS = {
     "plan_costs": _plan_costs,
     "stage_costs": _stage_costs,
     "no_harm": _no_harm,
+    "batch_speed": _batch_speed,
 }
 
 
