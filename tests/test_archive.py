@@ -156,6 +156,12 @@ def test_run_output_is_readable_with_older_schema_parts(ray_local, small_images,
     meta = pq.read_schema(out / "metrics.parquet").metadata
     assert meta[b"hcd_pipeline.schema"] == SCHEMA_VERSION.encode()
     assert json.loads((out / "job.json").read_text())["fingerprint"]
+    # And reports over them (the old-schema parts; without metrics.parquet, from the parts).
+    from hcd_pipeline.report import build_report, load_tables
+
+    (out / "metrics.parquet").unlink()
+    rep = build_report(load_tables([str(out)]))
+    assert rep["counts"]["done"] == 4 and rep["groups"][0]["gain_y"]["n"] + rep["groups"][0]["gain_y"]["n_inf"] == 4
 
 
 def test_stages_are_not_fused(ray_local, small_images, tmp_path):
