@@ -32,6 +32,11 @@ VARIANTS: dict[str, tuple[str, str, dict[str, object]]] = {
     "default, 4 LR steps": ("hcd", "default", {"lr_steps": 4}),
     "default, 16 LR steps": ("hcd", "default", {"lr_steps": 16}),
     "default + 2 HR steps": ("hcd", "default", {"hr_steps": 2}),
+    "default, radius 4/255": ("hcd", "default", {"lr_radius": 4 / 255}),
+    "default, radius 16/255": ("hcd", "default", {"lr_radius": 16 / 255}),
+    "default, first step 1/255": ("hcd", "default", {"step": 1 / 255}),
+    "default, judged every step": ("hcd", "default", {"judge_every": 1}),
+    "default, judged every 4th": ("hcd", "default", {"judge_every": 4}),
 }
 
 
@@ -43,7 +48,9 @@ def run(args: argparse.Namespace) -> dict:
     from hcd_pipeline.service import Downscaler, DownscaleSettings
 
     torch.set_num_threads(1)
-    names = [v for v in VARIANTS if not args.only or v in args.only.split(",")]
+    # Variant names hold commas: with ";" in --only it separates names, else "," does (names without commas).
+    wanted = args.only.split(";" if ";" in args.only else ",") if args.only else None
+    names = [v for v in VARIANTS if not wanted or v in wanted]
     ds = {n: Downscaler(DownscaleSettings(scale=args.scale, method=VARIANTS[n][0], preset=VARIANTS[n][1],
                                           overrides=dict(VARIANTS[n][2]))) for n in names}  # fmt: skip
     rows = []
@@ -125,7 +132,7 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--sets", default="Set5,Set14")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each set")
-    ap.add_argument("--only", default=None, help="comma-separated variant names")
+    ap.add_argument("--only", default=None, help="variant names, separated by ';' (or ',' when no name has a comma)")
     ap.add_argument("--set-variants", nargs="*", default=[], metavar="SET=V1,V2", help="only these variants on that set")
     ap.add_argument("--out", default=None)
     ap.add_argument("--render", nargs="*", default=None, help="JSON files to chart and tabulate (runs nothing)")
