@@ -20,7 +20,8 @@ rest go on, so a run cut short still leaves what it measured):
   batch sizes it chose, and LR values that differ from ``Downscaler.process`` of each image alone.
 
 Needs torch, numpy, pillow, safetensors and this repository; not Ray, pyarrow or fsspec. Data: ``--data`` (a
-set name looked up like ``hcd eval`` does, or a folder); without it, the bundled samples.
+set name looked up like ``hcd eval`` does, or a folder); without it ``shared/data/Set5/HR`` inside the tree (copy it
+there, untracked, before sending the tree to a GPU machine), else Set5 where ``hcd eval`` finds it, else the samples.
 """
 
 from __future__ import annotations
@@ -281,6 +282,9 @@ def main() -> None:
     args = ap.parse_args()
     dev = resolve_device(args.device)
     data = args.data
+    inside = ROOT / "shared" / "data" / "Set5" / "HR"  # on a lent GPU machine: copied into the tree so that it travels
+    if data is None and inside.is_dir():
+        data = str(inside)
     if data is None:
         try:
             from hcd_pipeline.evaluate import resolve_dataset
