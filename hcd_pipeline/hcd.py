@@ -262,17 +262,8 @@ class ReconstructionJudge:
         return self._recs[i].get(self._key(lr_item))
 
 
-def reconstruction_psnr(
-    model: Rescaler,
-    hr: torch.Tensor | Sequence[torch.Tensor],
-    *,
-    channels: str = "y",
-    crop: int | None = None,
-    view: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
-    decoded: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> ReconstructionJudge:
-    """The default judge (:class:`ReconstructionJudge`)."""
-    return ReconstructionJudge(model, hr, channels=channels, crop=crop, view=view, decoded=decoded)
+reconstruction_psnr = ReconstructionJudge
+"""The default judge, by its function-style name (``reconstruction_psnr(model, hr, channels="y")``)."""
 
 
 def _round8(x: torch.Tensor) -> torch.Tensor:

@@ -31,12 +31,10 @@ from .hcd import (
     METHODS,
     HCDResult,
     HCDSettings,
-    Judge,
     ReconstructionJudge,
     collaborative_downscale,
     decode_z,
     get_preset,
-    reconstruction_psnr,
 )
 from .imageio import DecodedImage
 from .jsonutil import json_float
@@ -294,12 +292,15 @@ class Downscaler:
         opt = self.optimise(image, metrics=metrics, progress=progress)
         return self.finish(ImageInfo.of(image), opt, alpha=image.alpha, hr_levels=to_uint8_levels(image.pixels).to(torch.uint8))
 
-    def judge(self, image: DecodedImage) -> Judge:
-        """The no-harm judge of ``image``: PSNR (dB) of an LR's 8-bit reconstruction exactly as the metric rows
-        measure it (source region and channels, border crop = scale; Y or RGB by ``HCDSettings.judge``)."""
-        return reconstruction_psnr(
-            self.model, image.pixels.unsqueeze(0), channels=self.hcd.judge, crop=self.scale, view=lambda rec: _source_view(rec, image),
-            decoded=self._decoded(),
+    def judge(self, images: DecodedImage | Sequence[DecodedImage], *, as_decoded: bool = False) -> ReconstructionJudge:
+        """The no-harm judge of one image or a batch of them: PSNR (dB) of an LR's 8-bit reconstruction exactly as
+        the metric rows measure it (source region and channels, border crop = scale; Y or RGB by
+        ``HCDSettings.judge``), of the stored file as decoded (lossy formats) unless the LRs it gets are decoded
+        files already (``as_decoded``)."""
+        ims = [images] if isinstance(images, DecodedImage) else list(images)
+        return ReconstructionJudge(
+            self.model, [im.pixels for im in ims], channels=self.hcd.judge, crop=self.scale,
+            view=[lambda rec, im=im: _source_view(rec, im) for im in ims], decoded=None if as_decoded else self._decoded(),
         )  # fmt: skip
 
     def _jpeg_file_mode(self) -> bool:
@@ -318,8 +319,7 @@ class Downscaler:
         base = collaborative_downscale(self.model, hr, method="plain", settings=self.hcd, generator=gens[0] if len(gens) == 1 else gens)
         out = []
         for i, (im, r) in enumerate(zip(images, base.split(), strict=True)):
-            judge = reconstruction_psnr(self.model, [im.pixels], channels=self.hcd.judge, crop=self.scale,
-                                        view=[lambda rec, im=im: _source_view(rec, im)])  # fmt: skip
+            judge = self.judge(im, as_decoded=True)  # it gets the decoded files themselves
             z = r.z
             data, lr, info = optimise_jpeg(
                 lambda lr_in, z=z: self.model.upscale(lr_in, z), hr[i : i + 1], r.plain_lr, q,
@@ -438,13 +438,9 @@ class Downscaler:
         t0 = time.perf_counter()
         tile, memory = self.layout(*hr.shape[-2:])
         gens = [torch.Generator(device="cpu").manual_seed(self.settings.seed) for _ in images]
-        judge = None
-        if self.hcd.judge != "loss" and self.settings.method != "plain":
-            judge = reconstruction_psnr(
-                self.model, [im.pixels for im in images], channels=self.hcd.judge, crop=self.scale,
-                view=[lambda rec, im=im: _source_view(rec, im) for im in images], decoded=self._decoded(),
-            )  # fmt: skip
-        jpeg_file = self._jpeg_file_mode() and not tile and judge is not None
+        jpeg_file = self._jpeg_file_mode() and not tile and self.hcd.judge != "loss"
+        judged = self.hcd.judge != "loss" and self.settings.method != "plain" and not jpeg_file
+        judge = self.judge(images) if judged else None
         # Models without a choice of backward (the bicubic pair, user models) always run plain autograd.
         previous = getattr(self.model, "backward", None)
         if previous is not None:
@@ -468,7 +464,7 @@ class Downscaler:
                 self.model.backward = previous  # type: ignore[attr-defined]
         seconds = (time.perf_counter() - t0) / len(images)
         # The judge has reconstructed the plain and the stored LR already: the metrics reuse those reconstructions.
-        cached = (lambda i, lr: judge.reconstruction(i, lr)) if isinstance(judge, ReconstructionJudge) and not tile else None
+        cached = (lambda i, lr: judge.reconstruction(i, lr)) if judge is not None and not tile else None
         return [
             self._result(im, r, tile, memory, seconds, metrics, (lambda lr, i=i: cached(i, lr[0])) if cached else None)
             for i, (im, r) in enumerate(zip(images, res.split(), strict=True))
