@@ -225,7 +225,8 @@ def repeatability(dev: torch.device, args: argparse.Namespace, images: list[Deco
 
 
 def pipeline_stage(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
-    from hcd_pipeline.pipeline.model_stage import ModelStageCore
+    from hcd_pipeline.imageio import encode_png
+    from hcd_pipeline.pipeline.model_stage import ModelStageCore, decoded_row
     from hcd_pipeline.pipeline.settings import PipelineSettings
 
     settings = PipelineSettings(input="-", output="-", model=_model(args, 2), num_gpus=1.0 if dev.type == "cuda" else 0.0,
@@ -233,31 +234,20 @@ def pipeline_stage(dev: torch.device, args: argparse.Namespace, images: list[Dec
     if dev.type == "cuda" and dev.index:
         raise SystemExit("pipeline_stage: actors use cuda:0 (Ray sets CUDA_VISIBLE_DEVICES); run with --device cuda")
     core = ModelStageCore(settings)
-    rows, pixels = [], []
-    from hcd_pipeline.imageio import encode_png
-
-    for img in images:
-        # The decode stage's row for the image, from its file bytes (PNG of the crop).
-        data = encode_png(img.pixels.expand(3, -1, -1) if img.pixels.shape[0] == 1 else img.pixels, None)
-        dec = decode_image(data, img.name)
-        rows.append({"key": img.name, "source_uri": img.name, "error": None, "width": dec.width, "height": dec.height,
-                     "channels": int(dec.pixels.shape[0]), "bit_depth": dec.bit_depth, "source_mode": dec.source_mode,
-                     "alpha": None})  # fmt: skip
-        pixels.append(dec.pixels.contiguous().numpy().tobytes())
+    files = [encode_png(img.pixels.expand(3, -1, -1) if img.pixels.shape[0] == 1 else img.pixels, None) for img in images]
+    rows = [decoded_row(img.name, img.name, data) for img, data in zip(images, files, strict=True)]  # the decode stage's rows
+    pixels = [row.pop("pixels") for row in rows]
     t0 = time.perf_counter()
     out = core.rows(rows, pixels)
     _sync(dev)
     dt = time.perf_counter() - t0
     alone = Downscaler(DownscaleSettings(model=_model(args, 2), device=str(dev), batch=1))
     diffs, batches, errors = 0, [], [r["error"] for r in out if r["error"]]
-    for r, img in zip(out, images, strict=True):
+    for r, img, data in zip(out, images, files, strict=True):
         if r["error"]:
             continue
-        diag = json.loads(r["diag"])
-        batches.append(diag["batch"])
-        ref = alone.optimise(
-            decode_image(encode_png(img.pixels.expand(3, -1, -1) if img.pixels.shape[0] == 1 else img.pixels, None), img.name)
-        )
+        batches.append(json.loads(r["diag"])["batch"])
+        ref = alone.optimise(decode_image(data, img.name))
         got = torch.frombuffer(bytearray(r["lr"]), dtype=torch.uint8)
         diffs += int((got != ref.lr.flatten()).sum())
     device = json.loads(out[0]["diag"])["device"] if out and out[0]["diag"] else None

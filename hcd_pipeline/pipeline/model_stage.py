@@ -13,15 +13,42 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..imageio import DecodedImage
+from ..imageio import DecodedImage, decode_image
 from ..metrics import to_uint8_levels
 from ..service import Downscaler
 from .settings import settings_from_dict
 
-__all__ = ["ModelStageCore", "DIAG_FIELDS", "pixels_tensor"]
+__all__ = ["ModelStageCore", "DIAG_FIELDS", "pixels_tensor", "decoded_row", "failed_row"]
 
 DIAG_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds", "kept", "judged", "device", "batch")
 """The fields of :class:`~hcd_pipeline.service.Optimised` that travel as JSON (``diag``); the rest are arrays."""
+
+
+def failed_row(key: str, uri: str, exc: BaseException | str) -> dict[str, Any]:
+    """The decode stage's row for an input that could not be read or decoded."""
+    err = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return {"key": key, "source_uri": uri, "error": err}
+
+
+def decoded_row(key: str, uri: str, data: bytes) -> dict[str, Any]:
+    """The decode stage's row for a file's bytes (``DECODED_SCHEMA``: float32 pixels and alpha as raw bytes), or a
+    failed row; here so that ``benchmarks/gpu_check.py`` feeds the model stage exactly what the decode stage would."""
+    try:
+        img = decode_image(data, uri)
+    except Exception as exc:  # noqa: BLE001 - a bad image is a failed row, whatever the codec raised
+        return failed_row(key, uri, exc)
+    return {
+        "key": key,
+        "source_uri": uri,
+        "error": None,
+        "width": img.width,
+        "height": img.height,
+        "channels": int(img.pixels.shape[0]),
+        "bit_depth": img.bit_depth,
+        "source_mode": img.source_mode,
+        "alpha": None if img.alpha is None else img.alpha.contiguous().numpy().tobytes(),
+        "pixels": img.pixels.contiguous().numpy().tobytes(),
+    }
 
 
 def pixels_tensor(buf: bytes | None, dtype: np.dtype, shape: tuple[int, ...]) -> torch.Tensor | None:

@@ -31,11 +31,10 @@ import pyarrow.compute as pc
 
 from .. import jsonutil
 from ..errors import StorageError
-from ..imageio import decode_image
 from ..metrics import psnr_gain
 from ..service import Downscaler, ImageInfo, Optimised
 from ..storage import Storage, StorageOptions, open_uri
-from .model_stage import DIAG_FIELDS, ModelStageCore, pixels_tensor
+from .model_stage import DIAG_FIELDS, ModelStageCore, decoded_row, failed_row, pixels_tensor
 from .schema import rows_to_table, write_part
 from .settings import settings_from_dict
 from .sources import is_image_name, output_stem
@@ -107,29 +106,6 @@ def _try_read(uri: str, options: StorageOptions) -> bytes | BaseException:
         return exc
 
 
-def _failed(key: str, uri: str, exc: BaseException | str) -> dict[str, Any]:
-    err = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    return {"key": key, "source_uri": uri, "error": err}
-
-
-def _decoded(key: str, uri: str, data: bytes) -> dict[str, Any]:
-    try:
-        img = decode_image(data, uri)
-    except Exception as exc:  # noqa: BLE001 - a bad image is a failed row, whatever the codec raised
-        return _failed(key, uri, exc)
-    return {
-        "key": key,
-        "source_uri": uri,
-        "width": img.width,
-        "height": img.height,
-        "channels": int(img.pixels.shape[0]),
-        "bit_depth": img.bit_depth,
-        "source_mode": img.source_mode,
-        "alpha": None if img.alpha is None else img.alpha.contiguous().numpy().tobytes(),
-        "pixels": img.pixels.contiguous().numpy().tobytes(),
-    }
-
-
 def _tar_members(key: str, uri: str, options: StorageOptions, done: pa.Array | None) -> Iterator[dict[str, Any]]:
     """Decoded rows of a tar shard's image members, read as a stream.
 
@@ -153,12 +129,12 @@ def _tar_members(key: str, uri: str, options: StorageOptions, done: pa.Array | N
                     if len(data) != member.size:
                         raise tarfile.ReadError(f"member truncated ({len(data)} of {member.size} bytes)")
                 except (OSError, EOFError, tarfile.TarError) as exc:
-                    yield _failed(mkey, f"{uri}#{member.name}", exc)
+                    yield failed_row(mkey, f"{uri}#{member.name}", exc)
                     return  # nothing after a truncated member can be read from a stream
-                yield _decoded(mkey, f"{uri}#{member.name}", data)
+                yield decoded_row(mkey, f"{uri}#{member.name}", data)
     except Exception as exc:  # noqa: BLE001 - storage clients and tarfile raise many types
         where = f" after member {last!r}" if last else ""
-        yield _failed(key, uri, f"cannot read tar shard{where}: {type(exc).__name__}: {exc}")
+        yield failed_row(key, uri, f"cannot read tar shard{where}: {type(exc).__name__}: {exc}")
 
 
 _DONE_CACHE: dict[str, pa.Array] = {}
@@ -195,7 +171,7 @@ def decode_stage(batch: pa.Table, settings: dict[str, Any], done_members: pa.Arr
             produced: Iterator[dict[str, Any]] = _tar_members(key, uri, options, done)
         else:
             data = fetched.pop(0).result()
-            produced = iter([_failed(key, uri, data) if isinstance(data, BaseException) else _decoded(key, uri, data)])
+            produced = iter([failed_row(key, uri, data) if isinstance(data, BaseException) else decoded_row(key, uri, data)])
         for row in produced:
             rows.append(row)
             size += len(row.get("pixels") or b"")
