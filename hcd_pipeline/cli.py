@@ -107,8 +107,11 @@ def _refuse_overwrite(path: str | Path, force: bool) -> None:
         raise FileExistsError(f"{path}: exists (use --force to overwrite)")
 
 
+_DEVICE = click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1, auto)")
+
+
 def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1, auto)")(fn)
+    fn = _DEVICE(fn)
     fn = click.option("--weights", type=click.Path(dir_okay=False), help="IRN weights file (.safetensors or original .pth)")(fn)
     fn = click.option("--scale", type=int, help="scale factor; needed for scale-free models (bicubic)")(fn)
     fn = click.option("--model", default=None, help="model name (hcd models); default irn-x2 / irn-x4 by --scale, irn-x2 if neither")(fn)
@@ -491,7 +494,8 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         upd["output"] = output_uri
     if flags.get("overrides"):
         upd["overrides"] = {**base.overrides, **flags["overrides"]}
-    upd.update({k: v for k, v in flags.items() if k in setting_fields() and setting_fields()[k].metadata["cli"] and v is not None})
+    known = setting_fields()
+    upd.update({k: v for k, v in flags.items() if k in known and known[k].metadata["cli"] and v is not None})
     if flags.get("actors"):
         upd["min_actors"], upd["max_actors"] = parse_actors(str(flags["actors"]))
     if flags.get("endpoint_url") or flags.get("anon"):
@@ -595,7 +599,7 @@ def report(
 @click.option("--limit", type=int, default=None, help="only the first N images of each set")
 @click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--render-only", is_flag=True, help="rewrite results.md from results.json and eval/*.json without running anything")
-@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1, auto)")
+@_DEVICE
 @_handle_errors
 def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, out: str, render_only: bool, device: str) -> None:
     """Compare methods over sets and scales; writes results.md/json, PNG plots and comparison.html."""
