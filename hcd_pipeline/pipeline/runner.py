@@ -40,7 +40,7 @@ from ..storage import Storage, StorageOptions
 from .plan import done_keys, final_rows, finalize, iter_manifest
 from .progress import Progress
 from .schema import METRICS_SCHEMA, conform, read_parquet_bytes
-from .settings import PipelineSettings, fingerprint_hash, legacy_fingerprint
+from .settings import PipelineSettings, legacy_fingerprint
 from .stages import ModelStage, decode_stage, write_stage
 
 __all__ = ["RunSummary", "build_dataset", "run_pipeline", "read_metrics", "final_rows", "plan_run", "check_fits", "init_ray"]
@@ -87,31 +87,25 @@ def read_metrics(uri: str, options: StorageOptions | None = None, *, all_attempt
 
 
 def _check_job(out: Storage, settings: PipelineSettings) -> None:
+    """Refuse to add outputs made with other settings (or, unless allowed, on another device kind) to an output."""
     fp = {"fingerprint": settings.fingerprint_hash(), "settings": settings.result_fingerprint()}
-    if out.exists("job.json"):
-        prev = json.loads(out.read("job.json"))
-        prev_settings = legacy_fingerprint(prev.get("settings") or {})
-        same = prev.get("fingerprint") == fp["fingerprint"] or fingerprint_hash(prev_settings) == fp["fingerprint"]
-        if not same and settings.allow_mixed_devices:
-            rest = {k: v for k, v in prev_settings.items() if k not in ("device", "gpu_mode")}
-            same = rest == settings.result_fingerprint(device=False)
-        if not same:
-            kinds = prev_settings.get("device", "cpu"), settings.device_kind()
-            if kinds[0] != kinds[1] and not settings.allow_mixed_devices:
-                raise SettingsError(
-                    f"{out.uri_of('job.json')}: output was made on {kinds[0]}, this run would add {kinds[1]} outputs (their bytes "
-                    "differ); use another output, or allow_mixed_devices (--allow-mixed-devices) to mix them knowingly"
-                )
-            mixed = ("device", "gpu_mode") if settings.allow_mixed_devices else ()
-            changed = sorted(k for k in set(prev_settings) | set(fp["settings"])
-                             if prev_settings.get(k) != fp["settings"].get(k) and k not in mixed)  # fmt: skip
-            raise SettingsError(
-                f"{out.uri_of('job.json')}: output was made with other settings (differing: {', '.join(changed)}; then "
-                f"{ {k: prev_settings.get(k) for k in changed} }, now { {k: fp['settings'].get(k) for k in changed} }); "
-                "use another output or delete it"
-            )
-    else:
+    if not out.exists("job.json"):
         out.write("job.json", (json.dumps(fp, indent=1, sort_keys=True) + "\n").encode())
+        return
+    then = legacy_fingerprint(json.loads(out.read("job.json")).get("settings") or {})
+    now = json.loads(json.dumps(fp["settings"]))  # as job.json holds it
+    mixed = ("device", "gpu_mode") if settings.allow_mixed_devices else ()
+    changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in mixed)
+    if "device" in changed:
+        raise SettingsError(
+            f"{out.uri_of('job.json')}: output was made on {then.get('device', 'cpu')}, this run would add {settings.device_kind()} "
+            "outputs (their bytes differ); use another output, or allow_mixed_devices (--allow-mixed-devices) to mix them knowingly"
+        )
+    if changed:
+        raise SettingsError(
+            f"{out.uri_of('job.json')}: output was made with other settings (differing: {', '.join(changed)}; then "
+            f"{ {k: then.get(k) for k in changed} }, now { {k: now.get(k) for k in changed} }); use another output or delete it"
+        )
 
 
 def _plan_gen(settings: dict[str, Any], run_id: str):  # noqa: ANN202 - a Ray generator task

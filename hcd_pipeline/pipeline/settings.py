@@ -174,10 +174,9 @@ class PipelineSettings:
         """``cuda`` when model actors get GPUs, else ``cpu``: from the settings, never from the submitting machine."""
         return "cuda" if self.num_gpus > 0 else "cpu"
 
-    def result_fingerprint(self, *, device: bool = True) -> dict[str, Any]:
-        """What determines the output bytes; a rerun into the same output must match it (``device=False``: all but
-        the device kind and numerics, for ``allow_mixed_devices``). The HCD settings are resolved (``hcd``), not
-        named: two spellings of the same settings (a preset, or another preset with overrides) are one fingerprint.
+    def result_fingerprint(self) -> dict[str, Any]:
+        """What determines the output bytes; a rerun into the same output must match it (but for ``device`` and
+        ``gpu_mode`` with ``allow_mixed_devices``). The HCD settings are resolved (``hcd``), not named: two spellings of the same settings (a preset, or another preset with overrides) are one fingerprint.
         Which fields count is their ``fp`` metadata (one definition: :func:`_f`)."""
         out: dict[str, Any] = {}
         for f in fields(self):
@@ -186,14 +185,14 @@ class PipelineSettings:
                 out[f.name] = v
         return {
             **out,
-            **({"device": self.device_kind()} if device and self.device_kind() != "cpu" else {}),
+            **({"device": self.device_kind()} if self.device_kind() != "cpu" else {}),
             # The preset resolved: a preset name alone would let a release that changes a preset resume old outputs.
             "hcd": self.downscale_settings().hcd_settings().to_dict(),
-            **({"gpu_mode": self.gpu_mode} if device and self.device_kind() != "cpu" and self.gpu_mode != "deterministic" else {}),
+            **({"gpu_mode": self.gpu_mode} if self.device_kind() != "cpu" and self.gpu_mode != "deterministic" else {}),
         }
 
-    def fingerprint_hash(self, *, device: bool = True) -> str:
-        return fingerprint_hash(self.result_fingerprint(device=device))
+    def fingerprint_hash(self) -> str:
+        return fingerprint_hash(self.result_fingerprint())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
