@@ -177,7 +177,8 @@ class PipelineSettings:
     def result_fingerprint(self) -> dict[str, Any]:
         """What determines the output bytes; a rerun into the same output must match it (but for ``device`` and
         ``gpu_mode`` with ``allow_mixed_devices``). The HCD settings are resolved (``hcd``), not named: two
-        spellings of the same settings (a preset, or another preset with overrides) are one fingerprint. Which fields count is their ``fp`` metadata (one definition: :func:`_f`)."""
+        spellings of the same settings (a preset, or another preset with overrides) are one fingerprint. Which
+        fields count is their ``fp`` metadata (one definition: :func:`_f`)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
