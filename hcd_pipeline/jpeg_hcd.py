@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .codecs import decode_lr, encode_lr
 
-__all__ = ["JpegCoefficients", "read_coefficients", "write_coefficients", "decode_coefficients", "optimise_jpeg"]
+__all__ = ["JpegCoefficients", "JpegResult", "read_coefficients", "write_coefficients", "decode_coefficients", "optimise_jpeg"]
 
 
 @dataclass
@@ -40,6 +40,22 @@ class JpegCoefficients:
     qt_chroma: np.ndarray
     size: tuple[int, int]
     _template: bytes
+
+
+@dataclass
+class JpegResult:
+    """What :func:`optimise_jpeg` chose: the file to store and its decode (1, 3, h, w), the start file's decode, the
+    judge's dB of both, and diagnostics (loss per step, iterates judged, coefficients changed by the last one)."""
+
+    data: bytes
+    lr: torch.Tensor
+    start_lr: torch.Tensor
+    start_db: float
+    stored_db: float
+    kept_start: bool
+    losses: list[float]
+    judged: int
+    coefficients_changed_last: int
 
 
 def _jpeglib():  # noqa: ANN202 - the module
@@ -126,16 +142,14 @@ def optimise_jpeg(
     first_step: float = 1.0,
     radius: float = 10.0,
     judge_every: int = 2,
-    luma: bool = True,
-) -> tuple[bytes, torch.Tensor, dict[str, object]]:
-    """Optimise the JPEG (at ``quality``) of the LR ``start`` (1, 3, h, w) for ``upscale``; returns the file bytes,
-    its decoded LR (1, 3, h, w) and diagnostics.
+) -> JpegResult:
+    """Optimise the JPEG (at ``quality``) of the LR ``start`` (1, 3, h, w) for ``upscale``.
 
     ``upscale(lr) -> (1, 3, H, W)`` (the model with its z), ``hr`` (1, 3, H, W) the target, ``judge(decoded lr) -> dB``
     the no-harm judge of a decoded file. Coefficients move by at most ``radius`` quantisation steps from the start
     file's; Barzilai-Borwein steps (the first moves the largest coefficient by ``first_step`` steps); every
-    ``judge_every``-th iterate and the last are rounded, written and judged; the start file wins ties. ``luma``: the
-    loss on BT.601 luma (the judge's channel): with an RGB loss the optimiser spends itself on the chroma that 4:2:0
+    ``judge_every``-th iterate and the last are rounded, written and judged; the start file wins ties. The loss is on
+    BT.601 luma (the judge's channel): with an RGB loss the optimiser spent itself on the chroma that 4:2:0
     subsampling lost, which a Y judge does not see, and in our trials nothing survived the rounding.
     """
     dev = start.device
@@ -148,8 +162,8 @@ def optimise_jpeg(
         data = write_coefficients(c0, *ints)
         return data, decode_lr(data).unsqueeze(0).to(dev)
 
-    best_data, best_lr = c0._template, decode_lr(c0._template).unsqueeze(0).to(dev)
-    best_val = judge(best_lr)
+    start_lr = decode_lr(c0._template).unsqueeze(0).to(dev)
+    best_data, best_lr, best_val = c0._template, start_lr, judge(start_lr)
     start_val = best_val
     x = [b.clone() for b in base]
     prev: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
@@ -170,7 +184,7 @@ def optimise_jpeg(
         # Real-valued coefficients; the judged iterates are rounded. (Rounding inside the loss with a straight-through
         # gradient, and greedy +-1 steps on the largest gradients, were tried and gained nothing.)
         rec = upscale(decode_coefficients(*v, qy, qc, c0.size))
-        loss = torch.mean((_luma(rec) - _luma(hr)) ** 2) if luma else torch.mean((rec - hr) ** 2)
+        loss = torch.mean((_luma(rec) - _luma(hr)) ** 2)
         grads = torch.autograd.grad(loss, v)
         losses.append(loss.item())
         with torch.no_grad():
@@ -185,6 +199,4 @@ def optimise_jpeg(
             prev = ([t.clone() for t in x], list(grads))
             x = [torch.max(torch.min(t - alpha * g, b + radius), b - radius) for t, g, b in zip(x, grads, base, strict=True)]
     changed = sum(int((torch.round(a) != b).sum()) for a, b in zip(x, base, strict=True))
-    info: dict[str, object] = {"start_db": start_val, "stored_db": best_val, "losses": losses, "judged": judged,
-                               "coefficients_changed_last": changed, "kept_start": best_data is c0._template}  # fmt: skip
-    return best_data, best_lr, info
+    return JpegResult(best_data, best_lr, start_lr, start_val, best_val, best_data is c0._template, losses, judged, changed)

@@ -312,7 +312,6 @@ class Downscaler:
     ) -> list[Optimised]:
         """HCD in the JPEG file: per image, the plain LR's JPEG coefficients optimised for the upscaler and judged as
         decoded by libjpeg; the best file (or the plain LR's file) is stored byte for byte."""
-        from .codecs import decode_lr
         from .jpeg_hcd import optimise_jpeg
 
         q = self.settings.lr_quality
@@ -321,17 +320,16 @@ class Downscaler:
         for i, (im, r) in enumerate(zip(images, base.split(), strict=True)):
             judge = self.judge(im, as_decoded=True)  # it gets the decoded files themselves
             z = r.z
-            data, lr, info = optimise_jpeg(
+            got = optimise_jpeg(
                 lambda lr_in, z=z: self.model.upscale(lr_in, z), hr[i : i + 1], r.plain_lr, q,
                 lambda lr_dec, j=judge, z=z: float(j(lr_dec, z)[0]), steps=self.hcd.lr_steps, judge_every=self.hcd.judge_every,
             )  # fmt: skip
-            plain_dec = decode_lr(encode_lr(r.plain_lr[0].cpu(), None, "jpeg", q)).unsqueeze(0).to(lr.device)
-            changed = int((torch.round(lr * 255) != torch.round(plain_dec * 255)).sum())
-            res = HCDResult(lr=lr, plain_lr=plain_dec, z=z, losses=list(info["losses"]), changed=changed,  # type: ignore[arg-type]
-                            seconds={"lr": time.perf_counter() - t0}, kept="plain" if info["kept_start"] else "optimised",
-                            judged={"plain": float(info["start_db"]), "stored": float(info["stored_db"])})  # type: ignore[arg-type]  # fmt: skip
+            changed = int((torch.round(got.lr * 255) != torch.round(got.start_lr * 255)).sum())
+            res = HCDResult(lr=got.lr, plain_lr=got.start_lr, z=z, losses=got.losses, changed=changed,
+                            seconds={"lr": time.perf_counter() - t0}, kept="plain" if got.kept_start else "optimised",
+                            judged={"plain": got.start_db, "stored": got.stored_db})  # fmt: skip
             opt = self._result(im, res, 0, memory, 0.0, metrics, lambda lr_x, j=judge: j.reconstruction(0, lr_x[0]), as_decoded=True)
-            opt.lr_file = data  # the plain LR's own file when no iterate beat it (re-encoding its decode would differ)
+            opt.lr_file = got.data  # the plain LR's own file when no iterate beat it (re-encoding its decode would differ)
             out.append(opt)
         seconds = (time.perf_counter() - t0) / len(images)
         for o in out:
