@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from .codecs import DEFAULT_QUALITY, decode_lr
 from .imageio import decode_image
 from .metrics import psnr, rgb_to_y, to_uint8_levels
 from .service import Downscaler, DownscaleSettings, upscale_lr
@@ -73,13 +74,15 @@ def rebuild(row: dict[str, Any], options: StorageOptions | None = None, cache: d
     if str(side["model"]).startswith("file:"):
         raise ValueError(f"{lr_uri}: made with a weights file ({side['model']}); the report rebuilds shipped models only")
     cache = {} if cache is None else cache
-    name = f"{side['model']}:{side['seed']}"
+    fmt, quality = str(side.get("lr_format", "png")), int(side.get("lr_quality") or DEFAULT_QUALITY)
+    name = f"{side['model']}:{side['seed']}:{fmt}:{quality}"
     if name not in cache:
-        cache[name] = Downscaler(DownscaleSettings(model=side["model"], method="plain", seed=int(side["seed"])))
+        cache[name] = Downscaler(DownscaleSettings(model=side["model"], method="plain", seed=int(side["seed"]), lr_format=fmt,
+                                                   lr_quality=quality))  # fmt: skip
     ds = cache[name]
     if ds.weights_hash != side.get("weights_sha256"):
         raise ValueError(f"{lr_uri}: the installed {side['model']} weights differ from those that made it")
-    plain_lr = ds.process(src, metrics=False).lr
+    plain_lr = decode_lr(ds.process(src, metrics=False).data)  # the plain LR's file as users decode it (JPEG / WebP)
     kw = {
         "seed": int(side["seed"]),
         "decode": str(side["decode_z"]),

@@ -119,16 +119,17 @@ def test_report_pictures_rebuild_what_the_run_measured(tmp_path):
     from hcd_pipeline.service import Downscaler, DownscaleSettings
 
     samples = Path(__file__).resolve().parents[1] / "samples"
-    ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", overrides={"lr_steps": 4}))
     out = tmp_path / "run"
     (out / "lr").mkdir(parents=True)
     rows = []
-    for name in ("astronaut_crop.png", "camera_crop_gray.png"):
+    # One LR stored as PNG, one as WebP: the plain reconstruction is rebuilt from the plain LR's file in that format.
+    for name, fmt in (("astronaut_crop.png", "png"), ("camera_crop_gray.png", "webp")):
+        ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", overrides={"lr_steps": 4}, lr_format=fmt, lr_quality=80))
         res = ds.process(read_image(samples / name))
         stem = name.rsplit(".", 1)[0]
-        (out / "lr" / f"{stem}.png").write_bytes(res.png)
+        (out / "lr" / f"{stem}{res.ext}").write_bytes(res.data)
         (out / "lr" / f"{stem}.json").write_text(json.dumps(res.sidecar))
-        rows.append({"key": name, "status": "ok", "source_uri": str(samples / name), "lr_uri": str(out / "lr" / f"{stem}.png"),
+        rows.append({"key": name, "status": "ok", "source_uri": str(samples / name), "lr_uri": str(out / "lr" / f"{stem}{res.ext}"),
                      "model": "tiny-irn-x2", "scale": 2, "method": "hcd", "preset": "default", "plain_psnr_y": res.plain.psnr_y,
                      "psnr_y": res.optimised.psnr_y, "gain_y": res.optimised.psnr_y - res.plain.psnr_y})  # fmt: skip
     rep = build_report(rows_to_table(rows), worst=2)
