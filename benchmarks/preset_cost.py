@@ -117,14 +117,10 @@ def chart(docs: list[dict], path: Path) -> None:
 
 
 def table(docs: list[dict]) -> str:
-    lines = ["| scale | set | variant | mean gain (dB) | improved | worst (dB) | s/image | official time / variant time |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for doc in docs:
-        for r in doc["summary"]:
-            ratio = r.get("official_time_ratio")
-            lines.append(f"| x{doc['scale']} | {r['set']} | {r['variant']} | {r['mean_gain_db']:+.3f} | {r['share_improved']:.0%} | "
-                         f"{r['worst_gain_db']:+.3f} | {r['s_per_image']:.2f} | {'' if ratio is None else f'{ratio:.2f}x'} |")  # fmt: skip
-    return "\n".join(lines)
+    """The runs' tables as results.md shows them (``hcd bench --render-only`` renders the same section)."""
+    from hcd_pipeline.bench_sections import preset_cost_section
+
+    return "\n".join(preset_cost_section(docs))
 
 
 def main() -> None:
