@@ -44,12 +44,20 @@ def chart(doc: dict, path: Path) -> None:
                                    title=title, log_x=True, panel_size=(900, 520), label_points=True))  # fmt: skip
 
 
+def _label(model: str) -> str:
+    """A model name as given, a weights file by its stem."""
+    return Path(model).stem if model.endswith(".safetensors") else model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="Set5")
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--formats", default="png:0,jpeg:90,jpeg:75,webp:90")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--models", default="", help="comma list of model names or weights files (default: the scale's default)")
+    ap.add_argument("--methods", default="plain,hcd,infile", help="of plain, hcd (pixel HCD), infile (HCD in the JPEG file)")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the HR-as-JPEG and bicubic rows")
     ap.add_argument("--out", default=None)
     ap.add_argument("--render", default=None, help="an --out JSON to chart (runs nothing)")
     ap.add_argument("--chart", default=None, help="SVG of Y-PSNR against bits per HR pixel")
@@ -60,6 +68,8 @@ def main() -> None:
     torch.set_num_threads(1)
     s = args.scale
     bic = load_model("bicubic", scale=s)
+    models: list[str | None] = [m for m in args.models.split(",") if m] or [None]  # type: ignore[assignment]
+    methods = set(args.methods.split(","))
     rows = []
     for path in list_images(resolve_dataset(args.data))[: args.limit]:
         img = _modcrop(read_image(path), s)
@@ -70,7 +80,7 @@ def main() -> None:
             rows.append({"image": name, "variant": variant, "bpp": 8 * nbytes / n, "psnr_y": score_pair(hr, rec, s).psnr_y,
                          "seconds": 0.0})  # fmt: skip
 
-        for q in (50, 90):
+        for q in () if args.no_baselines else (50, 90):
             buf = io.BytesIO()
             Image.fromarray((hr * 255).round().byte().permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=q)
             add(f"HR as JPEG q{q}", len(buf.getvalue()), decode_lr(buf.getvalue()))
@@ -80,11 +90,21 @@ def main() -> None:
             fmt, q = spec.split(":")[0], int(spec.split(":")[1])
             tag = fmt if fmt == "png" else f"{fmt} q{q}"
             data = encode_lr(lr_b[0], None, fmt, q or 90)
-            with torch.no_grad():
-                add(f"bicubic LR, {tag}, bicubic up", len(data), bic.upscale(decode_lr(data).unsqueeze(0), None)[0].clamp(0, 1))
-            variants = [("IRN plain", {"method": "plain"}), ("IRN + HCD", {"codec_aware": False})]
-            if fmt == "jpeg":
-                variants.append(("IRN + HCD in the JPEG file", {"codec_aware": True}))
+            if not args.no_baselines:
+                with torch.no_grad():
+                    add(f"bicubic LR, {tag}, bicubic up", len(data), bic.upscale(decode_lr(data).unsqueeze(0), None)[0].clamp(0, 1))
+            variants = []
+            for model in models:
+                name = "IRN" if model is None else _label(model)
+                chosen = {"model": None, "weights": None}
+                if model is not None:
+                    chosen = {"model": None, "weights": model} if model.endswith(".safetensors") else {"model": model, "weights": None}
+                if "plain" in methods:
+                    variants.append((f"{name} plain", {"method": "plain", **chosen}))
+                if "hcd" in methods:
+                    variants.append((f"{name} + HCD", {"codec_aware": False, **chosen}))
+                if fmt == "jpeg" and "infile" in methods:
+                    variants.append((f"{name} + HCD in the JPEG file", {"codec_aware": True, **chosen}))
             for label, kw in variants:
                 ds = Downscaler(DownscaleSettings(scale=s, lr_format=fmt, lr_quality=q or 90, **kw))  # type: ignore[arg-type]
                 t0 = time.perf_counter()

@@ -369,12 +369,28 @@ def eval_cmd(
 @click.option("--steps", type=int, default=3600, show_default=True)
 @click.option("--lr", "lr_", type=float, default=1e-3, show_default=True, help="peak learning rate")
 @click.option("--warmup", type=int, default=100, show_default=True)
+@click.option("--lambda-fit", type=float, default=None, help="weight of L2(LR, bicubic LR) (default: 4 at x2, 16 at x4)")
 @click.option("--z-train", type=float, default=1.0, show_default=True, help="std of z in the reconstruction loss (0: z = 0 decoder)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch threads (0: torch default)")
 @click.option("--ckpt-every", type=int, default=50, show_default=True)
 @click.option("--val-every", type=int, default=250, show_default=True)
 @click.option("--device", default="auto", show_default=True)
+@click.option("--init", default="", help="start from these weights: a model name (irn-x2) or a weights file")
+@click.option("--init-lr-scale", type=float, default=0.1, show_default=True, help="learning-rate factor of the --init weights")
+@click.option("--restore-blocks", type=int, default=0, show_default=True, help="LR restorer blocks applied before upscaling (0: none)")
+@click.option("--restore-width", type=int, default=64, show_default=True, help="LR restorer channels")
+@click.option(
+    "--codec",
+    type=click.Choice(["none", "jpeg"]),
+    default="none",
+    show_default=True,
+    help="codec between downscaler and upscaler in the loss",
+)
+@click.option("--codec-quality", default="70-95", show_default=True, help="JPEG qualities drawn per crop, MIN-MAX")
+@click.option("--codec-clean", type=float, default=0.1, show_default=True, help="share of crops that skip the codec")
+@click.option("--val-quality", type=int, default=90, show_default=True, help="real-codec quality scored in validation (with --codec)")
+@click.option("--time-budget", type=float, default=0.0, help="seconds: fit the schedule to end within about this time (0: --steps)")
 @_handle_errors
 def train(
     scale: str,
@@ -388,17 +404,28 @@ def train(
     steps: int,
     lr_: float,
     warmup: int,
+    lambda_fit: float | None,
     z_train: float,
     seed: int,
     threads: int,
     ckpt_every: int,
     val_every: int,
     device: str,
+    init: str,
+    init_lr_scale: float,
+    restore_blocks: int,
+    restore_width: int,
+    codec: str,
+    codec_quality: str,
+    codec_clean: float,
+    val_quality: int,
+    time_budget: float,
 ) -> None:
-    """Train an IRN with the original losses; rerun the same command to resume."""
+    """Train an IRN with the original losses (or fine-tune one with a codec in the loop); rerun to resume."""
     from .train import TrainConfig
     from .train import train as run_train
 
+    q_min, q_max = _parse_range(codec_quality, "--codec-quality")
     cfg = TrainConfig(
         scale=int(scale),
         data=data,
@@ -411,15 +438,35 @@ def train(
         steps=steps,
         lr=lr_,
         warmup=warmup,
+        lambda_fit=lambda_fit,
         z_train=z_train,
         seed=seed,
         threads=threads,
         ckpt_every=ckpt_every,
         val_every=val_every,
         device=device,
+        init=init,
+        init_lr_scale=init_lr_scale,
+        restore_blocks=restore_blocks,
+        restore_width=restore_width,
+        codec=codec,
+        codec_q_min=q_min,
+        codec_q_max=q_max,
+        codec_clean=codec_clean,
+        val_quality=val_quality,
+        time_budget_s=time_budget,
     )
-    path = run_train(cfg, progress=not _quiet(), command="hcd train " + " ".join(sys.argv[2:]))
+    path = run_train(cfg, progress=not _quiet(), command="hcd " + " ".join(sys.argv[1:]))
     click.echo(f"wrote {path}")
+
+
+def _parse_range(text: str, flag: str) -> tuple[int, int]:
+    """``"70-95"`` -> (70, 95); ``"90"`` -> (90, 90)."""
+    lo, _, hi = text.partition("-")
+    try:
+        return int(lo), int(hi or lo)
+    except ValueError:
+        raise click.BadParameter(f"expected MIN-MAX integers (e.g. 70-95), got {text!r}", param_hint=flag) from None
 
 
 def _print_summary(summary: Any, output: str) -> None:
@@ -625,14 +672,17 @@ def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, o
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--command", "train_command", default="", help="the training command, recorded as provenance")
+@click.option("--base", default=None, type=click.Path(dir_okay=False), help="write only what differs from this weights file")
 @click.option("--force", is_flag=True, help="replace an existing weights file")
 @_handle_errors
-def export_cmd(checkpoint: str, dst: str, train_command: str, force: bool) -> None:
-    """Export a training checkpoint's weights to .safetensors (e.g. a run still in progress)."""
+def export_cmd(checkpoint: str, dst: str, train_command: str, force: bool, base: str | None) -> None:
+    """Export a training checkpoint's (or a weights file's) weights to .safetensors (e.g. a run still in progress).
+
+    With --base, only what differs from that weights file is written (it must sit beside DST when loaded)."""
     from .train import export_checkpoint
 
     _refuse_overwrite(dst, force)
-    step = export_checkpoint(checkpoint, dst, train_command)
+    step = export_checkpoint(checkpoint, dst, train_command, base=base)
     click.echo(f"{checkpoint} (step {step}) -> {dst}")
 
 

@@ -40,7 +40,7 @@ from .imageio import DecodedImage
 from .jsonutil import json_float
 from .metrics import Scores, score_levels, to_uint8_levels
 from .models.protocol import Rescaler
-from .models.registry import load_model, model_fingerprint, resolve_name
+from .models.registry import for_lr_format, load_model, model_fingerprint, resolve_name
 from .resize import imresize
 from .tiles import tiled_collaborative_downscale
 
@@ -222,7 +222,9 @@ class Downscaler:
         self.settings = settings
         self.hcd = settings.hcd_settings()
         self.device = resolve_device(settings.device)
-        self.model: Rescaler = load_model(settings.model, scale=settings.scale, weights=settings.weights, device=self.device)
+        self.model: Rescaler = for_lr_format(
+            load_model(settings.model, scale=settings.scale, weights=settings.weights, device=self.device), settings.lr_format
+        )
         self.scale = int(self.model.scale)
         if settings.weights:
             self.model_name = settings.model or f"file:{Path(settings.weights).name}"
@@ -609,6 +611,15 @@ def upscale_lr(
     return rec
 
 
+def stored_lr_format(name: str, sidecar: dict[str, object]) -> str:
+    """The format of a stored LR: the sidecar's ``lr_format``, else the file name's extension (PNG if unknown)."""
+    fmt = sidecar.get("lr_format")
+    if isinstance(fmt, str) and fmt:
+        return fmt
+    suffix = Path(name).suffix.lower()
+    return {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix, "png")
+
+
 def upscale_stored(
     lr: DecodedImage,
     sidecar: dict[str, object],
@@ -633,6 +644,7 @@ def upscale_stored(
         raise SettingsError(f"{lr.name}: sidecar says model {sidecar['model']!r}, but --model {model} was given")
     sc = scale or sidecar.get("scale")
     net = load_model(None if weights else str(name), scale=int(sc) if sc else None, weights=weights, device=device)  # type: ignore[call-overload]
+    net = for_lr_format(net, stored_lr_format(lr.name, sidecar))
     if sidecar.get("weights_sha256") and weights is None and model_fingerprint(str(name)) != sidecar["weights_sha256"]:
         raise SettingsError(f"{lr.name}: weights of {name!r} differ from those the LR was made with ({sidecar['weights_sha256']})")
     if lr.pixels.shape[0] != 3:

@@ -3,6 +3,12 @@
 Loss (IRN, ``shared/reference/published.md``), per image summed over pixels, averaged over the batch:
 ``lambda_fit * L2(LR, bicubic LR) + Charbonnier(HR, upscale(round(LR), z ~ N(0, 1))) + sum(z^2)``.
 
+Codec-robust models (``codec = "jpeg"``): the reconstruction term decodes what a JPEG of the rounded LR would
+give (:func:`~hcd_pipeline.codec_sim.jpeg_sim`, one quality per crop drawn from ``codec_q_min..codec_q_max``;
+a share ``codec_clean`` of the crops skips the codec so that lossless LRs stay good). Such runs usually start
+from shipped weights (``init``) and add an LR restorer (``restore_blocks``) that the upscaler applies first;
+validation then scores the real codec (Pillow's libjpeg) at ``val_quality`` as well.
+
 Resuming: every ``ckpt_every`` steps the weights, optimiser, step and the state of the generator that
 drives cropping, augmentation and z are written atomically to ``OUT/checkpoint.pt``; a restarted run
 continues from it and, on CPU, reaches the same parameters as an uninterrupted run bit for bit.
@@ -25,10 +31,14 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from .codec_sim import jpeg_sim
+from .codecs import roundtrip
+from .device import device_mode
+from .errors import SettingsError
 from .imageio import atomic_write_bytes, list_images, read_image
 from .metrics import score_pair
 from .models.irn import IRN, IRNConfig, quantize_ste
-from .models.weights import save_weights
+from .models.weights import load_irn, save_weights
 from .resize import imresize
 
 __all__ = ["TrainConfig", "train", "load_training_images", "validate", "export_checkpoint"]
@@ -61,6 +71,16 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 0  # 0: leave torch's default
     device: str = "auto"
+    init: str = ""  # weights to start from: a model name of the table or a .safetensors / .pth file ("" : random)
+    init_lr_scale: float = 0.1  # learning-rate factor of the weights loaded from ``init`` (new layers: 1)
+    restore_blocks: int = 0  # LR restorer before the inverse chain (IRNConfig.restore_blocks)
+    restore_width: int = 64
+    codec: str = "none"  # "none" or "jpeg": what the reconstruction loss puts between downscaler and upscaler
+    codec_q_min: int = 70
+    codec_q_max: int = 95
+    codec_clean: float = 0.1  # share of crops that skip the codec
+    val_quality: int = 90  # quality of the real codec in validation (with a codec)
+    time_budget_s: float = 0.0  # > 0: end (and export) after about this many seconds; the schedule is fitted to it
 
     def fit_weight(self) -> float:
         if self.lambda_fit is not None:
@@ -68,7 +88,28 @@ class TrainConfig:
         return 4.0 if self.scale == 2 else 16.0
 
     def model_config(self) -> IRNConfig:
-        return IRNConfig(scale=self.scale, blocks=self.blocks, width=self.width, z_std=self.z_train)
+        return IRNConfig(
+            scale=self.scale,
+            blocks=self.blocks,
+            width=self.width,
+            z_std=self.z_train,
+            restore_blocks=self.restore_blocks,
+            restore_width=self.restore_width,
+        )
+
+    def check(self) -> None:
+        """Refuse settings that cannot train (clear errors before any work)."""
+        if self.codec not in CODECS:
+            raise SettingsError(f"training codec {self.codec!r}: expected one of {CODECS}")
+        if not 1 <= self.codec_q_min <= self.codec_q_max <= 100:
+            raise SettingsError(f"codec qualities {self.codec_q_min}..{self.codec_q_max}: expected 1 <= min <= max <= 100")
+        if not 0.0 <= self.codec_clean <= 1.0:
+            raise SettingsError(f"codec_clean {self.codec_clean}: expected a share in [0, 1]")
+        if self.codec != "none" and self.patch % (16 * self.scale):
+            raise SettingsError(f"patch {self.patch}: with a codec it must be a multiple of {16 * self.scale} (whole LR MCUs)")
+
+
+CODECS = ("none", "jpeg")
 
 
 def load_training_images(folder: str | Path, min_side: int) -> list[torch.Tensor]:
@@ -101,10 +142,27 @@ def sample_batch(images: list[torch.Tensor], patch: int, batch: int, gen: torch.
     return torch.stack(out).float() / 255.0
 
 
+def codec_batch(lr: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LR batch (B, 3, h, w), 8-bit levels, as the upscaler would read it back from the codec of ``cfg``,
+    and the (B,) mask of the crops that went through the codec (the others skip it, as a PNG would).
+
+    Draws one quality per crop and which crops skip the codec from ``gen``."""
+    b = lr.shape[0]
+    qualities = torch.randint(cfg.codec_q_min, cfg.codec_q_max + 1, (b,), generator=gen).tolist()
+    coded = (torch.rand(b, generator=gen) >= cfg.codec_clean).to(lr.device)
+    return torch.where(coded[:, None, None, None], jpeg_sim(lr, qualities), lr), coded
+
+
 def irn_loss(
-    model: IRN, hr: torch.Tensor, fit_weight: float, ce_weight: float, gen: torch.Generator, z_std: float = 1.0
+    model: IRN,
+    hr: torch.Tensor,
+    fit_weight: float,
+    ce_weight: float,
+    gen: torch.Generator,
+    z_std: float = 1.0,
+    cfg: TrainConfig | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The IRN training objective for a batch ``hr`` (B, 3, P, P) in [0, 1]."""
+    """The IRN training objective for a batch ``hr`` (B, 3, P, P) in [0, 1]; ``cfg`` adds its codec."""
     lr_ref = imresize(hr, 1.0 / model.scale).detach()
     lr, z = model.downscale(hr)
     b = hr.shape[0]
@@ -112,41 +170,81 @@ def irn_loss(
     l_ce = ce_weight * (z**2).sum() / b
     # Drawn even when z_std = 0 so that the generator's sequence does not depend on it.
     z_draw = torch.randn(z.shape, generator=gen).to(hr.device) * z_std
-    rec = model.upscale(quantize_ste(lr), z_draw)
+    lr_stored = quantize_ste(lr)
+    restore: bool | torch.Tensor = True
+    if cfg is not None and cfg.codec != "none":
+        # A lossless LR is upscaled without the restorer (as the service does for PNG), a decoded one with it.
+        lr_stored, restore = codec_batch(lr_stored, cfg, gen)
+    rec = model.upscale(lr_stored, z_draw, restore=restore)
     l_rec = torch.sqrt((rec - hr) ** 2 + 1e-6).sum() / b
     loss = l_fit + l_rec + l_ce
     return loss, {"fit": l_fit.item(), "rec": l_rec.item(), "ce": l_ce.item()}
 
 
 @torch.no_grad()
-def validate(model: IRN, images: list[torch.Tensor], seed: int = 0) -> dict[str, float]:
-    """Mean Y-PSNR / SSIM on ``images`` (uint8 (3, H, W)) with z = 0 and with one z draw."""
+def validate(model: IRN, images: list[torch.Tensor], seed: int = 0, jpeg_quality: int | None = None) -> dict[str, float]:
+    """Mean Y-PSNR / SSIM on ``images`` (uint8 (3, H, W)) with z = 0 and with one z draw; with ``jpeg_quality``
+    also ``psnr_jpeg`` (z = 0, the LR through the real codec at that quality) and ``lr_psnr_bicubic``
+    (Y-PSNR of the LR against the bicubic LR: how natural the stored image stays)."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
     s = model.scale
     res: dict[str, list[float]] = {"psnr_z0": [], "psnr_zdraw": [], "ssim_z0": []}
+    if jpeg_quality is not None:
+        res.update(psnr_jpeg=[], lr_psnr_bicubic=[])
     for img in images:
         h, w = img.shape[-2:]
         hr = (img[:, : h - h % s, : w - w % s].float() / 255).unsqueeze(0).to(dev)
         lr, _ = model.downscale(hr)
         lr = quantize_ste(lr)
         for key, z_scale in (("z0", 0.0), ("zdraw", 1.0)):
-            sr = model.upscale(lr, generator=gen, z_scale=z_scale).clamp(0, 1)
+            sr = model.upscale(lr, generator=gen, z_scale=z_scale, restore=False).clamp(0, 1)
             sc = score_pair(hr[0].cpu(), sr[0].cpu(), s)
             res[f"psnr_{key}"].append(sc.psnr_y)
             if key == "z0":
                 res["ssim_z0"].append(sc.ssim_y)
+        if jpeg_quality is not None:
+            decoded = roundtrip(lr, "jpeg", jpeg_quality)
+            sr = model.upscale(decoded, z_scale=0.0).clamp(0, 1)
+            res["psnr_jpeg"].append(score_pair(hr[0].cpu(), sr[0].cpu(), s).psnr_y)
+            bic = imresize(hr, 1.0 / s).clamp(0, 1)
+            res["lr_psnr_bicubic"].append(score_pair(bic[0].cpu(), lr[0].cpu(), 0).psnr_y)
     model.train()
     return {k: sum(v) / len(v) for k, v in res.items()}
 
 
-def _lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay from ``lr`` to ``lr_min``."""
+def _lr_at(cfg: TrainConfig, step: int, total: int | None = None) -> float:
+    """Linear warm-up, then cosine decay from ``lr`` to ``lr_min`` at ``total`` (default ``cfg.steps``)."""
+    total = cfg.steps if total is None else total
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    t = (step - cfg.warmup) / max(1, total - cfg.warmup)
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def init_from(model: IRN, source: str) -> set[str]:
+    """Copy the weights of ``source`` (a model name of the table, or a weights file) into ``model``.
+
+    The chain (scale, blocks, width) must match; a restorer that ``source`` lacks stays new. Returns the names of
+    the parameters that were loaded (they train at ``init_lr_scale`` times the learning rate)."""
+    from .models.registry import MODELS, weights_path
+
+    spec = MODELS.get(source)
+    path = weights_path(spec) if spec is not None and spec.weights else Path(source)
+    src = load_irn(path, model.scale)
+    mine, theirs = model.config, src.config
+    if (mine.blocks, mine.width, mine.clamp, mine.channels) != (theirs.blocks, theirs.width, theirs.clamp, theirs.channels):
+        raise SettingsError(
+            f"{path}: init weights are IRN x{theirs.scale} blocks={theirs.blocks} width={theirs.width}; "
+            f"the run asks for blocks={mine.blocks} width={mine.width}"
+        )
+    if mine.z_std != theirs.z_std:
+        raise SettingsError(f"{path}: init weights were trained with z std {theirs.z_std}, the run with {mine.z_std} (--z-train)")
+    own = model.state_dict()
+    taken = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(taken, strict=False)
+    return {k for k in taken if not k.endswith("haar_weights")}
 
 
 def _atomic_torch_save(obj: object, path: Path) -> None:
@@ -163,6 +261,7 @@ def _pick_device(name: str) -> torch.device:
 
 def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path:
     """Train (or resume) an IRN; returns the path of the exported ``.safetensors`` weights."""
+    cfg.check()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     world = 1
@@ -183,11 +282,18 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
     # and seed it from the run seed so every rank starts from the same weights.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = IRN(cfg.model_config()).to(device)
+        model = IRN(cfg.model_config())
+    loaded = init_from(model, cfg.init) if cfg.init else set()
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if p.requires_grad and n not in loaded], "scale": 1.0},
+        {"params": [p for n, p in model.named_parameters() if p.requires_grad and n in loaded], "scale": cfg.init_lr_scale},
+    ]
+    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step = 0
+    total = cfg.steps  # the schedule's length; a time budget refits it once the speed is known
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         saved = TrainConfig(**ck["config"])
@@ -197,6 +303,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["generators"][rank])
         step = int(ck["step"])
+        total = int(ck.get("total", cfg.steps))
     if distributed:
         for p in model.parameters():  # identical start on every rank
             dist.broadcast(p.data, 0)
@@ -204,56 +311,79 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
     images = load_training_images(cfg.data, cfg.patch)
     val_images = load_training_images(cfg.val, 16) if rank == 0 and cfg.val else []
     log = open(out / "log.jsonl", "a") if rank == 0 else None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc=f"train x{cfg.scale}")
+    bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, desc=f"train x{cfg.scale}")
     t0 = time.time()
     fit_w = cfg.fit_weight()
-    while step < cfg.steps:
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(cfg, step)
-        hr = sample_batch(images, cfg.patch, cfg.batch, gen).to(device)
+    val_q = cfg.val_quality if cfg.codec == "jpeg" else None
+    # Training numerics: TF32 and cuDNN autotuning on a GPU (restored when training ends); no effect on a CPU.
+    with device_mode(device, "fast"):
+        if step == 0 and val_images and log is not None:  # where the run starts (the init model's scores)
+            scores = validate(model, val_images, jpeg_quality=val_q)
+            log.write(json.dumps({"step": 0, "total": total, **{f"val_{k}": v for k, v in scores.items()}}) + "\n")
+            log.flush()
+            t0 = time.time()
+        fitted_at = step + 30 if cfg.time_budget_s > 0 else -1
+        while step < total:
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(cfg, step, total) * group.get("scale", 1.0)
+            hr = sample_batch(images, cfg.patch, cfg.batch, gen).to(device)
 
-        loss, parts = irn_loss(model, hr, fit_w, cfg.lambda_ce, gen, cfg.z_train)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if distributed:
-            # Plain gradient averaging: the loss uses the network in both directions, which a
-            # DistributedDataParallel wrapper (forward only) would not see.
-            for p in params:
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
-        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-        opt.step()
-        step += 1
-        bar.update(1)
-        if rank == 0 and log is not None:
-            rec: dict[str, float | int] = {}
-            if step % cfg.log_every == 0:
-                rec = {
-                    "step": step,
-                    "loss": loss.item(),
-                    **parts,
-                    "grad_norm": float(gnorm),
-                    "lr": _lr_at(cfg, step - 1),
-                    "elapsed_s": round(time.time() - t0, 1),
-                }
-            if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
-                rec = {**rec, "step": step, **{f"val_{k}": v for k, v in validate(model, val_images).items()}}
-                bar.set_postfix(psnr=f"{rec['val_psnr_z0']:.2f}")
-            if rec:
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            gens = [gen.get_state()]
+            loss, parts = irn_loss(model, hr, fit_w, cfg.lambda_ce, gen, cfg.z_train, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
             if distributed:
-                gathered: list[object] = [None] * world
-                dist.all_gather_object(gathered, gen.get_state())
-                gens = gathered  # type: ignore[assignment]
-            if rank == 0:
-                _atomic_torch_save(
-                    {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "generators": gens, "config": asdict(cfg)},
-                    ckpt_path,
-                )
+                # Plain gradient averaging: the loss uses the network in both directions, which a
+                # DistributedDataParallel wrapper (forward only) would not see.
+                for p in params:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= world
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step == fitted_at and not distributed:
+                # Fit the schedule to the time left at the speed of the last 30 steps (validation time included
+                # roughly: 5 % kept in reserve); a run that is already shorter keeps its length.
+                rate = (time.time() - t0) / 30
+                total = min(cfg.steps, max(step + 1, int(step + 0.95 * (cfg.time_budget_s - (time.time() - t0)) / rate)))
+                bar.total = total
+            if rank == 0 and log is not None:
+                rec: dict[str, float | int] = {}
+                if step % cfg.log_every == 0:
+                    rec = {
+                        "step": step,
+                        "loss": loss.item(),
+                        **parts,
+                        "grad_norm": float(gnorm),
+                        "lr": _lr_at(cfg, step - 1, total),
+                        "elapsed_s": round(time.time() - t0, 1),
+                    }
+                if val_images and (step % cfg.val_every == 0 or step == total):
+                    scores = validate(model, val_images, jpeg_quality=val_q)
+                    rec = {**rec, "step": step, "total": total, **{f"val_{k}": v for k, v in scores.items()}}
+                    bar.set_postfix(psnr=f"{rec['val_psnr_z0']:.2f}")
+                if rec:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+            if step % cfg.ckpt_every == 0 or step == total:
+                gens = [gen.get_state()]
+                if distributed:
+                    gathered: list[object] = [None] * world
+                    dist.all_gather_object(gathered, gen.get_state())
+                    gens = gathered  # type: ignore[assignment]
+                if rank == 0:
+                    _atomic_torch_save(
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": opt.state_dict(),
+                            "step": step,
+                            "total": total,
+                            "generators": gens,
+                            "config": asdict(cfg),
+                        },
+                        ckpt_path,
+                    )
     bar.close()
     if log is not None:
         log.close()
@@ -273,17 +403,30 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
     return final
 
 
-def export_checkpoint(checkpoint: str | Path, dest: str | Path, command: str = "") -> int:
-    """Write the weights of a training checkpoint as ``.safetensors`` (e.g. to ship a run in progress).
+def export_checkpoint(checkpoint: str | Path, dest: str | Path, command: str = "", *, base: str | Path | None = None) -> int:
+    """Write the weights of a training checkpoint (or of a ``.safetensors`` file, e.g. one a GPU run exported) as
+    ``.safetensors``; with ``base``, only the tensors that differ from that file (see ``save_weights``).
 
-    Returns the step the checkpoint was taken at.
+    Returns the step the checkpoint was taken at (for a weights file: its provenance's ``steps``, else 0).
     """
+    if Path(checkpoint).suffix == ".safetensors":
+        from .models.weights import read_weights
+
+        _, _, provenance = read_weights(checkpoint)
+        model = load_irn(checkpoint)
+        if command:
+            provenance = {**provenance, "export_command": command}
+        save_weights(model, dest, provenance=provenance, base=base)
+        return int(provenance.get("steps", 0) or 0)
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig(**ck["config"])
     model = IRN(cfg.model_config())
     model.load_state_dict(ck["model"])
     step = int(ck["step"])
     save_weights(
-        model, dest, provenance={"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(ck["config"])}
+        model,
+        dest,
+        provenance={"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(ck["config"])},
+        base=base,
     )
     return step

@@ -9,6 +9,7 @@ Parameter names and shapes equal the original implementation's (``operations.K.h
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -18,7 +19,7 @@ from torch import nn
 
 from .reversible import ParamGrads, reversible_chain, trainable, vjp
 
-__all__ = ["IRN", "IRNConfig", "quantize_ste"]
+__all__ = ["IRN", "IRNConfig", "LRRestorer", "quantize_ste"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class IRNConfig:
         channels: image channels (3; the LR branch keeps the first 3 channels).
         z_std: standard deviation of the latent prior the weights were trained with (the original IRN:
             1.0, z ~ N(0, 1); our shipped models: 0.0, trained for z = 0). Draws of z use it.
+        restore_blocks: residual blocks of the LR restorer that ``upscale`` applies before the inverse chain
+            (0: none, the plain invertible IRN). Codec-robust models (``irn-x2-jpeg``) learn in it to undo what a
+            lossy codec did to the stored LR; it makes the upscaler no longer the exact inverse of the downscaler.
+        restore_width: channels of the restorer's convolutions.
     """
 
     scale: int = 2
@@ -41,12 +46,16 @@ class IRNConfig:
     clamp: float = 1.0
     channels: int = 3
     z_std: float = 1.0
+    restore_blocks: int = 0
+    restore_width: int = 64
 
     def __post_init__(self) -> None:
         if self.scale < 2 or self.scale & (self.scale - 1):
             raise ValueError(f"IRN scale must be a power of two >= 2, got {self.scale}")
         if self.blocks < 1 or self.width < 1:
             raise ValueError(f"IRN needs blocks >= 1 and width >= 1, got {self.blocks}, {self.width}")
+        if self.restore_blocks < 0 or self.restore_width < 1:
+            raise ValueError(f"IRN restorer needs blocks >= 0, width >= 1, got {self.restore_blocks}, {self.restore_width}")
 
     @property
     def levels(self) -> int:
@@ -156,6 +165,34 @@ class CouplingBlock(nn.Module):
         return torch.cat((gx1 + gy1_g + gy1_h, gy2), 1), pg
 
 
+class LRRestorer(nn.Module):
+    """Residual CNN on the LR: (B, 3, h, w) -> (B, 3, h, w), ``lr + body(lr)``.
+
+    ``blocks`` residual blocks (conv 3x3, ReLU, conv 3x3) of ``width`` channels between a head and a tail
+    convolution; the tail starts at zero, so a new restorer is the identity and a fine-tune starts from the
+    model it was added to. Receptive field: 2 * blocks + 2 convolutions, 4 blocks + 5 LR pixels on each side
+    (enough to see a whole 8 x 8 JPEG block around every pixel from 1 block up).
+    """
+
+    def __init__(self, blocks: int, width: int, channels: int = 3) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(channels, width, 3, 1, 1)
+        self.body = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, 1, 1)) for _ in range(blocks)
+        )
+        self.tail = nn.Conv2d(width, channels, 3, 1, 1)
+        for block in self.body:
+            block[2].weight.data.mul_(0.1)  # residual branches start small (stable from the first step)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        h = self.head(lr)
+        for block in self.body:
+            h = h + block(h)
+        return lr + self.tail(h)
+
+
 class HaarDownsampling(nn.Module):
     """Orthogonal-up-to-scale 2x2 Haar transform: (B, C, H, W) -> (B, 4C, H/2, W/2).
 
@@ -215,6 +252,11 @@ class IRN(nn.Module):
             for _ in range(self.config.blocks):
                 ops.append(CouplingBlock(c, self.config.channels, self.config.width, self.config.clamp))
         self.operations = nn.ModuleList(ops)
+        # Created after the chain so that the chain's initial weights (drawn from the global generator) are the
+        # same with and without a restorer.
+        self.restorer = (
+            LRRestorer(self.config.restore_blocks, self.config.restore_width, self.config.channels) if self.config.restore_blocks else None
+        )
 
     @property
     def scale(self) -> int:
@@ -271,9 +313,12 @@ class IRN(nn.Module):
         *,
         generator: torch.Generator | None = None,
         z_scale: float | None = None,
+        restore: bool | torch.Tensor = True,
     ) -> torch.Tensor:
         """LR (B, 3, h, w) -> HR (B, 3, h s, w s), unclamped.
 
+        With a restorer (``config.restore_blocks``), the LR goes through it first where ``restore`` says so
+        (a bool, or a (B,) bool mask: training passes the crops that skipped the codec around it).
         ``z`` defaults to ``z_scale * N(0, 1)`` drawn from ``generator``; ``z_scale`` defaults to the
         model's prior (``config.z_std``); ``z_scale = 0`` gives z = 0.
         """
@@ -287,4 +332,19 @@ class IRN(nn.Module):
                 # Draw on the generator's device so a CPU generator gives the same z for a GPU model.
                 dev = generator.device if generator is not None else lr.device
                 z = torch.randn(shape, generator=generator, dtype=lr.dtype, device=dev).to(lr.device) * z_scale
+        if self.restorer is not None:
+            if isinstance(restore, torch.Tensor):
+                lr = torch.where(restore.to(lr.device)[:, None, None, None], self.restorer(lr), lr)
+            elif restore:
+                lr = self.restorer(lr)
         return self.inverse(torch.cat((lr, z), 1))
+
+    def without_restorer(self) -> IRN:
+        """A view of this model that upscales without its restorer (sharing every other weight): what a lossless
+        stored LR is upscaled with. The model itself when it has no restorer."""
+        if self.restorer is None:
+            return self
+        view = copy.copy(self)
+        view._modules = dict(self._modules)
+        view._modules["restorer"] = None
+        return view

@@ -1,7 +1,10 @@
 """The table of available models and :func:`load_model`.
 
 Shipped weights live in ``hcd_pipeline/weights/`` (provenance in each file's header and in
-``docs/training.md``). ``tiny-irn-x2`` / ``tiny-irn-x4`` are test-sized models (one block per level,
+``docs/training.md``). ``irn-x2-jpeg`` / ``irn-x4-jpeg`` are the codec-robust models: the shipped chain unchanged
+(their files hold only the restorer and name the chain's file as their base) plus an LR restorer trained with JPEG
+between downscaler and upscaler, used for LRs stored as JPEG (:func:`for_lr_format`).
+``tiny-irn-x2`` / ``tiny-irn-x4`` are test-sized models (one block per level,
 width 8, trained for a few hundred steps) that keep CI fast; they are not meant for real images.
 """
 
@@ -18,7 +21,20 @@ from .bicubic import BicubicRescaler
 from .protocol import Rescaler
 from .weights import file_sha256, load_irn
 
-__all__ = ["ModelSpec", "MODELS", "DEFAULT_MODELS", "load_model", "resolve_name", "model_fingerprint", "weights_path"]
+__all__ = [
+    "ModelSpec",
+    "MODELS",
+    "DEFAULT_MODELS",
+    "RESTORED_FORMATS",
+    "load_model",
+    "for_lr_format",
+    "resolve_name",
+    "model_fingerprint",
+    "weights_path",
+]
+
+RESTORED_FORMATS = ("jpeg",)
+"""Stored-LR formats that a codec-robust model's restorer was trained for (``hcd train --codec jpeg``)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,12 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "irn-x2": ModelSpec("irn-x2", "irn", 2, "irn-x2.safetensors", "IRN x2 trained here on BSD200 (default at x2)"),
     "irn-x4": ModelSpec("irn-x4", "irn", 4, "irn-x4.safetensors", "IRN x4 trained here on BSD200 (default at x4)"),
+    "irn-x2-jpeg": ModelSpec(
+        "irn-x2-jpeg", "irn", 2, "irn-x2-jpeg.safetensors", "irn-x2 + an LR restorer for JPEG-stored LRs (same LR as irn-x2)"
+    ),
+    "irn-x4-jpeg": ModelSpec(
+        "irn-x4-jpeg", "irn", 4, "irn-x4-jpeg.safetensors", "irn-x4 + an LR restorer for JPEG-stored LRs (same LR as irn-x4)"
+    ),
     "bicubic": ModelSpec("bicubic", "bicubic", None, None, "MATLAB bicubic down + bicubic up; needs --scale"),
     "tiny-irn-x2": ModelSpec("tiny-irn-x2", "irn", 2, "tiny-irn-x2.safetensors", "test-sized IRN x2 for CI"),
     "tiny-irn-x4": ModelSpec("tiny-irn-x4", "irn", 4, "tiny-irn-x4.safetensors", "test-sized IRN x4 for CI"),
@@ -65,6 +87,15 @@ def model_fingerprint(name: str, weights: str | Path | None = None) -> str:
     if spec is None or spec.weights is None:
         return "none"
     return file_sha256(weights_path(spec))
+
+
+def for_lr_format(model: Rescaler, lr_format: str) -> Rescaler:
+    """The model that upscales an LR stored as ``lr_format``: a codec-robust model (one with an LR restorer) uses
+    its restorer only for the formats of :data:`RESTORED_FORMATS`, and is the plain chain for PNG (and WebP, which
+    it was not trained for); other models are returned as they are."""
+    if lr_format in RESTORED_FORMATS or getattr(model, "restorer", None) is None:
+        return model
+    return model.without_restorer()  # type: ignore[attr-defined, no-any-return]
 
 
 def resolve_name(name: str | None, scale: int | None) -> str:

@@ -2,6 +2,9 @@
 
 Our format: a safetensors file whose header metadata holds ``format = "hcd_pipeline.irn/1"``,
 ``config`` (the :class:`IRNConfig` as JSON) and ``provenance`` (JSON: data, steps, command, ...).
+A file may hold only the tensors that differ from another file (a codec-robust model that adds a restorer to a
+shipped chain): its header then names ``base`` (a file name in the same folder) and ``base_sha256``; reading it
+reads the base first, checks its hash, and lays the file's own tensors over it.
 Original checkpoints (``IRN_x2.pth`` / ``IRN_x4.pth`` from the IRN authors) are plain state_dicts with
 the same keys, possibly with a ``module.`` prefix or inside a wrapper dict; their architecture is
 fixed (8 blocks per level, width 32), their scale is read from the keys.
@@ -50,11 +53,19 @@ def file_sha256(path: str | Path, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def save_weights(model: IRN, path: str | Path, provenance: dict[str, str]) -> None:
-    """Write ``model``'s trainable tensors and config to ``path`` atomically (.safetensors)."""
+def save_weights(model: IRN, path: str | Path, provenance: dict[str, str], *, base: str | Path | None = None) -> int:
+    """Write ``model``'s trainable tensors and config to ``path`` atomically (.safetensors).
+
+    With ``base`` (one of our files, which must sit in the folder of ``path`` when it is read), only the tensors
+    that are absent from it or differ from it are written. Returns the number of tensors written."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith("haar_weights")}
     meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict()), "provenance": json.dumps(provenance)}
+    if base is not None:
+        _, base_tensors, _ = read_weights(base)
+        tensors = {k: v for k, v in tensors.items() if k not in base_tensors or not torch.equal(base_tensors[k], v)}
+        meta.update(base=Path(base).name, base_sha256=file_sha256(base, 64))
     atomic_write_bytes(path, save(tensors, metadata=meta))
+    return len(tensors)
 
 
 def read_weights(path: str | Path) -> tuple[IRNConfig, dict[str, torch.Tensor], dict[str, str]]:
@@ -77,6 +88,14 @@ def read_weights(path: str | Path) -> tuple[IRNConfig, dict[str, torch.Tensor], 
         provenance = json.loads(meta.get("provenance", "{}"))
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{p}: header config is invalid ({exc})") from exc
+    if meta.get("base"):
+        base = p.parent / Path(meta["base"]).name
+        if not base.is_file():
+            raise WeightsError(f"{p}: holds only what differs from {base.name}, which is not beside it")
+        if file_sha256(base, 64) != meta.get("base_sha256"):
+            raise WeightsError(f"{p}: its base {base} is not the file it was made from (sha256 differs)")
+        _, base_tensors, _ = read_weights(base)
+        tensors = {**base_tensors, **tensors}
     return config, tensors, provenance
 
 

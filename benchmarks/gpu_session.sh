@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine, everything into $OUT (at most 8 files come back):
+#   1. the prepared GPU check (benchmarks/gpu_check.py; cut at CHECK_S seconds, every finished section kept),
+#   2. codec-robust fine-tunes of the shipped IRNs (hcd train --codec jpeg), three at once on the one GPU, each
+#      with its schedule fitted to TRAIN_S seconds; their weights and logs come back.
+# Needs in the tree (untracked, under shared/, which travels): shared/data/Set5/HR (the check and validation) and
+# shared/train/BSD200-c192 (200 centre crops of 192 x 192 of BSD200, made by benchmarks/make_train_pack.py).
+# Dry run here: DEV=cpu CHECK_S=60 TRAIN_S=30 OUT=/tmp/gpu_out bash benchmarks/gpu_session.sh
+set -u
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+OUT=${OUT:-/tmp/gpu_out}
+DEV=${DEV:-cuda}
+CHECK_S=${CHECK_S:-180}
+TRAIN_S=${TRAIN_S:-300}
+PY=${PY:-python3}
+mkdir -p "$OUT" runs
+t0=$(date +%s)
+{
+  date -u
+  nvidia-smi 2>&1 | head -15
+  $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
+} >"$OUT/gpu_check.log" 2>&1
+
+[ "$CHECK_S" -gt 0 ] && timeout "$CHECK_S" $PY benchmarks/gpu_check.py --device "$DEV" --limit 3 --cpu-threads 8 --out "$OUT/gpu.json" \
+  >>"$OUT/gpu_check.log" 2>&1
+echo "gpu_check rc=$? after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
+
+DATA=shared/train/BSD200-c192
+VAL=shared/data/Set5/HR
+common=(--data "$DATA" --val "$VAL" --z-train 0 --codec jpeg --codec-quality 70-95
+  --restore-width 64 --lr 5e-4 --warmup 100 --steps 100000 --time-budget "$TRAIN_S" --val-every 500
+  --ckpt-every 500 --threads 4 --device "$DEV")
+SIZE=(--patch 128 --batch 32)
+if [ "$DEV" = cpu ]; then  # the dry run: small steps, frequent checkpoints
+  common+=(--val-every 10 --ckpt-every 5)
+  SIZE=(--patch 64 --batch 2)
+fi
+run() {  # name, then its own flags
+  local name=$1
+  shift
+  timeout $((TRAIN_S + 90)) $PY -m hcd_pipeline.cli --quiet train --out "runs/$name" "${common[@]}" "$@" \
+    >"runs/$name.log" 2>&1
+  echo "$name rc=$?" >>"runs/$name.log"
+}
+PLAN=${PLAN:-2}
+if [ "$PLAN" = 1 ]; then  # the first lent GPU (2026-11-27, run 1): three at once for 300 s
+  NAMES="jpeg-x2 jpeg-x2-frozen jpeg-x4"
+  run jpeg-x2 --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 --codec-clean 0.1 &
+  run jpeg-x2-frozen --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0 &
+  run jpeg-x4 --scale 4 --init irn-x4 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 &
+else  # run 2: lossless crops bypass the restorer; the chain frozen, or tied closer to bicubic (lambda_fit 32)
+  NAMES="x2-frozen x2-fit32 x4-frozen"
+  run x2-frozen --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0 --codec-clean 0 &
+  run x2-fit32 --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 --lambda-fit 32 &
+  run x4-frozen --scale 4 --init irn-x4 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0 --codec-clean 0 &
+fi
+wait
+for name in $NAMES; do
+  w=$(ls runs/$name/irn-x*.safetensors 2>/dev/null | head -1)
+  if [ -z "$w" ] && [ -f "runs/$name/checkpoint.pt" ]; then  # cut short: ship its last checkpoint
+    $PY -m hcd_pipeline.cli export "runs/$name/checkpoint.pt" "runs/$name/export.safetensors" >>"runs/$name.log" 2>&1
+    w=runs/$name/export.safetensors
+  fi
+  [ -n "$w" ] && cp "$w" "$OUT/$name.safetensors"
+  cp "runs/$name/log.jsonl" "runs/$name.jsonl" 2>/dev/null
+done
+tar czf "$OUT/train_logs.tgz" runs/*.log runs/*.jsonl 2>/dev/null
+echo "done after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
+ls -la "$OUT"
