@@ -132,3 +132,58 @@ def test_training_settings_are_checked():
         TrainConfig(codec="jpeg", patch=64, codec_q_min=95, codec_q_max=70).check()
     with pytest.raises(SettingsError, match="z std"):
         train(TrainConfig(init="tiny-irn-x2", blocks=1, width=8, z_train=1.0, data=str(SAMPLES), val="", steps=1, patch=32))
+
+
+def test_weights_that_hold_only_a_difference_need_their_exact_base(tmp_path):
+    import shutil
+
+    from hcd_pipeline.errors import WeightsError
+    from hcd_pipeline.models.weights import read_weights
+
+    base_file = tmp_path / "base.safetensors"
+    shutil.copy("hcd_pipeline/weights/tiny-irn-x2.safetensors", base_file)
+    base = load_irn(base_file)
+    model = IRN(IRNConfig(**{**base.config.to_dict(), "restore_blocks": 1, "restore_width": 4}))
+    model.load_state_dict(base.state_dict(), strict=False)
+    delta = tmp_path / "delta.safetensors"
+    written = save_weights(model, delta, {"data": "test"}, base=base_file)
+    assert written == len([k for k in model.state_dict() if k.startswith("restorer.")])
+    lr = torch.rand(1, 3, 8, 8)
+    z = torch.zeros(model.z_shape(lr.shape))
+    assert torch.equal(load_irn(delta).upscale(lr, z), model.upscale(lr, z))
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(delta, other / "delta.safetensors")
+    with pytest.raises(WeightsError, match="base.safetensors, which is not beside it"):
+        read_weights(other / "delta.safetensors")
+    shutil.copy("hcd_pipeline/weights/tiny-irn-x4.safetensors", base_file)  # a different file under the base's name
+    with pytest.raises(WeightsError, match="not the file it was made from"):
+        read_weights(delta)
+
+
+def test_cli_trains_within_a_time_budget_and_exports_a_difference(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hcd_pipeline.models.registry import MODELS, weights_path
+
+    hcd = str(Path(sys.executable).parent / "hcd")
+    run = tmp_path / "run"
+    args = [hcd, "--quiet", "train", "--scale", "2", "--data", str(SAMPLES), "--val", "", "--out", str(run), "--blocks", "1",
+            "--width", "8", "--patch", "32", "--batch", "2", "--warmup", "2", "--threads", "1", "--z-train", "0", "--init",
+            "tiny-irn-x2", "--init-lr-scale", "0", "--restore-blocks", "1", "--restore-width", "4", "--codec", "jpeg",
+            "--codec-quality", "80-90", "--steps", "100000", "--time-budget", "4", "--ckpt-every", "1000"]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert 30 < ck["step"] == ck["total"] < 100000  # the schedule was fitted to the budget and the run ended there
+    base = tmp_path / "tiny-irn-x2.safetensors"
+    base.write_bytes(weights_path(MODELS["tiny-irn-x2"]).read_bytes())
+    dst = tmp_path / "tiny-jpeg.safetensors"
+    exp = subprocess.run([hcd, "export", str(run / "irn-x2.safetensors"), str(dst), "--base", str(base)], capture_output=True, text=True)
+    assert exp.returncode == 0, exp.stderr
+    with safe_open(str(dst), framework="pt") as fh:
+        assert set(fh.keys()) == {k for k in load_irn(dst).state_dict() if k.startswith("restorer.")}
+    again = subprocess.run([hcd, "export", str(run / "irn-x2.safetensors"), str(dst), "--base", str(base)], capture_output=True, text=True)
+    assert again.returncode != 0 and "--force" in again.stderr

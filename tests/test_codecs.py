@@ -113,3 +113,24 @@ def test_jpeg_file_mode_stores_the_optimised_file():
     assert out.data != encode_lr(decode_lr(out.data), None, "jpeg", 90)  # not an encoding of pixels: the coefficients
     rec = ds.model.upscale(decode_lr(out.data).unsqueeze(0), None)[0].clamp(0, 1)
     assert score_pair(img.pixels, rec, 2).psnr_y == pytest.approx(out.optimised.psnr_y, abs=1e-9)
+
+
+def test_codec_robust_model_restores_jpeg_and_leaves_png_alone(tmp_path):
+    """irn-x2-jpeg: the same LR as irn-x2; its JPEG LRs upscale better (CLI upscale included), its PNG LRs equally."""
+    img = read_image(SAMPLES / "astronaut_crop.png")
+    scores = {}
+    for model in ("irn-x2", "irn-x2-jpeg"):
+        for fmt in ("png", "jpeg"):
+            out = Downscaler(DownscaleSettings(model=model, method="plain", lr_format=fmt, lr_quality=90)).process(img)
+            scores[model, fmt] = (out.plain.psnr_y, out.data)
+    assert scores["irn-x2", "png"] == scores["irn-x2-jpeg", "png"]  # same bytes, same score
+    assert scores["irn-x2", "jpeg"][1] == scores["irn-x2-jpeg", "jpeg"][1]  # same JPEG file
+    assert scores["irn-x2-jpeg", "jpeg"][0] > scores["irn-x2", "jpeg"][0] + 0.3
+    proc = subprocess.run([HCD, "downscale", str(SAMPLES / "astronaut_crop.png"), "-o", str(tmp_path / "lr"), "--model", "irn-x2-jpeg",
+                           "--method", "plain", "--lr-format", "jpeg"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    up = subprocess.run([HCD, "upscale", str(tmp_path / "lr" / "astronaut_crop.jpg"), "-o", str(tmp_path / "up")], capture_output=True,
+                        text=True, timeout=300)  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    got = score_pair(img.pixels, read_image(tmp_path / "up" / "astronaut_crop.png").pixels, 2).psnr_y
+    assert got == pytest.approx(scores["irn-x2-jpeg", "jpeg"][0], abs=1e-6)
