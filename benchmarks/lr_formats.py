@@ -3,7 +3,7 @@
     python benchmarks/lr_formats.py --data Set5 --scale 2 --out docs/eval/lr_formats-x2-Set5.json
 
 Rows, per image and mean over the set (irn-x2 / irn-x4, the field's protocol, 1 thread):
-- ``HR as JPEG qQ``: the original image itself stored as JPEG (no downscaling), decoded;
+- ``HR as JPEG qQ`` / ``HR as WebP qQ``: the original image itself stored so (no downscaling), decoded (``--hr-formats``);
 - ``bicubic LR, FMT qQ, bicubic up``: MATLAB-bicubic LR stored as FMT, upscaled with MATLAB bicubic;
 - ``IRN plain, FMT qQ``: the model's plain LR stored as FMT, upscaled by the model;
 - ``IRN + HCD, FMT qQ``: the default preset, judged as decoded (never below plain at that format);
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import statistics
 import sys
 import time
@@ -31,17 +32,35 @@ from hcd_pipeline.evaluate import _modcrop, resolve_dataset  # noqa: E402
 from hcd_pipeline.imageio import list_images, read_image  # noqa: E402
 from hcd_pipeline.metrics import score_pair  # noqa: E402
 from hcd_pipeline.models import load_model  # noqa: E402
+from hcd_pipeline.models.registry import RESTORED_FORMATS  # noqa: E402
+from hcd_pipeline.models.weights import load_irn  # noqa: E402
 from hcd_pipeline.service import Downscaler, DownscaleSettings  # noqa: E402
 
 
-def chart(doc: dict, path: Path) -> None:
-    """Rate against distortion, one point per variant (set means), as a self-contained SVG."""
-    from hcd_pipeline.svgplot import scatter_panels
+def _series(variant: str) -> tuple[str, str]:
+    """``"irn-x2 plain, jpeg q90"`` -> (``"irn-x2 plain, jpeg"``, ``"q90"``): one curve per method and format."""
+    m = re.search(r" q(\d+)(?=\b|$)", variant)
+    if not m:
+        return variant, ""
+    return (variant[: m.start()] + variant[m.end() :]).strip(), f"q{m.group(1)}"
 
-    pts = [(r["variant"], r["bpp"], r["psnr_y"]) for r in doc["summary"]]
-    title = f"What users get per stored byte: {doc['data']} x{doc['scale']} (up and left is better)"
-    path.write_text(scatter_panels([(f"{doc['data']} x{doc['scale']}", pts)], xlabel="bits per HR pixel", ylabel="Y-PSNR (dB)",
-                                   title=title, log_x=True, panel_size=(900, 520), label_points=True))  # fmt: skip
+
+def chart(docs: list[dict], path: Path) -> None:
+    """Rate against distortion, one panel per JSON (set means), one curve per method and format, as SVG."""
+    from hcd_pipeline.svgplot import curve_panels
+
+    panels = []
+    for doc in docs:
+        pts = [(*_series(r["variant"]), r["bpp"], r["psnr_y"]) for r in doc["summary"]]
+        panels.append((f"{doc['data']} x{doc['scale']}", [(n, x, y, lab) for n, lab, x, y in pts]))
+    title = "What users get per stored byte (up and left is better; labels: JPEG / WebP quality)"
+    path.write_text(curve_panels(panels, xlabel="bits per HR pixel", ylabel="Y-PSNR (dB)", title=title, log_x=True))
+
+
+def restorer_of(model: str) -> bool:
+    """Whether a model (name or weights file) has an LR restorer (a codec-robust model)."""
+    net = load_irn(model) if model.endswith(".safetensors") else load_model(model)
+    return getattr(net, "restorer", None) is not None
 
 
 def _label(model: str) -> str:
@@ -55,21 +74,27 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--formats", default="png:0,jpeg:90,jpeg:75,webp:90")
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--models", default="", help="comma list of model names or weights files (default: the scale's default)")
+    ap.add_argument("--models", default="",
+                    help="comma list of model names or weights files (default: the scale's default); "
+                    "MODEL:plain+infile gives that model its own --methods")  # fmt: skip
     ap.add_argument("--methods", default="plain,hcd,infile", help="of plain, hcd (pixel HCD), infile (HCD in the JPEG file)")
-    ap.add_argument("--no-baselines", action="store_true", help="skip the HR-as-JPEG and bicubic rows")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the HR-as-JPEG/WebP and bicubic rows")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="HCD setting for the HCD variants (e.g. lr_steps=16); repeatable; shown in their labels")  # fmt: skip
+    ap.add_argument("--hr-formats", default="jpeg:50,jpeg:90", help="the HR itself stored as FMT:Q (baseline rows)")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--render", default=None, help="an --out JSON to chart (runs nothing)")
+    ap.add_argument("--render", default=None, help="--out JSONs to chart, comma-separated, one panel each (runs nothing)")
     ap.add_argument("--chart", default=None, help="SVG of Y-PSNR against bits per HR pixel")
     args = ap.parse_args()
     if args.render:
-        chart(json.loads(Path(args.render).read_text()), Path(args.chart))
+        chart([json.loads(Path(f).read_text()) for f in args.render.split(",")], Path(args.chart))
         return
     torch.set_num_threads(1)
     s = args.scale
     bic = load_model("bicubic", scale=s)
     models: list[str | None] = [m for m in args.models.split(",") if m] or [None]  # type: ignore[assignment]
-    methods = set(args.methods.split(","))
+    default_methods = set(args.methods.split(","))
+    overrides = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v for k, v in (o.split("=", 1) for o in args.overrides)}
     rows = []
     for path in list_images(resolve_dataset(args.data))[: args.limit]:
         img = _modcrop(read_image(path), s)
@@ -80,10 +105,11 @@ def main() -> None:
             rows.append({"image": name, "variant": variant, "bpp": 8 * nbytes / n, "psnr_y": score_pair(hr, rec, s).psnr_y,
                          "seconds": 0.0})  # fmt: skip
 
-        for q in () if args.no_baselines else (50, 90):
+        for spec in [] if args.no_baselines else args.hr_formats.split(","):
+            fmt, q = spec.split(":")[0], int(spec.split(":")[1])
             buf = io.BytesIO()
-            Image.fromarray((hr * 255).round().byte().permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=q)
-            add(f"HR as JPEG q{q}", len(buf.getvalue()), decode_lr(buf.getvalue()))
+            Image.fromarray((hr * 255).round().byte().permute(1, 2, 0).numpy()).save(buf, format=fmt.upper(), quality=q)
+            add(f"HR as {'JPEG' if fmt == 'jpeg' else 'WebP'} q{q}", len(buf.getvalue()), decode_lr(buf.getvalue()))
         with torch.no_grad():
             lr_b = torch.round(bic.downscale(hr.unsqueeze(0))[0].clamp(0, 1) * 255) / 255
         for spec in args.formats.split(","):
@@ -94,8 +120,13 @@ def main() -> None:
                 with torch.no_grad():
                     add(f"bicubic LR, {tag}, bicubic up", len(data), bic.upscale(decode_lr(data).unsqueeze(0), None)[0].clamp(0, 1))
             variants = []
-            for model in models:
+            for spec_m in models:
+                model, _, own = (spec_m or "").partition(":")
+                model = model or None
+                methods = set(own.split("+")) if own else default_methods
                 name = "IRN" if model is None else _label(model)
+                if model is not None and fmt not in RESTORED_FORMATS and restorer_of(model):
+                    continue  # a codec-robust model upscales other formats exactly as its base model does
                 chosen = {"model": None, "weights": None}
                 if model is not None:
                     chosen = {"model": None, "weights": model} if model.endswith(".safetensors") else {"model": model, "weights": None}
@@ -106,6 +137,9 @@ def main() -> None:
                 if fmt == "jpeg" and "infile" in methods:
                     variants.append((f"{name} + HCD in the JPEG file", {"codec_aware": True, **chosen}))
             for label, kw in variants:
+                if overrides and kw.get("method") != "plain":
+                    kw = {**kw, "overrides": overrides}
+                    label = f"{label} ({', '.join(f'{k}={v}' for k, v in overrides.items())})"
                 ds = Downscaler(DownscaleSettings(scale=s, lr_format=fmt, lr_quality=q or 90, **kw))  # type: ignore[arg-type]
                 t0 = time.perf_counter()
                 out = ds.process(img)
@@ -127,7 +161,7 @@ def main() -> None:
                "summary": summary, "rows": rows}  # fmt: skip
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
         if args.chart:
-            chart(doc, Path(args.chart))
+            chart([doc], Path(args.chart))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import html
 import math
 from collections.abc import Sequence
 
-__all__ = ["nice_ticks", "histogram", "scatter", "scatter_panels", "PALETTE"]
+__all__ = ["nice_ticks", "histogram", "scatter", "scatter_panels", "curve_panels", "PALETTE"]
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 _FONT = 'font-family="sans-serif" font-size="11"'
@@ -211,4 +211,46 @@ def scatter_panels(
     for i, n in enumerate(names):
         x, y = 70 + (i % 2) * (width // 2), ph + 48 + 18 * (i // 2)
         body.append(f'<circle cx="{x}" cy="{y - 4}" r="5" fill="{colour[n]}"/><text x="{x + 10}" y="{y}" {_FONT}>{html.escape(n)}</text>')
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + _svg(width, height, title, "".join(body)) + "\n"
+
+
+def curve_panels(
+    panels: Sequence[tuple[str, Sequence[tuple[str, float, float, str]]]], *, xlabel: str, ylabel: str, title: str,
+    log_x: bool = False, panel_size: tuple[int, int] = (460, 380),
+) -> str:  # fmt: skip
+    """Side-by-side panels of curves: points (series name, x, y, point label), one colour (and dash pattern past the
+    palette) per series, the points of a series joined in x order, each point's label beside it (e.g. a quality)."""
+    names = list(dict.fromkeys(n for _, pts in panels for n, *_ in pts))
+    style = {n: (PALETTE[i % len(PALETTE)], "" if i < len(PALETTE) else ' stroke-dasharray="5 3"') for i, n in enumerate(names)}
+    pw, ph = panel_size
+    legend_h = 18 * ((len(names) + 1) // 2) + 10
+    width, height = pw * len(panels) + 20, ph + 40 + legend_h
+    head = f'<text x="{width / 2}" y="18" text-anchor="middle" font-family="sans-serif" font-size="14">{html.escape(title)}</text>'
+    body = [f'<rect width="{width}" height="{height}" fill="white"/>', head]
+    for k, (ptitle, pts) in enumerate(panels):
+        if not pts:
+            continue
+        xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+        pad = 0.08 * ((max(ys) - min(ys)) or 1)
+        xr = (min(xs) / 1.3, max(xs) * 1.3) if log_x else (min(xs), max(xs))
+        ax = _Axes(k * pw + 70, 50, pw - 90, ph - 60, xr, (min(ys) - pad, max(ys) + pad), log_x=log_x)
+        body.append(f'<text x="{ax.x0 + ax.w / 2:.1f}" y="42" text-anchor="middle" {_FONT}>{html.escape(ptitle)}</text>')
+        body.append(ax.draw(xlabel, ylabel))
+        for n in names:
+            mine = sorted((x, y, lab) for s, x, y, lab in pts if s == n)
+            colour, dash = style[n]
+            if len(mine) > 1:
+                path = " ".join(f"{ax.sx(x):.1f},{ax.sy(y):.1f}" for x, y, _ in mine)
+                body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>')
+            for x, y, lab in mine:
+                tip = f"{html.escape(n)} {html.escape(lab)}: {html.escape(xlabel)} {_fmt(x)}, {html.escape(ylabel)} {_fmt(y)}"
+                body.append(f'<circle cx="{ax.sx(x):.1f}" cy="{ax.sy(y):.1f}" r="4" fill="{colour}"><title>{tip}</title></circle>')
+                if lab:
+                    body.append(f'<text x="{ax.sx(x) + 6:.1f}" y="{ax.sy(y) - 5:.1f}" font-family="sans-serif" font-size="9" '
+                                f'fill="{colour}">{html.escape(lab)}</text>')  # fmt: skip
+    for i, n in enumerate(names):
+        x, y = 70 + (i % 2) * (width // 2), ph + 48 + 18 * (i // 2)
+        colour, dash = style[n]
+        body.append(f'<line x1="{x - 8}" y1="{y - 4}" x2="{x + 8}" y2="{y - 4}" stroke="{colour}" stroke-width="2"{dash}/>'
+                    f'<text x="{x + 14}" y="{y}" {_FONT}>{html.escape(n)}</text>')  # fmt: skip
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + _svg(width, height, title, "".join(body)) + "\n"

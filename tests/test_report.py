@@ -166,3 +166,20 @@ def test_svg_charts_have_axes_ticks_and_counts():
     assert sc.count("<circle") == 2 and "<title>a: " in sc
     doc = scatter_panels([("x2", [("official", 30.0, 0.5), ("default", 6.0, 0.7)])], xlabel="s", ylabel="dB", title="t", log_x=True)
     assert doc.startswith("<?xml") and doc.count("<circle") == 4  # two points and two legend marks
+
+
+def test_curve_panels_join_each_series_in_x_order():
+    import re
+    import xml.etree.ElementTree as ET
+
+    from hcd_pipeline.svgplot import curve_panels
+
+    pts = [("JPEG", 2.5, 43.8, "q90"), ("JPEG", 1.0, 35.9, "q50"), ("PNG", 3.8, 40.8, "")]
+    doc = curve_panels([("Set5 x2", pts)], xlabel="bits per HR pixel", ylabel="Y-PSNR (dB)", title="rd", log_x=True)
+    root = ET.fromstring(doc.split("\n", 1)[1])  # well-formed SVG
+    assert root.tag.endswith("svg")
+    lines = re.findall(r'<polyline points="([^"]+)"', doc)
+    assert len(lines) == 1  # one curve with two points; the single PNG point has none
+    xs = [float(p.split(",")[0]) for p in lines[0].split()]
+    assert xs == sorted(xs)  # joined left to right (q50 before q90)
+    assert ">q50<" in doc and ">q90<" in doc and doc.count("<circle") == 3
