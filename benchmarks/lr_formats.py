@@ -63,6 +63,19 @@ def restorer_of(model: str) -> bool:
     return getattr(net, "restorer", None) is not None
 
 
+def table(docs: list[dict]) -> str:
+    """One markdown table over several runs: a row per variant, per run its bits per HR pixel and Y-PSNR."""
+    heads = [f"{d['data']} x{d['scale']}" for d in docs]
+    # the same variant names at x2 and x4 (irn-x2 / irn-x4 -> irn-xN) so that their rows line up
+    norm = [{re.sub(r"irn-x\d", "irn-xN", r["variant"]): r for r in d["summary"]} for d in docs]
+    names = list(dict.fromkeys(v for n in norm for v in n))
+    lines = ["| stored | " + " | ".join(f"{h}: bits/px, dB" for h in heads) + " |", "| --- |" + " --- |" * len(docs)]
+    for v in names:
+        cells = [f"{n[v]['bpp']:.3f}, {n[v]['psnr_y']:.2f}" if v in n else "" for n in norm]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _label(model: str) -> str:
     """A model name as given, a weights file by its stem."""
     return Path(model).stem if model.endswith(".safetensors") else model
@@ -87,7 +100,10 @@ def main() -> None:
     ap.add_argument("--chart", default=None, help="SVG of Y-PSNR against bits per HR pixel")
     args = ap.parse_args()
     if args.render:
-        chart([json.loads(Path(f).read_text()) for f in args.render.split(",")], Path(args.chart))
+        docs = [json.loads(Path(f).read_text()) for f in args.render.split(",")]
+        if args.chart:
+            chart(docs, Path(args.chart))
+        print(table(docs))
         return
     torch.set_num_threads(1)
     s = args.scale

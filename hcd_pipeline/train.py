@@ -5,9 +5,10 @@ Loss (IRN, ``shared/reference/published.md``), per image summed over pixels, ave
 
 Codec-robust models (``codec = "jpeg"``): the reconstruction term decodes what a JPEG of the rounded LR would
 give (:func:`~hcd_pipeline.codec_sim.jpeg_sim`, one quality per crop drawn from ``codec_q_min..codec_q_max``;
-a share ``codec_clean`` of the crops skips the codec so that lossless LRs stay good). Such runs usually start
-from shipped weights (``init``) and add an LR restorer (``restore_blocks``) that the upscaler applies first;
-validation then scores the real codec (Pillow's libjpeg) at ``val_quality`` as well.
+a share ``codec_clean`` of the crops skips the codec, and the restorer, as a PNG LR would). Such runs usually start
+from shipped weights (``init``; ``init_lr_scale = 0`` freezes them) and add an LR restorer (``restore_blocks``) that
+the upscaler applies to decoded LRs first; validation then also scores the real codec (Pillow's libjpeg) at
+``val_quality``.
 
 Resuming: every ``ckpt_every`` steps the weights, optimiser, step and the state of the generator that
 drives cropping, augmentation and z are written atomically to ``OUT/checkpoint.pt``; a restarted run
