@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import re
 import statistics
 import sys
@@ -76,6 +77,36 @@ def table(docs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def at_equal_bytes(doc: dict, series: str, bpp: float) -> float | None:
+    """Y-PSNR of a curve (``series``: a variant name without its quality, e.g. ``"bicubic LR, jpeg, bicubic up"``) at
+    ``bpp`` bits per HR pixel, linear in log(bpp) between its two neighbouring qualities; None outside its range."""
+    pts = sorted((r["bpp"], r["psnr_y"]) for r in doc["summary"] if _series(r["variant"])[0] == series)
+    for (b0, p0), (b1, p1) in zip(pts, pts[1:], strict=False):
+        if b0 <= bpp <= b1:
+            t = (math.log(bpp) - math.log(b0)) / ((math.log(b1) - math.log(b0)) or 1)
+            return p0 + t * (p1 - p0)
+    return None
+
+
+def equal_bytes_table(docs: list[dict], quality: int = 90) -> str:
+    """For each run, the codec-robust model with HCD in the JPEG file at ``quality`` against other curves at the same
+    bytes: what its extra bytes would buy if spent on a higher JPEG quality instead."""
+    lines = [f"| run | irn-xN-jpeg + HCD in the file, q{quality}: bits/px, dB | vs bicubic LR + bicubic up | vs irn-xN plain | "
+             "vs irn-xN-jpeg plain | vs the HR itself as JPEG |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for d in docs:
+        n = f"irn-x{d['scale']}"
+        head = f"{n}-jpeg + HCD in the JPEG file"
+        for row in [r for r in d["summary"] if r["variant"].startswith(head) and r["variant"].endswith(f"jpeg q{quality}")]:
+            cells = []
+            for ref in ("bicubic LR, jpeg, bicubic up", f"{n} plain, jpeg", f"{n}-jpeg plain, jpeg", "HR as JPEG"):
+                v = at_equal_bytes(d, ref, row["bpp"])
+                cells.append("outside its range" if v is None else f"{row['psnr_y'] - v:+.2f} dB")
+            steps = re.search(r"lr_steps=(\d+)", row["variant"])
+            run = f"{d['data']} x{d['scale']}" + (f", {steps.group(1)} steps" if steps else "")
+            lines.append(f"| {run} | {row['bpp']:.3f}, {row['psnr_y']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _label(model: str) -> str:
     """A model name as given, a weights file by its stem."""
     return Path(model).stem if model.endswith(".safetensors") else model
@@ -100,10 +131,19 @@ def main() -> None:
     ap.add_argument("--chart", default=None, help="SVG of Y-PSNR against bits per HR pixel")
     args = ap.parse_args()
     if args.render:
-        docs = [json.loads(Path(f).read_text()) for f in args.render.split(",")]
+        docs: list[dict] = []
+        for f in args.render.split(","):  # runs of the same set and scale (e.g. a step sweep) become one
+            doc = json.loads(Path(f).read_text())
+            same = next((d for d in docs if (d["data"], d["scale"]) == (doc["data"], doc["scale"])), None)
+            if same is None:
+                docs.append(doc)
+            else:
+                same["summary"] = same["summary"] + doc["summary"]
         if args.chart:
             chart(docs, Path(args.chart))
         print(table(docs))
+        print()
+        print(equal_bytes_table(docs))
         return
     torch.set_num_threads(1)
     s = args.scale
