@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
-# The rate-distortion benchmark of #16: Set5 and Set14, x2 and x4 (docs/eval/lr_formats-rd-x*-*.json), then the chart.
-#   bash benchmarks/rd_all.sh                    # all four (about 1.5 h on one core of the project's CPU)
-#   RUNS="x2:Set5 x4:Set5" bash benchmarks/rd_all.sh
-# Each run: the HR itself as JPEG / WebP; bicubic LR + bicubic up; irn-xN plain, pixel HCD (PNG, WebP) and HCD in the
-# JPEG file; irn-xN-jpeg (the codec-robust model) plain and with HCD in the JPEG file, at each LR format and quality.
+# The rate-distortion benchmark of #16: Set5 and Set14, x2 and x4 (docs/eval/lr_formats-rd-x*-*.json), then the
+# chart and the tables of docs/results.md ("Stored as JPEG or WebP").
+#   bash benchmarks/rd_all.sh                               # all four runs and the step sweep (about 2.5 h, 2 cores)
+#   RUNS="x2:Set5 x4:Set5" bash benchmarks/rd_all.sh        # some of them
+# Set5: the HR itself as JPEG / WebP; bicubic LR + bicubic up; irn-xN plain, pixel HCD (it matters for PNG and
+# WebP) and HCD in the JPEG file; irn-xN-jpeg (the codec-robust model) plain and with HCD in the JPEG file; at PNG,
+# JPEG q75/90/95 and WebP q75/90. Set14 (3x the pixels): the same without pixel HCD, JPEG q75 and WebP q75.
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
-for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14}; do
+for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14}; do
   s=${run%%:*}; s=${s#x}; set_=${run#*:}
-  $PY benchmarks/lr_formats.py --data "$set_" --scale "$s" --formats png:0,jpeg:75,jpeg:90,jpeg:95,webp:75,webp:90 \
-    --hr-formats jpeg:50,jpeg:75,jpeg:90,webp:50,webp:75,webp:90 \
-    --models "irn-x$s:plain+hcd+infile,irn-x$s-jpeg:plain+infile" --out "docs/eval/lr_formats-rd-x$s-$set_.json"
+  if [ "$s" = steps ]; then  # HCD in the JPEG file with 16 and 32 steps (x2, q90); 16 on Set5 only
+    for n in 16 32; do
+      [ "$set_" = Set14 ] && [ "$n" = 16 ] && continue
+      $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:90 --no-baselines --models irn-x2-jpeg:infile \
+        --set lr_steps=$n --out "docs/eval/lr_formats-steps$n-x2-$set_.json"
+    done
+    continue
+  fi
+  if [ "$set_" = Set5 ]; then
+    formats=png:0,jpeg:75,jpeg:90,jpeg:95,webp:75,webp:90 hr=jpeg:50,jpeg:75,jpeg:90,webp:50,webp:75,webp:90 m=plain+hcd+infile
+  else
+    formats=png:0,jpeg:90,jpeg:95,webp:90 hr=jpeg:50,jpeg:75,webp:50,webp:75 m=plain+infile
+  fi
+  $PY benchmarks/lr_formats.py --data "$set_" --scale "$s" --formats "$formats" --hr-formats "$hr" \
+    --models "irn-x$s:$m,irn-x$s-jpeg:plain+infile" --out "docs/eval/lr_formats-rd-x$s-$set_.json"
 done
-files=$(ls docs/eval/lr_formats-rd-x*-*.json | sort -t- -k4,4 -k3,3 | paste -sd,)
-$PY benchmarks/lr_formats.py --render "$files" --chart docs/lr_formats-rd.svg
+files=$(ls docs/eval/lr_formats-rd-x*-*.json docs/eval/lr_formats-steps*-x2-*.json | paste -sd,)
+$PY benchmarks/lr_formats.py --render "$files" --chart docs/lr_formats-rd.svg >docs/eval/lr_formats-rd.md
