@@ -1,6 +1,7 @@
-"""Rate and distortion of stored LR formats: bits per HR pixel against the Y-PSNR users get (#16, a first table).
+"""Rate and distortion of stored LR formats: bits per HR pixel against the Y-PSNR users get (#16).
 
-    python benchmarks/lr_formats.py --data Set5 --scale 2 --out docs/eval/lr_formats-x2-Set5.json
+    python benchmarks/lr_formats.py --data Set5 --scale 2 --out /tmp/rd.json     # irn-x2: plain, pixel HCD, HCD in the JPEG file
+    bash benchmarks/rd_all.sh                                                   # the committed runs (docs/eval/lr_formats-rd-*.json)
 
 Rows, per image and mean over the set (irn-x2 / irn-x4, the field's protocol, 1 thread):
 - ``HR as JPEG qQ`` / ``HR as WebP qQ``: the original image itself stored so (no downscaling), decoded (``--hr-formats``);
