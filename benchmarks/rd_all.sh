@@ -27,5 +27,6 @@ for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14}; do
   $PY benchmarks/lr_formats.py --data "$set_" --scale "$s" --formats "$formats" --hr-formats "$hr" \
     --models "irn-x$s:$m,irn-x$s-jpeg:plain+infile" --out "docs/eval/lr_formats-rd-x$s-$set_.json"
 done
-files=$(ls docs/eval/lr_formats-rd-x*-*.json docs/eval/lr_formats-steps*-x2-*.json | paste -sd,)
+files=$(for f in rd-x2-Set5 steps16-x2-Set5 steps32-x2-Set5 rd-x2-Set14 steps32-x2-Set14 rd-x4-Set5 rd-x4-Set14; do
+  [ -f "docs/eval/lr_formats-$f.json" ] && echo "docs/eval/lr_formats-$f.json"; done | paste -sd,)
 $PY benchmarks/lr_formats.py --render "$files" --chart docs/lr_formats-rd.svg >docs/eval/lr_formats-rd.md
