@@ -4,7 +4,8 @@
 #   2. codec-robust fine-tunes of the shipped IRNs (hcd train --codec jpeg), three at once on the one GPU, each
 #      with its schedule fitted to TRAIN_S seconds; their weights and logs come back.
 # Needs in the tree (untracked, under shared/, which travels): shared/data/Set5/HR (the check and validation) and
-# shared/train/BSD200-c192 (200 centre crops of 192 x 192 of BSD200, made by benchmarks/make_train_pack.py).
+# shared/train/BSD200-cN (200 centre crops of BSD200, made by benchmarks/make_train_pack.py; session 5 used N = 192,
+# the default is now 144 so that the tree still fits in 64 MiB).
 # Dry run here: DEV=cpu CHECK_S=60 TRAIN_S=30 OUT=/tmp/gpu_out bash benchmarks/gpu_session.sh
 set -u
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ t0=$(date +%s)
   >>"$OUT/gpu_check.log" 2>&1
 echo "gpu_check rc=$? after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
 
-DATA=shared/train/BSD200-c192
+DATA=${DATA:-$(ls -d shared/train/BSD200-c* | tail -1)}
 VAL=shared/data/Set5/HR
 common=(--data "$DATA" --val "$VAL" --z-train 0 --codec jpeg --codec-quality 70-95
   --restore-width 64 --lr 5e-4 --warmup 100 --steps 100000 --time-budget "$TRAIN_S" --val-every 500
@@ -43,12 +44,15 @@ run() {  # name, then its own flags
     >"runs/$name.log" 2>&1
   echo "$name rc=$?" >>"runs/$name.log"
 }
-PLAN=${PLAN:-2}
+PLAN=${PLAN:-3}  # 1 and 2: what session 5 ran (docs/training.md); 3: the next run
 if [ "$PLAN" = 1 ]; then  # the first lent GPU (2026-11-27, run 1): three at once for 300 s
   NAMES="jpeg-x2 jpeg-x2-frozen jpeg-x4"
   run jpeg-x2 --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 --codec-clean 0.1 &
   run jpeg-x2-frozen --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0 &
   run jpeg-x4 --scale 4 --init irn-x4 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 &
+elif [ "$PLAN" = 3 ]; then  # next: the shipped recipe alone on the GPU for the whole budget (run 2 shared it three ways)
+  NAMES="x2-frozen-long"
+  run x2-frozen-long --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0 --codec-clean 0 &
 else  # run 2: lossless crops bypass the restorer; the chain frozen, or tied closer to bicubic (lambda_fit 32)
   NAMES="x2-frozen x2-fit32 x4-frozen"
   run x2-frozen --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0 --codec-clean 0 &
