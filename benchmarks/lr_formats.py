@@ -150,9 +150,19 @@ def main() -> None:
     torch.set_num_threads(1)
     s = args.scale
     bic = load_model("bicubic", scale=s)
-    models: list[str | None] = [m for m in args.models.split(",") if m] or [None]  # type: ignore[assignment]
+    models = [m for m in args.models.split(",") if m] or [""]  # "": the scale's default model
     default_methods = set(args.methods.split(","))
     overrides = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v for k, v in (o.split("=", 1) for o in args.overrides)}
+    # (label, methods, model settings, has a restorer) per --models entry, parsed and loaded once
+    entries = []
+    for spec_m in models:
+        model, _, own = spec_m.partition(":")
+        chosen = {"model": None, "weights": None}
+        if model:
+            chosen = {"model": None, "weights": model} if model.endswith(".safetensors") else {"model": model, "weights": None}
+        methods = set(own.split("+")) if own else default_methods
+        entries.append((_label(model) if model else "IRN", methods, chosen, bool(model) and restorer_of(model)))
+    downscalers: dict[tuple[str, str], Downscaler] = {}  # one per variant and format, reused for every image
     rows = []
     for path in list_images(resolve_dataset(args.data))[: args.limit]:
         img = _modcrop(read_image(path), s)
@@ -178,16 +188,9 @@ def main() -> None:
                 with torch.no_grad():
                     add(f"bicubic LR, {tag}, bicubic up", len(data), bic.upscale(decode_lr(data).unsqueeze(0), None)[0].clamp(0, 1))
             variants = []
-            for spec_m in models:
-                model, _, own = (spec_m or "").partition(":")
-                model = model or None
-                methods = set(own.split("+")) if own else default_methods
-                name = "IRN" if model is None else _label(model)
-                if model is not None and fmt not in RESTORED_FORMATS and restorer_of(model):
+            for name, methods, chosen, has_restorer in entries:
+                if has_restorer and fmt not in RESTORED_FORMATS:
                     continue  # a codec-robust model upscales other formats exactly as its base model does
-                chosen = {"model": None, "weights": None}
-                if model is not None:
-                    chosen = {"model": None, "weights": model} if model.endswith(".safetensors") else {"model": model, "weights": None}
                 if "plain" in methods:
                     variants.append((f"{name} plain", {"method": "plain", **chosen}))
                 if "hcd" in methods:
@@ -198,7 +201,9 @@ def main() -> None:
                 if overrides and kw.get("method") != "plain":
                     kw = {**kw, "overrides": overrides}
                     label = f"{label} ({', '.join(f'{k}={v}' for k, v in overrides.items())})"
-                ds = Downscaler(DownscaleSettings(scale=s, lr_format=fmt, lr_quality=q or 90, **kw))  # type: ignore[arg-type]
+                if (label, spec) not in downscalers:
+                    downscalers[label, spec] = Downscaler(DownscaleSettings(scale=s, lr_format=fmt, lr_quality=q or 90, **kw))  # type: ignore[arg-type]
+                ds = downscalers[label, spec]
                 t0 = time.perf_counter()
                 out = ds.process(img)
                 dt = time.perf_counter() - t0
