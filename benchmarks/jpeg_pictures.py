@@ -63,13 +63,13 @@ def main() -> None:
         lr_b = bic.downscale(hr.unsqueeze(0))[0][0].clamp(0, 1)
         data = encode_lr(lr_b, None, "jpeg", q)
         scored(f"bicubic LR, JPEG q{q}, bicubic up", data, bic.upscale(decode_lr(data).unsqueeze(0), None)[0].clamp(0, 1))
-    plain = Downscaler(DownscaleSettings(model="irn-x2", method="plain", lr_format="jpeg", lr_quality=q)).process(img)
+    plain_ds = Downscaler(DownscaleSettings(model="irn-x2", method="plain", lr_format="jpeg", lr_quality=q))
+    plain = plain_ds.process(img)
     kw = {"seed": int(plain.sidecar["seed"]), "decode": str(plain.sidecar["decode_z"])}  # as the rows were scored
-    scored(f"irn-x2, JPEG q{q}", plain.data, upscale_lr(Downscaler(DownscaleSettings(model="irn-x2", lr_format="jpeg")).model,
-                                                         decode_lr(plain.data), **kw))  # fmt: skip
-    coded = Downscaler(DownscaleSettings(model="irn-x2-jpeg", method="plain", lr_format="jpeg", lr_quality=q))
+    scored(f"irn-x2, JPEG q{q}", plain.data, upscale_lr(plain_ds.model, decode_lr(plain.data), **kw))
+    coded = Downscaler(DownscaleSettings(model="irn-x2-jpeg", lr_format="jpeg", lr_quality=q))  # its model: with the restorer
     scored("same file, irn-x2-jpeg up", plain.data, upscale_lr(coded.model, decode_lr(plain.data), **kw))
-    hcd = Downscaler(DownscaleSettings(model="irn-x2-jpeg", lr_format="jpeg", lr_quality=q)).process(img)
+    hcd = coded.process(img)
     scored("irn-x2-jpeg + HCD in the file", hcd.data, upscale_lr(coded.model, decode_lr(hcd.data), **kw))
     lr_tile = _tile(decode_lr(hcd.data), (y // 2, x // 2, side // 2), 6, f"the stored LR (JPEG q{q})\nas served")
     tiles.append(lr_tile)
