@@ -179,6 +179,44 @@ def scatter(
     return _svg(width, height, title or f"{ylabel} against {xlabel}", "".join(body))
 
 
+def _panel_frame(
+    panels: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    n_names: int,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    log_x: bool,
+    panel_size: tuple[int, int],
+) -> tuple[list[str], list[_Axes | None], int, int]:
+    """The frame shared by the panel charts: background, title, one titled pair of axes per panel fitted to its
+    (x, y) points (None for an empty panel), room for a two-column legend of ``n_names`` entries.
+    Returns (SVG parts so far, the axes, the chart's width and height); legend entry i goes at :func:`_legend_xy`."""
+    pw, ph = panel_size
+    legend_h = 18 * ((n_names + 1) // 2) + 10
+    width, height = pw * len(panels) + 20, ph + 40 + legend_h
+    head = f'<text x="{width / 2}" y="18" text-anchor="middle" font-family="sans-serif" font-size="14">{html.escape(title)}</text>'
+    body = [f'<rect width="{width}" height="{height}" fill="white"/>', head]
+    axes: list[_Axes | None] = []
+    for k, (ptitle, pts) in enumerate(panels):
+        if not pts:
+            axes.append(None)
+            continue
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        pad = 0.08 * ((max(ys) - min(ys)) or 1)
+        xr = (min(xs) / 1.3, max(xs) * 1.3) if log_x else (min(xs), max(xs))
+        ax = _Axes(k * pw + 70, 50, pw - 90, ph - 60, xr, (min(ys) - pad, max(ys) + pad), log_x=log_x)
+        body.append(f'<text x="{ax.x0 + ax.w / 2:.1f}" y="42" text-anchor="middle" {_FONT}>{html.escape(ptitle)}</text>')
+        body.append(ax.draw(xlabel, ylabel))
+        axes.append(ax)
+    return body, axes, width, height
+
+
+def _legend_xy(i: int, width: int, panel_height: int) -> tuple[int, int]:
+    """Where legend entry ``i`` of a panel chart goes (two columns under the panels)."""
+    return 70 + (i % 2) * (width // 2), panel_height + 48 + 18 * (i // 2)
+
+
 def scatter_panels(
     panels: Sequence[tuple[str, Sequence[tuple[str, float, float]]]], *, xlabel: str, ylabel: str, title: str, log_x: bool = False,
     panel_size: tuple[int, int] = (440, 340), label_points: bool = False,
@@ -187,20 +225,12 @@ def scatter_panels(
     ``label_points`` also writes each point's name beside it (for more series than colours)."""
     names = list(dict.fromkeys(n for _, pts in panels for n, _, _ in pts))
     colour = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
-    pw, ph = panel_size
-    legend_h = 18 * ((len(names) + 1) // 2) + 10
-    width, height = pw * len(panels) + 20, ph + 40 + legend_h
-    head = f'<text x="{width / 2}" y="18" text-anchor="middle" font-family="sans-serif" font-size="14">{html.escape(title)}</text>'
-    body = [f'<rect width="{width}" height="{height}" fill="white"/>', head]
-    for k, (ptitle, pts) in enumerate(panels):
-        xs, ys = [p[1] for p in pts], [p[2] for p in pts]
-        if not pts:
+    frame = [(ptitle, [(x, y) for _, x, y in pts]) for ptitle, pts in panels]
+    body, axes, width, height = _panel_frame(frame, len(names), xlabel=xlabel, ylabel=ylabel, title=title, log_x=log_x,
+                                             panel_size=panel_size)  # fmt: skip
+    for ax, (_, pts) in zip(axes, panels, strict=True):
+        if ax is None:
             continue
-        pad = 0.08 * ((max(ys) - min(ys)) or 1)
-        xr = (min(xs) / 1.3, max(xs) * 1.3) if log_x else (min(xs), max(xs))
-        ax = _Axes(k * pw + 70, 50, pw - 90, ph - 60, xr, (min(ys) - pad, max(ys) + pad), log_x=log_x)
-        body.append(f'<text x="{ax.x0 + ax.w / 2:.1f}" y="42" text-anchor="middle" {_FONT}>{html.escape(ptitle)}</text>')
-        body.append(ax.draw(xlabel, ylabel))
         for n, x, y in pts:
             body.append(f'<circle cx="{ax.sx(x):.1f}" cy="{ax.sy(y):.1f}" r="5" fill="{colour[n]}"><title>{html.escape(n)}: '
                         f"{html.escape(xlabel)} {_fmt(x)}, {html.escape(ylabel)} {_fmt(y)}</title></circle>")  # fmt: skip
@@ -209,7 +239,7 @@ def scatter_panels(
                     f'<text x="{ax.sx(x) + 7:.1f}" y="{ax.sy(y) + 4:.1f}" font-family="sans-serif" font-size="9">{html.escape(n)}</text>'
                 )
     for i, n in enumerate(names):
-        x, y = 70 + (i % 2) * (width // 2), ph + 48 + 18 * (i // 2)
+        x, y = _legend_xy(i, width, panel_size[1])
         body.append(f'<circle cx="{x}" cy="{y - 4}" r="5" fill="{colour[n]}"/><text x="{x + 10}" y="{y}" {_FONT}>{html.escape(n)}</text>')
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + _svg(width, height, title, "".join(body)) + "\n"
 
@@ -222,20 +252,12 @@ def curve_panels(
     palette) per series, the points of a series joined in x order, each point's label beside it (e.g. a quality)."""
     names = list(dict.fromkeys(n for _, pts in panels for n, *_ in pts))
     style = {n: (PALETTE[i % len(PALETTE)], "" if i < len(PALETTE) else ' stroke-dasharray="5 3"') for i, n in enumerate(names)}
-    pw, ph = panel_size
-    legend_h = 18 * ((len(names) + 1) // 2) + 10
-    width, height = pw * len(panels) + 20, ph + 40 + legend_h
-    head = f'<text x="{width / 2}" y="18" text-anchor="middle" font-family="sans-serif" font-size="14">{html.escape(title)}</text>'
-    body = [f'<rect width="{width}" height="{height}" fill="white"/>', head]
-    for k, (ptitle, pts) in enumerate(panels):
-        if not pts:
+    frame = [(ptitle, [(x, y) for _, x, y, _ in pts]) for ptitle, pts in panels]
+    body, axes, width, height = _panel_frame(frame, len(names), xlabel=xlabel, ylabel=ylabel, title=title, log_x=log_x,
+                                             panel_size=panel_size)  # fmt: skip
+    for ax, (_, pts) in zip(axes, panels, strict=True):
+        if ax is None:
             continue
-        xs, ys = [p[1] for p in pts], [p[2] for p in pts]
-        pad = 0.08 * ((max(ys) - min(ys)) or 1)
-        xr = (min(xs) / 1.3, max(xs) * 1.3) if log_x else (min(xs), max(xs))
-        ax = _Axes(k * pw + 70, 50, pw - 90, ph - 60, xr, (min(ys) - pad, max(ys) + pad), log_x=log_x)
-        body.append(f'<text x="{ax.x0 + ax.w / 2:.1f}" y="42" text-anchor="middle" {_FONT}>{html.escape(ptitle)}</text>')
-        body.append(ax.draw(xlabel, ylabel))
         for n in names:
             mine = sorted((x, y, lab) for s, x, y, lab in pts if s == n)
             colour, dash = style[n]
@@ -249,7 +271,7 @@ def curve_panels(
                     body.append(f'<text x="{ax.sx(x) + 6:.1f}" y="{ax.sy(y) - 5:.1f}" font-family="sans-serif" font-size="9" '
                                 f'fill="{colour}">{html.escape(lab)}</text>')  # fmt: skip
     for i, n in enumerate(names):
-        x, y = 70 + (i % 2) * (width // 2), ph + 48 + 18 * (i // 2)
+        x, y = _legend_xy(i, width, panel_size[1])
         colour, dash = style[n]
         body.append(f'<line x1="{x - 8}" y1="{y - 4}" x2="{x + 8}" y2="{y - 4}" stroke="{colour}" stroke-width="2"{dash}/>'
                     f'<text x="{x + 14}" y="{y}" {_FONT}>{html.escape(n)}</text>')  # fmt: skip
