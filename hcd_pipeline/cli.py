@@ -22,6 +22,7 @@ import click
 from tqdm import tqdm
 
 from . import jsonutil
+from .codec_sim import SIMULATED_CODECS
 from .codecs import DEFAULT_QUALITY, LR_EXTENSIONS, LR_FORMATS
 from .errors import HcdError
 from .hcd import DEFAULT_PRESET, METHODS, PRESETS
@@ -382,7 +383,7 @@ def eval_cmd(
 @click.option("--restore-width", type=int, default=64, show_default=True, help="LR restorer channels")
 @click.option(
     "--codec",
-    type=click.Choice(["none", "jpeg"]),
+    type=click.Choice(SIMULATED_CODECS),
     default="none",
     show_default=True,
     help="codec between downscaler and upscaler in the loss",

@@ -21,7 +21,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["jpeg_sim", "quant_tables"]
+__all__ = ["SIMULATED_CODECS", "jpeg_sim", "quant_tables"]
+
+SIMULATED_CODECS = ("none", "jpeg")
+"""What training can put between downscaler and upscaler (``hcd train --codec``): nothing, or :func:`jpeg_sim`."""
 
 _LUMA = torch.tensor(
     [[16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55], [14, 13, 16, 24, 40, 57, 69, 56],

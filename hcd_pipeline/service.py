@@ -616,8 +616,8 @@ def stored_lr_format(name: str, sidecar: dict[str, object]) -> str:
     fmt = sidecar.get("lr_format")
     if isinstance(fmt, str) and fmt:
         return fmt
-    suffix = Path(name).suffix.lower()
-    return {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix, "png")
+    by_extension = {ext: f for f, ext in LR_EXTENSIONS.items()} | {".jpeg": "jpeg"}
+    return by_extension.get(Path(name).suffix.lower(), "png")
 
 
 def upscale_stored(

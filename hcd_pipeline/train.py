@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .codec_sim import jpeg_sim
+from .codec_sim import SIMULATED_CODECS, jpeg_sim
 from .codecs import roundtrip
 from .device import device_mode
 from .errors import SettingsError
@@ -100,17 +100,14 @@ class TrainConfig:
 
     def check(self) -> None:
         """Refuse settings that cannot train (clear errors before any work)."""
-        if self.codec not in CODECS:
-            raise SettingsError(f"training codec {self.codec!r}: expected one of {CODECS}")
+        if self.codec not in SIMULATED_CODECS:
+            raise SettingsError(f"training codec {self.codec!r}: expected one of {SIMULATED_CODECS}")
         if not 1 <= self.codec_q_min <= self.codec_q_max <= 100:
             raise SettingsError(f"codec qualities {self.codec_q_min}..{self.codec_q_max}: expected 1 <= min <= max <= 100")
         if not 0.0 <= self.codec_clean <= 1.0:
             raise SettingsError(f"codec_clean {self.codec_clean}: expected a share in [0, 1]")
         if self.codec != "none" and self.patch % (16 * self.scale):
             raise SettingsError(f"patch {self.patch}: with a codec it must be a multiple of {16 * self.scale} (whole LR MCUs)")
-
-
-CODECS = ("none", "jpeg")
 
 
 def load_training_images(folder: str | Path, min_side: int) -> list[torch.Tensor]:

@@ -161,7 +161,7 @@ class PipelineSettings:
             overrides=dict(self.overrides),
             seed=self.seed,
             threads=self.threads,
-            device="cuda" if self.num_gpus > 0 else "cpu",
+            device=self.device_kind(),
             memory=self.memory,
             tile=self.tile,
             batch=self.hcd_batch,
