@@ -11,46 +11,61 @@ import base64
 import html
 import io
 import math
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image
 
 from .pipeline.runner import read_metrics
 from .storage import StorageOptions, open_uri
 
-__all__ = ["load_tables", "build_report", "format_text", "render_html", "STAT_COLUMNS"]
+__all__ = ["load_tables", "build_report", "format_text", "render_html", "STAT_COLUMNS", "REPORT_COLUMNS"]
 
 STAT_COLUMNS = ("psnr_y", "plain_psnr_y", "gain_y", "ssim_y", "plain_ssim_y", "seconds")
 
 
-def load_tables(uris: list[str], options: StorageOptions | None = None) -> pa.Table:
-    """Final rows of every run output in ``uris`` (one row per output and key)."""
+# What a report reads: a projection, so that tables of millions of rows load only these columns.
+REPORT_COLUMNS = ("key", "status", "error", "finished_at", "model", "weights_sha256", "scale", "method", "preset",
+                  "source_uri", "lr_uri", "width", "height", *STAT_COLUMNS)  # fmt: skip
+MAX_POINTS = 5000  # per-image points kept for the charts (evenly spaced by gain beyond this)
+MAX_FAILURES = 1000  # failed rows listed (all are counted)
+
+
+def load_tables(uris: list[str], options: StorageOptions | None = None, columns: Sequence[str] | None = REPORT_COLUMNS) -> pa.Table:
+    """Final rows of every run output in ``uris`` (one row per output and key), only ``columns`` (None: all)."""
     tables = []
     for uri in uris:
-        t = read_metrics(uri, options)
+        t = read_metrics(uri, options, columns=None if columns is None else list(columns))
         tables.append(t.append_column("run_output", pa.array([uri] * t.num_rows, pa.string())))
     return pa.concat_tables(tables) if tables else pa.table({})
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column as float64, nulls as NaN."""
+    return np.asarray(pc.fill_null(pc.cast(col, pa.float64()), math.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _stats(values: np.ndarray | list[float | None]) -> dict[str, float]:
     """n, mean, median, p5, p95 of the finite values; ``n_inf``: infinite ones (perfect reconstructions: PSNR
     ``inf``; a gain of ``+inf`` is a perfect reconstruction where plain was not), left out of the statistics.
-    An empty group has ``n = 0`` and no statistics."""
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    arr = np.asarray([v for v in present if math.isfinite(v)], dtype=np.float64)
-    n_inf = len(present) - int(arr.size)
-    if arr.size == 0:
+    Missing values (null, NaN) are left out. An empty group has ``n = 0`` and no statistics."""
+    arr = np.asarray([math.nan if v is None else v for v in values] if isinstance(values, list) else values, dtype=np.float64)
+    present = arr[~np.isnan(arr)]
+    finite = present[np.isfinite(present)]
+    n_inf = int(present.size - finite.size)
+    if finite.size == 0:
         return {"n": 0, "n_inf": n_inf}
     return {
-        "n": int(arr.size),
+        "n": int(finite.size),
         "n_inf": n_inf,
-        "mean": float(arr.mean()),
-        "median": float(np.median(arr)),
-        "p5": float(np.percentile(arr, 5)),
-        "p95": float(np.percentile(arr, 95)),
+        "mean": float(finite.mean()),
+        "median": float(np.median(finite)),
+        "p5": float(np.percentile(finite, 5)),
+        "p95": float(np.percentile(finite, 95)),
     }
 
 
@@ -58,49 +73,62 @@ def _reason(error: str | None) -> str:
     return (error or "unknown").split(":", 1)[0]
 
 
-def build_report(table: pa.Table, worst: int = 10) -> dict[str, Any]:
+_GROUP_COLUMNS = ("model", "weights_sha256", "scale", "method", "preset")
+_PICK = ("key", "run_output", "source_uri", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height")
+
+
+def build_report(table: pa.Table, worst: int = 10, *, max_points: int = MAX_POINTS, max_failures: int = MAX_FAILURES) -> dict[str, Any]:
     """Counts, per-group statistics of :data:`STAT_COLUMNS`, and the worst / best images by gain.
 
-    ``table`` holds final rows (one per image), e.g. from :func:`load_tables`.
+    ``table`` holds final rows (one per image), e.g. from :func:`load_tables` (at least :data:`REPORT_COLUMNS`).
+    Column-wise (numpy over Arrow columns, no per-row Python objects), so a table of millions of rows costs a few
+    arrays. ``points`` (for the charts) holds every scored image up to ``max_points``, else that many evenly spaced
+    by gain (``points_total`` says how many there were); ``failures`` lists the first ``max_failures`` failed rows.
     """
-    data = table.to_pylist()
-    ok = [r for r in data if r["status"] == "ok"]
-    failed = [r for r in data if r["status"] != "ok"]
+    if table.num_rows and "run_output" not in table.column_names:
+        table = table.append_column("run_output", pa.nulls(table.num_rows, pa.string()))
+    is_ok = pc.fill_null(pc.equal(table["status"], "ok"), False) if table.num_rows else pa.array([], pa.bool_())
+    ok, failed = table.filter(is_ok), table.filter(pc.invert(is_ok))
     # Grouped by the weights too: two trainings of one model name must not be pooled.
-    groups: dict[tuple[str, str, int, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in ok:
-        groups[(r["model"], r.get("weights_sha256") or "", r["scale"], r["method"], r["preset"])].append(r)
+    keyed = ok.select(list(_GROUP_COLUMNS)).set_column(1, "weights_sha256", pc.fill_null(ok["weights_sha256"], ""))
     per_group = []
-    for (model, weights, scale, method, preset), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        per_group.append(
-            {
-                "model": model,
-                "weights_sha256": weights or None,
-                "scale": scale,
-                "method": method,
-                "preset": preset,
-                **{c: _stats([r[c] for r in rs]) for c in STAT_COLUMNS},
-            }  # fmt: skip
-        )
-    scored = sorted((r for r in ok if r["gain_y"] is not None and not math.isnan(r["gain_y"])), key=lambda r: r["gain_y"])
-    pick = ("key", "run_output", "source_uri", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height")
+    for g in sorted(keyed.group_by(list(_GROUP_COLUMNS)).aggregate([]).to_pylist(), key=lambda d: tuple(str(d[c]) for c in _GROUP_COLUMNS)):
+        mask = None
+        for c in _GROUP_COLUMNS:
+            m = pc.fill_null(pc.equal(keyed[c], pa.scalar(g[c], keyed.schema.field(c).type)), False)
+            mask = m if mask is None else pc.and_(mask, m)
+        rows = ok.filter(mask)
+        per_group.append({**g, "weights_sha256": g["weights_sha256"] or None, **{c: _stats(_floats(rows[c])) for c in STAT_COLUMNS}})
+    gain = _floats(ok["gain_y"]) if ok.num_rows else np.zeros(0)
+    scored = np.flatnonzero(~np.isnan(gain))
+    scored = scored[np.argsort(gain[scored], kind="stable")]  # stable: equal gains keep the table's order
+
+    def picked(idx: np.ndarray) -> list[dict[str, Any]]:
+        return ok.take(pa.array(idx, pa.int64())).select(list(_PICK)).to_pylist() if idx.size else []
+
+    plain, hcd = (_floats(ok[c]) if ok.num_rows else np.zeros(0) for c in ("plain_psnr_y", "psnr_y"))
+    drawn = scored[np.isfinite(plain[scored]) & np.isfinite(hcd[scored]) & np.isfinite(gain[scored])]
+    total_points = int(drawn.size)
+    if drawn.size > max_points:
+        drawn = drawn[np.unique(np.round(np.linspace(0, drawn.size - 1, max_points)).astype(np.int64))]
+    keys = ok["key"].take(pa.array(drawn, pa.int64())).to_pylist() if drawn.size else []
+    errors = failed["error"].to_pylist()
     return {
         "counts": {
-            "images": len(data),
-            "done": len(ok),
-            "failed": len(failed),
-            "failed_by_reason": dict(Counter(_reason(r["error"]) for r in failed)),
+            "images": table.num_rows,
+            "done": ok.num_rows,
+            "failed": failed.num_rows,
+            "failed_by_reason": dict(Counter(_reason(e) for e in errors)),
         },
         "groups": per_group,
-        "worst": [{k: r.get(k) for k in pick} for r in scored[:worst]],
-        "best": [{k: r.get(k) for k in pick} for r in scored[::-1][:worst]],
-        "failures": [{"key": r["key"], "error": r["error"]} for r in failed],
+        "worst": picked(scored[:worst]),
+        "best": picked(scored[::-1][:worst]),
+        "failures": [{"key": k, "error": e} for k, e in zip(failed["key"].to_pylist()[:max_failures], errors[:max_failures], strict=True)],
         # Charts plot finite values only; perfect reconstructions are counted in the groups' n_inf.
         "points": [
-            {"key": r["key"], "plain": r["plain_psnr_y"], "hcd": r["psnr_y"], "gain": r["gain_y"]}
-            for r in scored
-            if all(v is not None and math.isfinite(v) for v in (r["plain_psnr_y"], r["psnr_y"], r["gain_y"]))
+            {"key": k, "plain": float(plain[i]), "hcd": float(hcd[i]), "gain": float(gain[i])} for k, i in zip(keys, drawn, strict=True)
         ],
+        "points_total": total_points,
     }
 
 
@@ -189,6 +217,8 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
         return "".join(parts)
 
     gains = [p["gain"] for p in report["points"]]
+    n_pts, n_all = len(report["points"]), report.get("points_total", len(report["points"]))
+    sample = f" A sample of {n_pts} of the {n_all} images, evenly spaced by gain." if n_all > n_pts else ""
     hist = histogram(gains, xlabel="gain over plain downscaling, Y-PSNR (dB)", ylabel="images", mark=0.0)
     plot = scatter(
         [(p["plain"], p["hcd"]) for p in report["points"]],
@@ -210,8 +240,8 @@ figure{{display:inline-block;margin:6px;text-align:center;font-size:12px;vertica
 <table><tr><th>model</th><th>scale</th><th>method</th><th>preset</th><th>n</th><th>Y-PSNR (dB)</th><th>gain over plain (dB)</th>
 <th>SSIM-Y</th><th>seconds/image</th></tr>{group_rows}</table>
 <h2>Gain over plain downscaling</h2><p>One bar per gain interval; the dashed line is no gain. Perfect reconstructions
-(infinite PSNR) are counted in the table's n, not plotted.</p>{hist}
-<h2>Plain vs HCD, per image</h2><p>Points above the dashed line gained; hover for the image.</p>{plot}
+(infinite PSNR) are counted in the table's n, not plotted.{sample}</p>{hist}
+<h2>Plain vs HCD, per image</h2><p>Points above the dashed line gained; hover for the image.{sample}</p>{plot}
 <h2>Worst images by gain</h2><p>The first {compare}: the source with the crop marked, then HR, plain and HCD reconstructions
 of the crop at {ZOOM}x (where HCD reduced the error most).</p>{gallery(report["worst"])}
 <h2>Best images by gain</h2>{gallery(report["best"])}

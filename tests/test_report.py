@@ -74,6 +74,42 @@ def test_report_numbers_match_direct_computation(tmp_path):
     assert [b["gain_y"] for b in rep["best"]] == pytest.approx(all_gains[::-1][:5])
 
 
+def test_report_at_archive_scale_reads_a_projection_and_caps_the_points(tmp_path):
+    """200,000 rows, built column-wise: the report reads only REPORT_COLUMNS (from parts and from the merged file),
+    its statistics equal numpy's over all rows, and the charts get an evenly spaced sample that keeps both ends."""
+    import pyarrow as pa
+
+    from hcd_pipeline.pipeline.schema import METRICS_SCHEMA
+    from hcd_pipeline.report import MAX_POINTS, REPORT_COLUMNS
+
+    n = 200_000
+    rng = np.random.default_rng(7)
+    plain = rng.uniform(26, 38, n)
+    gain = rng.normal(0.5, 0.3, n)
+    status = np.where(np.arange(n) % 1000 == 999, "failed", "ok")
+    cols = {"key": pa.array([f"k{i:07d}.png" for i in range(n)]), "status": pa.array(status),
+            "error": pa.array([None if s == "ok" else "ImageReadError: x" for s in status]), "model": pa.array(["irn-x2"] * n),
+            "scale": pa.array(np.full(n, 2, np.int32)), "method": pa.array(["hcd"] * n), "preset": pa.array(["default"] * n),
+            "plain_psnr_y": pa.array(plain), "psnr_y": pa.array(plain + gain), "gain_y": pa.array(gain),
+            "finished_at": pa.array([datetime(2026, 11, 27, tzinfo=UTC)] * n)}  # fmt: skip
+    table = pa.table({f.name: (cols[f.name].cast(f.type) if f.name in cols else pa.nulls(n, f.type)) for f in METRICS_SCHEMA})
+    for where, name in (("parts", "metrics/parts/r1-00000.parquet"), ("merged", "metrics.parquet")):
+        (tmp_path / where / name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp_path / where / name)
+        loaded = load_tables([str(tmp_path / where)])
+        assert loaded.column_names == [*REPORT_COLUMNS, "run_output"] and loaded.num_rows == n
+    rep = build_report(loaded, worst=3)
+    ok = status == "ok"
+    assert rep["counts"] == {"images": n, "done": int(ok.sum()), "failed": n - int(ok.sum()), "failed_by_reason": {"ImageReadError": 200}}
+    (g,) = rep["groups"]
+    assert g["gain_y"]["n"] == ok.sum() and g["gain_y"]["median"] == pytest.approx(np.median(gain[ok]))
+    assert g["psnr_y"]["p5"] == pytest.approx(np.percentile((plain + gain)[ok], 5))
+    assert len(rep["points"]) == MAX_POINTS and rep["points_total"] == ok.sum()
+    pts = [p["gain"] for p in rep["points"]]
+    assert pts == sorted(pts) and pts[0] == gain[ok].min() and pts[-1] == gain[ok].max()
+    assert [w["gain_y"] for w in rep["worst"]] == sorted(gain[ok])[:3]
+
+
 def test_report_cli_writes_json_and_html(tmp_path):
     _make_run(tmp_path / "a", 12, 2)
     proc = subprocess.run([HCD, "report", str(tmp_path / "a"), "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")],

@@ -22,7 +22,6 @@ failed, interrupted) is redone. Outputs are deterministic, so a redo writes the 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
@@ -33,13 +32,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import HcdError, SettingsError, StorageError
 from ..storage import Storage, StorageOptions
 from .plan import done_keys, final_rows, finalize, iter_manifest
 from .progress import Progress
-from .schema import METRICS_SCHEMA, conform, read_parquet_bytes
+from .schema import METRICS_SCHEMA, read_parquet_bytes
 from .settings import PipelineSettings, legacy_fingerprint
 from .stages import ModelStage, decode_stage, write_stage
 
@@ -68,22 +66,33 @@ class RunSummary:
         return asdict(self)
 
 
-def _read_parts(out: Storage) -> pa.Table:
+_FINAL_BY = ("key", "status", "finished_at")  # what final_rows chooses by
+
+
+def _read_parts(out: Storage, columns: list[str] | None = None) -> pa.Table:
     keys = [k for k in out.iter_keys("metrics/parts") if k.endswith(".parquet")]
-    tables = [read_parquet_bytes(out.read(k)) for k in keys]
-    return pa.concat_tables(tables) if tables else METRICS_SCHEMA.empty_table()
+    tables = [read_parquet_bytes(out.read(k), columns) for k in keys]
+    if tables:
+        return pa.concat_tables(tables)
+    empty = METRICS_SCHEMA.empty_table()
+    return empty if columns is None else empty.select(columns)
 
 
-def read_metrics(uri: str, options: StorageOptions | None = None, *, all_attempts: bool = False) -> pa.Table:
-    """The metric table of a run output (final rows, or every attempt with ``all_attempts``).
+def read_metrics(
+    uri: str, options: StorageOptions | None = None, *, all_attempts: bool = False, columns: list[str] | None = None
+) -> pa.Table:
+    """The metric table of a run output (final rows, or every attempt with ``all_attempts``), only ``columns``
+    when given (the columns that choose the final rows are read too, and dropped again).
 
     Files of every schema version read into the current one (:func:`.schema.conform`).
     """
     out = Storage(uri, options)
     if not all_attempts and out.exists("metrics.parquet"):
-        return conform(pq.read_table(io.BytesIO(out.read("metrics.parquet"))))
-    parts = _read_parts(out)
-    return parts if all_attempts else final_rows(parts)
+        return read_parquet_bytes(out.read("metrics.parquet"), columns)
+    need = None if columns is None else list(dict.fromkeys([*columns, *([] if all_attempts else _FINAL_BY)]))
+    parts = _read_parts(out, need)
+    rows = parts if all_attempts else final_rows(parts)
+    return rows if columns is None else rows.select(columns)
 
 
 def _check_job(out: Storage, settings: PipelineSettings) -> None:
