@@ -320,7 +320,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
             log.write(json.dumps({"step": 0, "total": total, **{f"val_{k}": v for k, v in scores.items()}}) + "\n")
             log.flush()
             t0 = time.time()
-        fitted_at = step + 30 if cfg.time_budget_s > 0 else -1
+        # A time budget refits the schedule's length at these steps (counted from this start) to the speed measured
+        # since the 10th: the first steps include cuDNN autotuning and warm-up, and fitting once at step 30 ended GPU
+        # runs after ~70 % of their budget; later refits see validation time too.
+        start, refits, mark = step, (30, 100, 300, 1000) if cfg.time_budget_s > 0 and not distributed else (), (step, t0)
         while step < total:
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, step, total) * group.get("scale", 1.0)
@@ -340,11 +343,12 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
             opt.step()
             step += 1
             bar.update(1)
-            if step == fitted_at and not distributed:
-                # Fit the schedule to the time left at the speed of the last 30 steps (validation time included
-                # roughly: 5 % kept in reserve); a run that is already shorter keeps its length.
-                rate = (time.time() - t0) / 30
-                total = min(cfg.steps, max(step + 1, int(step + 0.95 * (cfg.time_budget_s - (time.time() - t0)) / rate)))
+            if step - start == 10:
+                mark = (step, time.time())
+            if step - start in refits:
+                # 3 % of the time left kept in reserve (the last validation and the export); never past --steps.
+                rate = (time.time() - mark[1]) / (step - mark[0])
+                total = min(cfg.steps, max(step + 1, int(step + 0.97 * (cfg.time_budget_s - (time.time() - t0)) / rate)))
                 bar.total = total
             if rank == 0 and log is not None:
                 rec: dict[str, float | int] = {}
