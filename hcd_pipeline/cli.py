@@ -124,9 +124,10 @@ def models() -> None:
     """List the available models."""
     from .models.registry import MODELS
 
+    width = max(len(name) for name in MODELS)
     for spec in MODELS.values():
         scale = f"x{spec.scale}" if spec.scale else "any"
-        click.echo(f"{spec.name:14s} {scale:4s} {spec.description}")
+        click.echo(f"{spec.name:{width}s} {scale:4s} {spec.description}")
 
 
 def _downscaler(**opts: Any) -> Any:

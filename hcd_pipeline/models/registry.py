@@ -3,7 +3,10 @@
 Shipped weights live in ``hcd_pipeline/weights/`` (provenance in each file's header and in
 ``docs/training.md``). ``irn-x2-jpeg`` / ``irn-x4-jpeg`` are the codec-robust models: the shipped chain unchanged
 (their files hold only the restorer and name the chain's file as their base) plus an LR restorer trained with JPEG
-between downscaler and upscaler, used for LRs stored as JPEG (:func:`for_lr_format`).
+between downscaler and upscaler, used for LRs stored as JPEG (:func:`for_lr_format`); they decode existing
+``irn-x2`` / ``irn-x4`` JPEGs better. ``irn-x2-jpeg-joint`` / ``irn-x4-jpeg-joint`` fine-tune the chain too, with the
+LR tied to bicubic (``--lambda-fit`` 8x its default): their own LRs differ, reconstruct better from JPEG and worse
+from PNG (``docs/training.md``), so they are for archives that store the LR as JPEG.
 ``tiny-irn-x2`` / ``tiny-irn-x4`` are test-sized models (one block per level,
 width 8, trained for a few hundred steps) that keep CI fast; they are not meant for real images.
 """
@@ -64,6 +67,20 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "irn-x4-jpeg": ModelSpec(
         "irn-x4-jpeg", "irn", 4, "irn-x4-jpeg.safetensors", "irn-x4 + an LR restorer for JPEG-stored LRs (same LR as irn-x4)"
+    ),
+    "irn-x2-jpeg-joint": ModelSpec(
+        "irn-x2-jpeg-joint",
+        "irn",
+        2,
+        "irn-x2-jpeg-joint.safetensors",
+        "irn-x2 fine-tuned with JPEG between its halves, LR tied to bicubic, + restorer: for LRs stored as JPEG",
+    ),
+    "irn-x4-jpeg-joint": ModelSpec(
+        "irn-x4-jpeg-joint",
+        "irn",
+        4,
+        "irn-x4-jpeg-joint.safetensors",
+        "irn-x4 fine-tuned with JPEG between its halves, LR tied to bicubic, + restorer: for LRs stored as JPEG",
     ),
     "bicubic": ModelSpec("bicubic", "bicubic", None, None, "MATLAB bicubic down + bicubic up; needs --scale"),
     "tiny-irn-x2": ModelSpec("tiny-irn-x2", "irn", 2, "tiny-irn-x2.safetensors", "test-sized IRN x2 for CI"),
