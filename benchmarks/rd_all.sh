@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # The rate-distortion benchmark of #16: Set5 and Set14, x2 and x4 (docs/eval/lr_formats-rd-x*-*.json), then the
 # chart and the tables of docs/results.md ("Stored as JPEG or WebP").
-#   bash benchmarks/rd_all.sh                               # all four runs and the step sweep (about 2.5 h, 2 cores)
+#   bash benchmarks/rd_all.sh                               # all runs (about 3.5 h on 2 cores)
 #   RUNS="x2:Set5 x4:Set5" bash benchmarks/rd_all.sh        # some of them
+#   RUNS=none bash benchmarks/rd_all.sh                     # only the chart and tables from the committed JSON
 # Set5: the HR itself as JPEG / WebP; bicubic LR + bicubic up; irn-xN plain, pixel HCD (it matters for PNG and
 # WebP) and HCD in the JPEG file; irn-xN-jpeg (the codec-robust model) plain and with HCD in the JPEG file; at PNG,
 # JPEG q75/90/95 and WebP q75/90. Set14 (3x the pixels): the same without pixel HCD, JPEG q75 and WebP q75.
+# joint:SET: irn-x2-jpeg-joint and irn-x4-jpeg-joint (chain fine-tuned with JPEG) plain and with HCD in the file, and
+# 32 steps at x2 q90 (their own JSON files; --render merges the runs of one set and scale).
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
-for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14}; do
+for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 joint:Set5 joint:Set14}; do
+  [ "$run" = none ] && continue
   s=${run%%:*}; s=${s#x}; set_=${run#*:}
+  if [ "$s" = joint ]; then  # the joint codec models (irn-xN-jpeg-joint), x2 and x4, their own files merged by --render
+    [ "$set_" = Set5 ] && formats=png:0,jpeg:75,jpeg:90,jpeg:95 || formats=png:0,jpeg:90,jpeg:95
+    for n in 2 4; do
+      $PY benchmarks/lr_formats.py --data "$set_" --scale $n --formats "$formats" --no-baselines \
+        --models "irn-x$n-jpeg-joint:plain+infile" --out "docs/eval/lr_formats-joint-x$n-$set_.json"
+    done
+    $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:90 --no-baselines --models irn-x2-jpeg-joint:infile \
+      --set lr_steps=32 --out "docs/eval/lr_formats-steps32-joint-x2-$set_.json"
+    continue
+  fi
   if [ "$s" = steps ]; then  # HCD in the JPEG file with 16 and 32 steps (x2, q90); 16 on Set5 only
     for n in 16 32; do
       [ "$set_" = Set14 ] && [ "$n" = 16 ] && continue
@@ -27,6 +41,7 @@ for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14}; do
   $PY benchmarks/lr_formats.py --data "$set_" --scale "$s" --formats "$formats" --hr-formats "$hr" \
     --models "irn-x$s:$m,irn-x$s-jpeg:plain+infile" --out "docs/eval/lr_formats-rd-x$s-$set_.json"
 done
-files=$(for f in rd-x2-Set5 steps16-x2-Set5 steps32-x2-Set5 rd-x2-Set14 steps32-x2-Set14 rd-x4-Set5 rd-x4-Set14; do
+files=$(for f in rd-x2-Set5 steps16-x2-Set5 steps32-x2-Set5 joint-x2-Set5 steps32-joint-x2-Set5 rd-x2-Set14 steps32-x2-Set14 \
+  joint-x2-Set14 steps32-joint-x2-Set14 rd-x4-Set5 joint-x4-Set5 rd-x4-Set14 joint-x4-Set14; do
   [ -f "docs/eval/lr_formats-$f.json" ] && echo "docs/eval/lr_formats-$f.json"; done | paste -sd,)
 $PY benchmarks/lr_formats.py --render "$files" --chart docs/lr_formats-rd.svg >docs/eval/lr_formats-rd.md
