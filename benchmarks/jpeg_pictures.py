@@ -4,8 +4,9 @@
 
 Tiles (the same crop, enlarged 3x with nearest neighbours so that pixels stay visible), each titled with the whole
 image's Y-PSNR and the file's bits per HR pixel: the original; bicubic LR as JPEG + bicubic up; irn-x2's LR as JPEG,
-upscaled by irn-x2; the same file upscaled by irn-x2-jpeg; irn-x2-jpeg with HCD in the JPEG file; and the stored
-JPEG LR itself (enlarged 6x), which is what a website would serve.
+upscaled by irn-x2; the same file upscaled by irn-x2-jpeg; irn-x2-jpeg with HCD in the JPEG file; the same with
+irn-x2-jpeg-joint (its chain fine-tuned with JPEG); and that stored JPEG LR itself (enlarged 6x), which is what a
+website would serve.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def main() -> None:
     scored("same file, irn-x2-jpeg up", plain.data, upscale_lr(coded.model, decode_lr(plain.data), **kw))
     hcd = coded.process(img)
     scored("irn-x2-jpeg + HCD in the file", hcd.data, upscale_lr(coded.model, decode_lr(hcd.data), **kw))
+    joint = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint", lr_format="jpeg", lr_quality=q))
+    hcd = joint.process(img)
+    scored("irn-x2-jpeg-joint + HCD in the file", hcd.data, upscale_lr(joint.model, decode_lr(hcd.data), **kw))
     lr_tile = _tile(decode_lr(hcd.data), (y // 2, x // 2, side // 2), 6, f"the stored LR (JPEG q{q})\nas served")
     tiles.append(lr_tile)
     w = sum(t.width for t in tiles) + 6 * (len(tiles) - 1)

@@ -91,21 +91,24 @@ def at_equal_bytes(doc: dict, series: str, bpp: float) -> float | None:
 
 
 def equal_bytes_table(docs: list[dict], quality: int = 90) -> str:
-    """For each run, the codec-robust model with HCD in the JPEG file at ``quality`` against other curves at the same
-    bytes: what its extra bytes would buy if spent on a higher JPEG quality instead."""
-    lines = [f"| run | irn-xN-jpeg + HCD in the file, q{quality}: bits/px, dB | vs bicubic LR + bicubic up | vs irn-xN plain | "
-             "vs irn-xN-jpeg plain | vs the HR itself as JPEG |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    """For each run, each codec model (irn-xN-jpeg, irn-xN-jpeg-joint) with HCD in the JPEG file at ``quality``
+    against other curves at the same bytes: what its extra bytes would buy if spent on a higher JPEG quality instead."""
+    lines = [f"| run | model + HCD in the file, q{quality}: bits/px, dB | vs bicubic LR + bicubic up | vs irn-xN plain | "
+             "vs the same model plain | vs the HR itself as JPEG |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for d in docs:
         n = f"irn-x{d['scale']}"
-        head = f"{n}-jpeg + HCD in the JPEG file"
-        for row in [r for r in d["summary"] if r["variant"].startswith(head) and r["variant"].endswith(f"jpeg q{quality}")]:
+        tail = " + HCD in the JPEG file"
+        for row in d["summary"]:
+            model = row["variant"].split(tail)[0]
+            if tail not in row["variant"] or not model.startswith(f"{n}-jpeg") or not row["variant"].endswith(f"jpeg q{quality}"):
+                continue
             cells = []
-            for ref in ("bicubic LR, jpeg, bicubic up", f"{n} plain, jpeg", f"{n}-jpeg plain, jpeg", "HR as JPEG"):
+            for ref in ("bicubic LR, jpeg, bicubic up", f"{n} plain, jpeg", f"{model} plain, jpeg", "HR as JPEG"):
                 v = at_equal_bytes(d, ref, row["bpp"])
                 cells.append("outside its range" if v is None else f"{row['psnr_y'] - v:+.2f} dB")
             steps = re.search(r"lr_steps=(\d+)", row["variant"])
             run = f"{d['data']} x{d['scale']}" + (f", {steps.group(1)} steps" if steps else "")
-            lines.append(f"| {run} | {row['bpp']:.3f}, {row['psnr_y']:.2f} | " + " | ".join(cells) + " |")
+            lines.append(f"| {run} | {model.replace(n, 'irn-xN')}: {row['bpp']:.3f}, {row['psnr_y']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
