@@ -34,8 +34,7 @@ from hcd_pipeline.evaluate import _modcrop, resolve_dataset  # noqa: E402
 from hcd_pipeline.imageio import list_images, read_image  # noqa: E402
 from hcd_pipeline.metrics import score_pair  # noqa: E402
 from hcd_pipeline.models import load_model  # noqa: E402
-from hcd_pipeline.models.registry import RESTORED_FORMATS  # noqa: E402
-from hcd_pipeline.models.weights import load_irn  # noqa: E402
+from hcd_pipeline.models.registry import MODELS, RESTORED_FORMATS, weights_path  # noqa: E402
 from hcd_pipeline.service import Downscaler, DownscaleSettings  # noqa: E402
 
 
@@ -60,10 +59,19 @@ def chart(docs: list[dict], path: Path) -> None:
     path.write_text(curve_panels(panels, xlabel="bits per HR pixel", ylabel="Y-PSNR (dB)", title=title, log_x=True))
 
 
-def restorer_of(model: str) -> bool:
-    """Whether a model (name or weights file) has an LR restorer (a codec-robust model)."""
-    net = load_irn(model) if model.endswith(".safetensors") else load_model(model)
-    return getattr(net, "restorer", None) is not None
+def restorer_only(model: str) -> bool:
+    """Whether a model (name or weights file) is its base's chain plus an LR restorer (a difference file holding only
+    the restorer, as irn-x2-jpeg): its PNG and WebP LRs are then its base model's, rows not worth repeating. A joint
+    codec model (its chain fine-tuned too) is not."""
+    from safetensors import safe_open
+
+    spec = None if model.endswith(".safetensors") else MODELS.get(model)
+    if spec is not None and spec.weights is None:
+        return False
+    path = model if spec is None else weights_path(spec)
+    with safe_open(str(path), framework="pt") as fh:
+        meta, keys = fh.metadata() or {}, list(fh.keys())
+    return bool(meta.get("base")) and all(k.startswith("restorer.") for k in keys)
 
 
 def table(docs: list[dict]) -> str:
@@ -164,7 +172,7 @@ def main() -> None:
         if model:
             chosen = {"model": None, "weights": model} if model.endswith(".safetensors") else {"model": model, "weights": None}
         methods = set(own.split("+")) if own else default_methods
-        entries.append((_label(model) if model else "IRN", methods, chosen, bool(model) and restorer_of(model)))
+        entries.append((_label(model) if model else "IRN", methods, chosen, bool(model) and restorer_only(model)))
     downscalers: dict[tuple[str, str], Downscaler] = {}  # one per variant and format, reused for every image
     rows = []
     for path in list_images(resolve_dataset(args.data))[: args.limit]:
@@ -193,7 +201,7 @@ def main() -> None:
             variants = []
             for name, methods, chosen, has_restorer in entries:
                 if has_restorer and fmt not in RESTORED_FORMATS:
-                    continue  # a codec-robust model upscales other formats exactly as its base model does
+                    continue  # a restorer-only model upscales other formats exactly as its base model does
                 if "plain" in methods:
                     variants.append((f"{name} plain", {"method": "plain", **chosen}))
                 if "hcd" in methods:
