@@ -5,7 +5,8 @@
 #      with its schedule fitted to TRAIN_S seconds; their weights and logs come back.
 # Needs in the tree (untracked, under shared/, which travels): shared/data/Set5/HR (the check and validation) and
 # shared/train/BSD200-cN (200 centre crops of BSD200, made by benchmarks/make_train_pack.py; session 5 used N = 192,
-# the default is now 144 so that the tree still fits in 64 MiB).
+# session 6 N = 144; since the training checkpoints left the tree in session 6 it is 36.7 MB, so the next session can
+# carry more data, e.g. `--side 256`: check that the tree plus shared/ stays under 64 MiB). PLAN picks the runs.
 # Dry run here: DEV=cpu CHECK_S=60 TRAIN_S=30 OUT=/tmp/gpu_out bash benchmarks/gpu_session.sh
 set -u
 cd "$(dirname "$0")/.."
