@@ -46,16 +46,23 @@ def _series(variant: str) -> tuple[str, str]:
     return (variant[: m.start()] + variant[m.end() :]).strip(), f"q{m.group(1)}"
 
 
+def _charted(variant: str) -> bool:
+    """The curves a reader compares (every row stays in the tables): pixel HCD lies on the plain curve for lossy
+    formats (+0.01-0.03 dB); irn-xN's HCD in the file without a restorer, bicubic WebP and the step-count variants
+    (single points) sit between curves that are drawn."""
+    v = re.sub(r"irn-x\d", "irn-xN", variant)
+    return " + HCD, " not in v and "lr_steps=" not in v and not v.startswith(("irn-xN + HCD in the JPEG file", "bicubic LR, webp"))
+
+
 def chart(docs: list[dict], path: Path) -> None:
     """Rate against distortion, one panel per JSON (set means), one curve per method and format, as SVG."""
     from hcd_pipeline.svgplot import curve_panels
 
     panels = []
     for doc in docs:
-        # pixel HCD lies on the plain curve for lossy formats (+0.01-0.03 dB): left out of the chart, kept in the table
-        pts = [(*_series(r["variant"]), r["bpp"], r["psnr_y"]) for r in doc["summary"] if " + HCD, " not in r["variant"]]
+        pts = [(*_series(r["variant"]), r["bpp"], r["psnr_y"]) for r in doc["summary"] if _charted(r["variant"])]
         panels.append((f"{doc['data']} x{doc['scale']}", [(re.sub(r"irn-x\d", "irn-xN", n), x, y, lab) for n, lab, x, y in pts]))
-    title = "What users get per stored byte (up and left is better; labels: JPEG / WebP quality)"
+    title = "What users get per stored byte (up and left is better; labels: JPEG / WebP quality; every row: docs/results.md)"
     path.write_text(curve_panels(panels, xlabel="bits per HR pixel", ylabel="Y-PSNR (dB)", title=title, log_x=True))
 
 
