@@ -23,14 +23,14 @@ from PIL import Image
 from .pipeline.runner import read_metrics
 from .storage import StorageOptions, open_uri
 
-__all__ = ["load_tables", "build_report", "format_text", "render_html", "STAT_COLUMNS", "REPORT_COLUMNS"]
+__all__ = ["load_tables", "build_report", "format_text", "render_html", "stored_label", "STAT_COLUMNS", "REPORT_COLUMNS"]
 
 STAT_COLUMNS = ("psnr_y", "plain_psnr_y", "gain_y", "ssim_y", "plain_ssim_y", "seconds")
 
 
 # What a report reads: a projection, so that tables of millions of rows load only these columns.
 REPORT_COLUMNS = ("key", "status", "error", "finished_at", "model", "weights_sha256", "scale", "method", "preset",
-                  "source_uri", "lr_uri", "width", "height", *STAT_COLUMNS)  # fmt: skip
+                  "lr_format", "lr_quality", "lr_bytes", "source_uri", "lr_uri", "width", "height", *STAT_COLUMNS)  # fmt: skip
 MAX_POINTS = 5000  # per-image points kept for the charts (evenly spaced by gain beyond this)
 MAX_FAILURES = 1000  # failed rows listed (all are counted)
 
@@ -73,7 +73,9 @@ def _reason(error: str | None) -> str:
     return (error or "unknown").split(":", 1)[0]
 
 
-_GROUP_COLUMNS = ("model", "weights_sha256", "scale", "method", "preset")
+# Grouped by the weights too (two trainings of one model name must not be pooled) and by the stored format and
+# quality (a JPEG q90 run and a PNG run of one model differ by several dB).
+_GROUP_COLUMNS = ("model", "weights_sha256", "scale", "method", "preset", "lr_format", "lr_quality")
 _PICK = ("key", "run_output", "source_uri", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height")
 
 
@@ -89,16 +91,21 @@ def build_report(table: pa.Table, worst: int = 10, *, max_points: int = MAX_POIN
         table = table.append_column("run_output", pa.nulls(table.num_rows, pa.string()))
     is_ok = pc.fill_null(pc.equal(table["status"], "ok"), False) if table.num_rows else pa.array([], pa.bool_())
     ok, failed = table.filter(is_ok), table.filter(pc.invert(is_ok))
-    # Grouped by the weights too: two trainings of one model name must not be pooled.
-    keyed = ok.select(list(_GROUP_COLUMNS)).set_column(1, "weights_sha256", pc.fill_null(ok["weights_sha256"], ""))
+    keyed = ok.select(list(_GROUP_COLUMNS))
+    # Files before schema 3 stored PNG only; no weights hash is one group.
+    keyed = keyed.set_column(1, "weights_sha256", pc.fill_null(keyed["weights_sha256"], ""))
+    keyed = keyed.set_column(5, "lr_format", pc.fill_null(keyed["lr_format"], "png"))
     per_group = []
     for g in sorted(keyed.group_by(list(_GROUP_COLUMNS)).aggregate([]).to_pylist(), key=lambda d: tuple(str(d[c]) for c in _GROUP_COLUMNS)):
         mask = None
         for c in _GROUP_COLUMNS:
-            m = pc.fill_null(pc.equal(keyed[c], pa.scalar(g[c], keyed.schema.field(c).type)), False)
+            col = keyed[c]
+            m = pc.is_null(col) if g[c] is None else pc.fill_null(pc.equal(col, pa.scalar(g[c], col.type)), False)
             mask = m if mask is None else pc.and_(mask, m)
         rows = ok.filter(mask)
-        per_group.append({**g, "weights_sha256": g["weights_sha256"] or None, **{c: _stats(_floats(rows[c])) for c in STAT_COLUMNS}})
+        bits = 8 * _floats(rows["lr_bytes"]) / (_floats(rows["width"]) * _floats(rows["height"]))
+        per_group.append({**g, "weights_sha256": g["weights_sha256"] or None, **{c: _stats(_floats(rows[c])) for c in STAT_COLUMNS},
+                          "bits_per_px": _stats(bits)})  # fmt: skip
     gain = _floats(ok["gain_y"]) if ok.num_rows else np.zeros(0)
     scored = np.flatnonzero(~np.isnan(gain))
     scored = scored[np.argsort(gain[scored], kind="stable")]  # stable: equal gains keep the table's order
@@ -138,21 +145,29 @@ def model_label(group: dict[str, Any]) -> str:
     return f"{group['model']}@{w[:6]}" if w and w != "none" else str(group["model"])
 
 
+def stored_label(group: dict[str, Any]) -> str:
+    """The stored LR's format and quality: ``png``, ``jpeg q90``."""
+    fmt, q = group.get("lr_format") or "png", group.get("lr_quality")
+    return f"{fmt} q{q}" if q is not None and fmt != "png" else str(fmt)
+
+
 def format_text(report: dict[str, Any]) -> str:
     """The report as the terminal table ``hcd report`` prints."""
     c = report["counts"]
     lines = [f"images {c['images']}: {c['done']} done, {c['failed']} failed"]
     lines += [f"  failed ({reason}): {n}" for reason, n in sorted(c["failed_by_reason"].items())]
-    head = f"{'model':19s} {'x':>2s} {'method':7s} {'preset':9s} {'n':>5s}  {'stat':6s} "
-    head += f"{'PSNR-Y':>8s} {'plain':>8s} {'gain':>7s} {'SSIM-Y':>7s} {'s/img':>7s}"
+    head = f"{'model':19s} {'x':>2s} {'method':7s} {'preset':9s} {'stored':8s} {'n':>5s}  {'stat':6s} "
+    head += f"{'PSNR-Y':>8s} {'plain':>8s} {'gain':>7s} {'SSIM-Y':>7s} {'s/img':>7s} {'bits/px':>7s}"
     lines.append(head)
+    cols = (("psnr_y", 8, 3), ("plain_psnr_y", 8, 3), ("gain_y", 7, 3), ("ssim_y", 7, 4), ("seconds", 7, 2), ("bits_per_px", 7, 3))
     for g in report["groups"]:
         for stat in ("mean", "median", "p5", "p95"):
-            cells = " ".join(
-                f"{g[col].get(stat, float('nan')):{w}.{p}f}"
-                for col, w, p in (("psnr_y", 8, 3), ("plain_psnr_y", 8, 3), ("gain_y", 7, 3), ("ssim_y", 7, 4), ("seconds", 7, 2))
+            # a statistic a group lacks (no finite values, or a column older files lack) prints as "-"
+            cells = " ".join(f"{v:{w}.{p}f}" if (v := g.get(col, {}).get(stat)) is not None else f"{'-':>{w}s}" for col, w, p in cols)
+            lines.append(
+                f"{model_label(g):19s} {g['scale']:>2} {g['method']:7s} {g['preset']:9s} {stored_label(g):8s} {g['psnr_y']['n']:5d}  "
+                f"{stat:6s} {cells}"
             )
-            lines.append(f"{model_label(g):19s} {g['scale']:>2} {g['method']:7s} {g['preset']:9s} {g['psnr_y']['n']:5d}  {stat:6s} {cells}")
     if report["worst"]:
         lines.append("worst images by gain:")
         lines += [f"  {w['gain_y']:+.3f} dB  {w['key']}  ({w['plain_psnr_y']:.2f} -> {w['psnr_y']:.2f})" for w in report["worst"]]
@@ -189,11 +204,12 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
     c = report["counts"]
     group_rows = "".join(
         f"<tr><td>{esc(model_label(g))}</td><td>x{g['scale']}</td><td>{esc(str(g['method']))}</td><td>{esc(str(g['preset']))}</td>"
-        f"<td>{g['psnr_y']['n']}</td>"
+        f"<td>{esc(stored_label(g))}</td><td>{g['psnr_y']['n']}</td>"
         + "".join(
-            f"<td>{g[col].get('mean', float('nan')):.3f} / {g[col].get('median', float('nan')):.3f} / "
-            f"{g[col].get('p5', float('nan')):.3f} / {g[col].get('p95', float('nan')):.3f}</td>"
-            for col in ("psnr_y", "gain_y", "ssim_y", "seconds")
+            "<td>"
+            + " / ".join(f"{v:.3f}" if (v := g.get(col, {}).get(st)) is not None else "-" for st in ("mean", "median", "p5", "p95"))
+            + "</td>"
+            for col in ("psnr_y", "gain_y", "ssim_y", "seconds", "bits_per_px")
         )
         + "</tr>"
         for g in report["groups"]
@@ -237,8 +253,8 @@ figure{{display:inline-block;margin:6px;text-align:center;font-size:12px;vertica
 <h1>HCD quality report</h1>
 <p>{c["images"]} images: {c["done"]} done, {c["failed"]} failed (by reason: {reasons}).</p>
 <h2>Per model, scale and method</h2><p>cells: mean / median / 5th / 95th percentile</p>
-<table><tr><th>model</th><th>scale</th><th>method</th><th>preset</th><th>n</th><th>Y-PSNR (dB)</th><th>gain over plain (dB)</th>
-<th>SSIM-Y</th><th>seconds/image</th></tr>{group_rows}</table>
+<table><tr><th>model</th><th>scale</th><th>method</th><th>preset</th><th>stored as</th><th>n</th><th>Y-PSNR (dB)</th>
+<th>gain over plain (dB)</th><th>SSIM-Y</th><th>seconds/image</th><th>bits per HR pixel</th></tr>{group_rows}</table>
 <h2>Gain over plain downscaling</h2><p>One bar per gain interval; the dashed line is no gain. Perfect reconstructions
 (infinite PSNR) are counted in the table's n, not plotted.{sample}</p>{hist}
 <h2>Plain vs HCD, per image</h2><p>Points above the dashed line gained; hover for the image.{sample}</p>{plot}

@@ -110,6 +110,28 @@ def test_report_at_archive_scale_reads_a_projection_and_caps_the_points(tmp_path
     assert [w["gain_y"] for w in rep["worst"]] == sorted(gain[ok])[:3]
 
 
+def test_report_keeps_stored_formats_apart_and_states_their_bytes():
+    """A PNG run and a JPEG q90 run of one model are two groups (several dB apart), each with its bits per HR pixel;
+    rows from before schema 3 (no format) count as PNG."""
+    from hcd_pipeline.report import format_text, render_html
+
+    base = {"status": "ok", "model": "irn-x2", "scale": 2, "method": "hcd", "preset": "default", "width": 100, "height": 50,
+            "plain_psnr_y": 30.0, "gain_y": 0.5, "psnr_y": 30.5}  # fmt: skip
+    rows = [{**base, "key": "a.png", "lr_format": "png", "lr_bytes": 10000}, {**base, "key": "b.png"},
+            {**base, "key": "c.png", "lr_format": "jpeg", "lr_quality": 90, "lr_bytes": 500, "psnr_y": 26.0},
+            {**base, "key": "d.png", "lr_format": "jpeg", "lr_quality": 90, "lr_bytes": 700, "psnr_y": 27.0}]  # fmt: skip
+    rep = build_report(rows_to_table(rows))
+    by = {(g["lr_format"], g["lr_quality"]): g for g in rep["groups"]}
+    assert set(by) == {("png", None), ("jpeg", 90)}
+    assert by["png", None]["psnr_y"]["n"] == 2 and by["png", None]["bits_per_px"] == {**by["png", None]["bits_per_px"], "n": 1}
+    assert by["png", None]["bits_per_px"]["mean"] == pytest.approx(8 * 10000 / 5000)
+    assert by["jpeg", 90]["bits_per_px"]["mean"] == pytest.approx(8 * 600 / 5000)
+    assert by["jpeg", 90]["psnr_y"]["mean"] == pytest.approx(26.5)
+    text = format_text(rep)
+    assert "jpeg q90" in text and "nan" not in text.lower()
+    assert "<td>jpeg q90</td>" in render_html(rep, compare=0)
+
+
 def test_report_cli_writes_json_and_html(tmp_path):
     _make_run(tmp_path / "a", 12, 2)
     proc = subprocess.run([HCD, "report", str(tmp_path / "a"), "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")],
