@@ -252,7 +252,7 @@ figure{{display:inline-block;margin:6px;text-align:center;font-size:12px;vertica
 .cmp{{border-bottom:1px solid #ddd;padding:4px 0}}</style></head><body>
 <h1>HCD quality report</h1>
 <p>{c["images"]} images: {c["done"]} done, {c["failed"]} failed (by reason: {reasons}).</p>
-<h2>Per model, scale and method</h2><p>cells: mean / median / 5th / 95th percentile</p>
+<h2>Per model, scale, method and stored format</h2><p>cells: mean / median / 5th / 95th percentile</p>
 <table><tr><th>model</th><th>scale</th><th>method</th><th>preset</th><th>stored as</th><th>n</th><th>Y-PSNR (dB)</th>
 <th>gain over plain (dB)</th><th>SSIM-Y</th><th>seconds/image</th><th>bits per HR pixel</th></tr>{group_rows}</table>
 <h2>Gain over plain downscaling</h2><p>One bar per gain interval; the dashed line is no gain. Perfect reconstructions
