@@ -82,6 +82,22 @@ def test_pipeline_stores_webp_and_resumes(ray_local, small_images, tmp_path):
     assert all(r["lr_uri"].endswith(".webp") for r in pq.read_table(out / "metrics.parquet").to_pylist())
 
 
+def test_pipeline_refuses_alpha_for_jpeg_as_a_failed_row(ray_local, small_images, tmp_path):
+    """hcd run with lr_format jpeg: an image with transparency is a failed row saying why, and nothing of it is
+    stored (the model stage once dropped the alpha and stored it as JPEG); the others are stored as JPEG."""
+    from hcd_pipeline.pipeline import PipelineSettings, read_metrics, run_pipeline
+
+    out = tmp_path / "out"
+    s = PipelineSettings(input=str(small_images), output=str(out), model="tiny-irn-x2", method="lr", overrides={"lr_steps": 2},
+                         lr_format="jpeg", lr_quality=85)  # fmt: skip
+    res = run_pipeline(s, progress=False)
+    assert (res.done, res.failed) == (3, 1)
+    rows = {r["key"]: r for r in read_metrics(str(out)).to_pylist()}
+    assert rows["d.png"]["status"] == "failed" and "JPEG has no alpha channel" in rows["d.png"]["error"]
+    assert all(r["lr_uri"].endswith(".jpg") for k, r in rows.items() if k != "d.png")
+    assert not list(out.rglob("d.*"))
+
+
 def test_jpeg_coefficients_round_trip_and_the_decoder_model():
     """jpeglib writes exactly the coefficients given; the torch decoder matches libjpeg's within a level."""
     import numpy as np

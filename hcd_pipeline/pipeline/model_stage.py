@@ -78,8 +78,11 @@ class ModelStageCore:
                 continue
             try:
                 c, h, w = row["channels"], row["height"], row["width"]
+                # The alpha goes along so that the service's rules about it hold here too (JPEG refuses it: without it
+                # the pipeline stored such images as JPEG and dropped their transparency); it is resized in `write`.
+                alpha = pixels_tensor(row.get("alpha"), np.dtype(np.float32), (1, h, w))
                 img = DecodedImage(
-                    pixels_tensor(px, np.dtype(np.float32), (c, h, w)), None, row["bit_depth"], row["source_mode"], row["source_uri"]
+                    pixels_tensor(px, np.dtype(np.float32), (c, h, w)), alpha, row["bit_depth"], row["source_mode"], row["source_uri"]
                 )  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - one image must never stop the pool
                 row["error"] = f"{type(exc).__name__}: {exc}"
