@@ -134,7 +134,18 @@ def _downscaler(**opts: Any) -> Any:
     """The Downscaler for the shared options of downscale / roundtrip (``_model_options``, ``_settings_options``)."""
     from .service import Downscaler, DownscaleSettings
 
-    return Downscaler(DownscaleSettings(**opts))
+    settings = DownscaleSettings(**opts)
+    _hint_codec_model(settings.model if settings.weights is None else "", settings.scale, settings.lr_format)
+    return Downscaler(settings)
+
+
+def _hint_codec_model(model: str | None, scale: int | None, lr_format: str) -> None:
+    """Say on stderr when a shipped codec model suits the stored format better (``codec_model_hint``)."""
+    from .models.registry import codec_model_hint
+
+    hint = codec_model_hint(model, scale, lr_format) if model != "" else None
+    if hint and _verbosity() >= 0:  # also in logs, unlike progress bars: it is advice, once per command
+        click.echo(hint, err=True)
 
 
 def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -553,6 +564,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         settings = replace(base, **upd)
     except (TypeError, ValueError) as exc:
         raise HcdError(str(exc)) from exc
+    _hint_codec_model(settings.model if settings.weights is None else "", settings.scale, settings.lr_format)
     if _verbosity() <= 0:
         _quiet_ray_data()
         _start_ray_quietly(settings)

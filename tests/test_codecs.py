@@ -171,3 +171,24 @@ def test_joint_codec_model_trades_png_for_jpeg_and_keeps_its_lr_near_bicubic():
     with torch.no_grad():
         bicubic = load_model("bicubic", scale=2).downscale(img.pixels.unsqueeze(0))[0][0].clamp(0, 1)  # (lr, z)
     assert psnr(decode_lr(got["irn-x2-jpeg-joint", "png"][1]) * 255, torch.round(bicubic * 255)) > 40.0
+
+
+def test_cli_suggests_a_codec_model_for_jpeg_and_only_then(tmp_path):
+    """A default IRN with --lr-format jpeg gets one line of advice on stderr (the model is not changed); PNG or a
+    codec model get none."""
+    from hcd_pipeline.models.registry import codec_model_hint
+
+    assert "irn-x4-jpeg-joint" in codec_model_hint(None, 4, "jpeg")
+    assert codec_model_hint("irn-x2", None, "png") is None and codec_model_hint("irn-x2-jpeg", None, "jpeg") is None
+    assert codec_model_hint("bicubic", 3, "jpeg") is None and codec_model_hint(None, 3, "jpeg") is None
+    src = str(SAMPLES / "astronaut_crop.png")
+    for extra, said, model in (
+        ([], True, "irn-x2"),
+        (["--lr-format", "png"], False, "irn-x2"),
+        (["--model", "irn-x2-jpeg"], False, "irn-x2-jpeg"),
+    ):
+        args = [HCD, "downscale", src, "-o", str(tmp_path / "lr"), "--method", "plain", "--lr-format", "jpeg", "--force", *extra]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert ("--model irn-x2-jpeg-joint" in proc.stderr) == said, proc.stderr
+        assert json.loads((tmp_path / "lr" / "astronaut_crop.json").read_text())["model"] == model
