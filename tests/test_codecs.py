@@ -131,14 +131,20 @@ def test_jpeg_file_mode_stores_the_optimised_file():
     assert score_pair(img.pixels, rec, 2).psnr_y == pytest.approx(out.optimised.psnr_y, abs=1e-9)
 
 
+def _plain_png_and_jpeg(img, models: tuple[str, ...]) -> dict[tuple[str, str], tuple[float, bytes]]:  # noqa: ANN001
+    """(model, png|jpeg) -> (Y-PSNR of the plain LR's reconstruction, the stored file) at JPEG q90."""
+    got = {}
+    for model in models:
+        for fmt in ("png", "jpeg"):
+            out = Downscaler(DownscaleSettings(model=model, method="plain", lr_format=fmt, lr_quality=90)).process(img)
+            got[model, fmt] = (out.plain.psnr_y, out.data)
+    return got
+
+
 def test_codec_robust_model_restores_jpeg_and_leaves_png_alone(tmp_path):
     """irn-x2-jpeg: the same LR as irn-x2; its JPEG LRs upscale better (CLI upscale included), its PNG LRs equally."""
     img = read_image(SAMPLES / "astronaut_crop.png")
-    scores = {}
-    for model in ("irn-x2", "irn-x2-jpeg"):
-        for fmt in ("png", "jpeg"):
-            out = Downscaler(DownscaleSettings(model=model, method="plain", lr_format=fmt, lr_quality=90)).process(img)
-            scores[model, fmt] = (out.plain.psnr_y, out.data)
+    scores = _plain_png_and_jpeg(img, ("irn-x2", "irn-x2-jpeg"))
     assert scores["irn-x2", "png"] == scores["irn-x2-jpeg", "png"]  # same bytes, same score
     assert scores["irn-x2", "jpeg"][1] == scores["irn-x2-jpeg", "jpeg"][1]  # same JPEG file
     assert scores["irn-x2-jpeg", "jpeg"][0] > scores["irn-x2", "jpeg"][0] + 0.3
@@ -160,11 +166,7 @@ def test_joint_codec_model_trades_png_for_jpeg_and_keeps_its_lr_near_bicubic():
     from hcd_pipeline.models.registry import load_model
 
     img = read_image(SAMPLES / "astronaut_crop.png")
-    got = {}
-    for model in ("irn-x2-jpeg", "irn-x2-jpeg-joint"):
-        for fmt in ("png", "jpeg"):
-            out = Downscaler(DownscaleSettings(model=model, method="plain", lr_format=fmt, lr_quality=90)).process(img)
-            got[model, fmt] = (out.plain.psnr_y, out.data)
+    got = _plain_png_and_jpeg(img, ("irn-x2-jpeg", "irn-x2-jpeg-joint"))
     assert got["irn-x2-jpeg-joint", "jpeg"][0] > got["irn-x2-jpeg", "jpeg"][0] + 0.3
     assert got["irn-x2-jpeg-joint", "png"][0] < got["irn-x2-jpeg", "png"][0] - 1.0
     assert got["irn-x2-jpeg-joint", "png"][1] != got["irn-x2-jpeg", "png"][1]
