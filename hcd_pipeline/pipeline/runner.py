@@ -238,7 +238,10 @@ def check_fits(settings: PipelineSettings, resources: dict[str, float]) -> None:
             f"{settings.write_cpus} = {need_cpu:g} CPUs, but Ray has {cpus:g}: use fewer actors or threads (--actors, --threads)"
         )
     if settings.num_gpus and settings.max_actors * settings.num_gpus > gpus + 1e-9:
-        raise SettingsError(f"{settings.max_actors} model actor(s) x {settings.num_gpus} GPU(s), but Ray has {gpus:g} GPUs")
+        raise SettingsError(
+            f"{settings.max_actors} model actor(s) x {settings.num_gpus} GPU(s), but Ray has {gpus:g} GPUs: use fewer actors "
+            "(--actors), or --num-gpus 0 to run the model on CPUs (e.g. a GPU job spec on a laptop)"
+        )
 
 
 def _storage_cause(exc: BaseException) -> BaseException | None:
