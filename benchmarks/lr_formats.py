@@ -34,7 +34,7 @@ from hcd_pipeline.evaluate import _modcrop, resolve_dataset  # noqa: E402
 from hcd_pipeline.imageio import list_images, read_image  # noqa: E402
 from hcd_pipeline.metrics import score_pair  # noqa: E402
 from hcd_pipeline.models import load_model  # noqa: E402
-from hcd_pipeline.models.registry import MODELS, RESTORED_FORMATS, weights_path  # noqa: E402
+from hcd_pipeline.models.registry import RESTORED_FORMATS, weights_file  # noqa: E402
 from hcd_pipeline.service import Downscaler, DownscaleSettings  # noqa: E402
 
 
@@ -72,10 +72,9 @@ def restorer_only(model: str) -> bool:
     codec model (its chain fine-tuned too) is not."""
     from safetensors import safe_open
 
-    spec = None if model.endswith(".safetensors") else MODELS.get(model)
-    if spec is not None and spec.weights is None:
+    path = weights_file(model)
+    if path is None:
         return False
-    path = model if spec is None else weights_path(spec)
     with safe_open(str(path), framework="pt") as fh:
         meta, keys = fh.metadata() or {}, list(fh.keys())
     return bool(meta.get("base")) and all(k.startswith("restorer.") for k in keys)

@@ -135,15 +135,17 @@ def _downscaler(**opts: Any) -> Any:
     from .service import Downscaler, DownscaleSettings
 
     settings = DownscaleSettings(**opts)
-    _hint_codec_model(settings.model if settings.weights is None else "", settings.scale, settings.lr_format)
+    _hint_codec_model(settings)
     return Downscaler(settings)
 
 
-def _hint_codec_model(model: str | None, scale: int | None, lr_format: str) -> None:
-    """Say on stderr when a shipped codec model suits the stored format better (``codec_model_hint``)."""
+def _hint_codec_model(settings: Any) -> None:
+    """Say on stderr when a shipped codec model suits the stored format better (``codec_model_hint``); ``settings``:
+    a DownscaleSettings or PipelineSettings (both name model, weights, scale and lr_format). A weights file is the
+    user's own model: no advice."""
     from .models.registry import codec_model_hint
 
-    hint = codec_model_hint(model, scale, lr_format) if model != "" else None
+    hint = None if settings.weights else codec_model_hint(settings.model, settings.scale, settings.lr_format)
     if hint and _verbosity() >= 0:  # also in logs, unlike progress bars: it is advice, once per command
         click.echo(hint, err=True)
 
@@ -564,7 +566,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         settings = replace(base, **upd)
     except (TypeError, ValueError) as exc:
         raise HcdError(str(exc)) from exc
-    _hint_codec_model(settings.model if settings.weights is None else "", settings.scale, settings.lr_format)
+    _hint_codec_model(settings)
     if _verbosity() <= 0:
         _quiet_ray_data()
         _start_ray_quietly(settings)

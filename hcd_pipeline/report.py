@@ -49,12 +49,11 @@ def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(pc.cast(col, pa.float64()), math.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _stats(values: np.ndarray | list[float | None]) -> dict[str, float]:
+def _stats(values: np.ndarray) -> dict[str, float]:
     """n, mean, median, p5, p95 of the finite values; ``n_inf``: infinite ones (perfect reconstructions: PSNR
     ``inf``; a gain of ``+inf`` is a perfect reconstruction where plain was not), left out of the statistics.
     Missing values (null, NaN) are left out. An empty group has ``n = 0`` and no statistics."""
-    arr = np.asarray([math.nan if v is None else v for v in values] if isinstance(values, list) else values, dtype=np.float64)
-    present = arr[~np.isnan(arr)]
+    present = values[~np.isnan(values)]
     finite = present[np.isfinite(present)]
     n_inf = int(present.size - finite.size)
     if finite.size == 0:

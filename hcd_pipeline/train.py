@@ -226,10 +226,9 @@ def init_from(model: IRN, source: str) -> set[str]:
 
     The chain (scale, blocks, width) must match; a restorer that ``source`` lacks stays new. Returns the names of
     the parameters that were loaded (they train at ``init_lr_scale`` times the learning rate)."""
-    from .models.registry import MODELS, weights_path
+    from .models.registry import weights_file
 
-    spec = MODELS.get(source)
-    path = weights_path(spec) if spec is not None and spec.weights else Path(source)
+    path = weights_file(source) or Path(source)  # a model without weights fails below as a missing file, naming it
     src = load_irn(path, model.scale)
     mine, theirs = model.config, src.config
     if (mine.blocks, mine.width, mine.clamp, mine.channels) != (theirs.blocks, theirs.width, theirs.clamp, theirs.channels):

@@ -35,6 +35,7 @@ __all__ = [
     "codec_model_hint",
     "model_fingerprint",
     "weights_path",
+    "weights_file",
 ]
 
 RESTORED_FORMATS = ("jpeg",)
@@ -95,6 +96,15 @@ def weights_path(spec: ModelSpec) -> Path:
     if spec.weights is None:
         raise SettingsError(f"model {spec.name!r} has no weights file")
     return Path(str(resources.files("hcd_pipeline") / "weights" / spec.weights))
+
+
+def weights_file(model: str) -> Path | None:
+    """The weights file behind ``model``: a table name's shipped file (None for a model without weights, the
+    bicubic pair), anything else taken as a path."""
+    spec = MODELS.get(model)
+    if spec is None:
+        return Path(model)
+    return weights_path(spec) if spec.weights is not None else None
 
 
 def model_fingerprint(name: str, weights: str | Path | None = None) -> str:
