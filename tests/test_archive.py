@@ -40,6 +40,36 @@ def _lr_files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "lr").rglob("*.png"))}
 
 
+def _session_pids(sid: int) -> list[int]:
+    """The processes of session `sid` (Linux /proc): Ray's workers sit in their own process groups but stay in the
+    session of the driver that started them."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # exited while we looked
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] != "Z" and int(fields[3]) == sid:  # a zombie is dead already, only not yet reaped
+                pids.append(int(entry.name))
+    return pids
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of the session at once and wait until none is left, as when a machine dies. Killing the
+    driver's process group alone leaves Ray's workers alive for a moment, long enough to finish an image."""
+    deadline = time.time() + 30
+    while (pids := _session_pids(sid)) and time.time() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    assert not _session_pids(sid), f"processes of session {sid} survived SIGKILL"
+
+
 def test_resume_after_sigkill_keeps_finished_images(ray_local, tmp_path):
     inp, out, clean = tmp_path / "in", tmp_path / "out", tmp_path / "clean"
     names = _crops(inp, 24, size=64)
@@ -50,7 +80,7 @@ def test_resume_after_sigkill_keeps_finished_images(ray_local, tmp_path):
     while time.time() < deadline and proc.poll() is None and len(list((out / "lr").glob("*.json"))) < 3:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, as when a machine dies
+    _kill_session(proc.pid)  # the driver and its local Ray with all its workers
     proc.wait()
     sidecars = sorted(p.stem for p in (out / "lr").glob("*.json"))
     assert 3 <= len(sidecars) < 24
