@@ -325,6 +325,7 @@ class Downscaler:
             got = optimise_jpeg(
                 lambda lr_in, z=z: self.model.upscale(lr_in, z), hr[i : i + 1], r.plain_lr, q,
                 lambda lr_dec, j=judge, z=z: float(j(lr_dec, z)[0]), steps=self.hcd.lr_steps, judge_every=self.hcd.judge_every,
+                optimizer="adam" if self.hcd.optimizer == "adam" else "bb",
             )  # fmt: skip
             changed = int((torch.round(got.lr * 255) != torch.round(got.start_lr * 255)).sum())
             res = HCDResult(lr=got.lr, plain_lr=got.start_lr, z=z, losses=got.losses, changed=changed,
