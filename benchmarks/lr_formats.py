@@ -104,6 +104,28 @@ def at_equal_bytes(doc: dict, series: str, bpp: float) -> float | None:
     return None
 
 
+def _run_label(doc: dict, variant: str) -> str:
+    """``"Set5 x2"`` plus the row's HCD settings: ``", 32 steps"``, ``", 32 steps, optimizer=adam"``."""
+    settings = re.search(r"\(([^)]*)\)", variant)
+    parts = [] if settings is None else [re.sub(r"^lr_steps=(\d+)$", r"\1 steps", p.strip()) for p in settings.group(1).split(",")]
+    return ", ".join([f"{doc['data']} x{doc['scale']}", *parts])
+
+
+def optimizer_table(docs: list[dict], quality: int = 90) -> str:
+    """HCD in the file with ``optimizer=adam`` at ``quality`` against the same settings with the preset's optimiser
+    (Barzilai-Borwein) at the same bytes, that curve run at more than one quality (``rd_all.sh``: q90 and q93)."""
+    lines = [f"| run | adam, q{quality}: bits/px, dB | Barzilai-Borwein at the same bytes | adam's gain |", "| --- | --- | --- | --- |"]
+    for d in docs:
+        for row in d["summary"]:
+            if ", optimizer=adam" not in row["variant"] or not row["variant"].endswith(f"jpeg q{quality}"):
+                continue
+            ref = _series(row["variant"].replace(", optimizer=adam", ""))[0]
+            v = at_equal_bytes(d, ref, row["bpp"])
+            cells = ["outside its range", "-"] if v is None else [f"{v:.2f} dB", f"{row['psnr_y'] - v:+.2f} dB"]
+            lines.append(f"| {_run_label(d, row['variant'])} | {row['bpp']:.3f}, {row['psnr_y']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def equal_bytes_table(docs: list[dict], quality: int = 90) -> str:
     """For each run, each codec model (irn-xN-jpeg, irn-xN-jpeg-joint) with HCD in the JPEG file at ``quality``
     against other curves at the same bytes: what its extra bytes would buy if spent on a higher JPEG quality instead."""
@@ -120,9 +142,8 @@ def equal_bytes_table(docs: list[dict], quality: int = 90) -> str:
             for ref in ("bicubic LR, jpeg, bicubic up", f"{n} plain, jpeg", f"{model} plain, jpeg", "HR as JPEG"):
                 v = at_equal_bytes(d, ref, row["bpp"])
                 cells.append("outside its range" if v is None else f"{row['psnr_y'] - v:+.2f} dB")
-            steps = re.search(r"lr_steps=(\d+)", row["variant"])
-            run = f"{d['data']} x{d['scale']}" + (f", {steps.group(1)} steps" if steps else "")
-            lines.append(f"| {run} | {model.replace(n, 'irn-xN')}: {row['bpp']:.3f}, {row['psnr_y']:.2f} | " + " | ".join(cells) + " |")
+            head = f"| {_run_label(d, row['variant'])} | {model.replace(n, 'irn-xN')}: {row['bpp']:.3f}, {row['psnr_y']:.2f} | "
+            lines.append(head + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -163,6 +184,8 @@ def main() -> None:
         print(table(docs))
         print()
         print(equal_bytes_table(docs))
+        print()
+        print(optimizer_table(docs))
         return
     torch.set_num_threads(1)
     s = args.scale

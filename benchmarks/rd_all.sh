@@ -8,7 +8,8 @@
 # WebP) and HCD in the JPEG file; irn-xN-jpeg (the codec-robust model) plain and with HCD in the JPEG file; at PNG,
 # JPEG q75/90/95 and WebP q75/90. Set14 (3x the pixels): the same without pixel HCD, JPEG q75 and WebP q75.
 # joint:SET: irn-x2-jpeg-joint and irn-x4-jpeg-joint (chain fine-tuned with JPEG) plain and with HCD in the file, and
-# 32 steps at x2 q90 (their own JSON files; --render merges the runs of one set and scale).
+# 32 steps at x2 q90, Barzilai-Borwein (the preset's) and Adam with the bits term (`--set optimizer=adam`, the archive
+# job spec's), each in its own JSON file (--render merges the runs of one set and scale).
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -23,6 +24,11 @@ for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 join
     done
     $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:90 --no-baselines --models irn-x2-jpeg-joint:infile \
       --set lr_steps=32 --out "docs/eval/lr_formats-steps32-joint-x2-$set_.json"
+    $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:90 --no-baselines --models irn-x2-jpeg-joint:infile \
+      --set lr_steps=32 --set optimizer=adam --out "docs/eval/lr_formats-adam32-joint-x2-$set_.json"
+    # Barzilai-Borwein at q93, past the bytes of Adam's q90 file: the two at equal bytes
+    $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:93 --no-baselines --models irn-x2-jpeg-joint:infile \
+      --set lr_steps=32 --out "docs/eval/lr_formats-steps32q93-joint-x2-$set_.json"
     continue
   fi
   if [ "$s" = steps ]; then  # HCD in the JPEG file with 16 and 32 steps (x2, q90); 16 on Set5 only
@@ -41,7 +47,8 @@ for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 join
   $PY benchmarks/lr_formats.py --data "$set_" --scale "$s" --formats "$formats" --hr-formats "$hr" \
     --models "irn-x$s:$m,irn-x$s-jpeg:plain+infile" --out "docs/eval/lr_formats-rd-x$s-$set_.json"
 done
-files=$(for f in rd-x2-Set5 steps16-x2-Set5 steps32-x2-Set5 joint-x2-Set5 steps32-joint-x2-Set5 rd-x2-Set14 steps32-x2-Set14 \
-  joint-x2-Set14 steps32-joint-x2-Set14 rd-x4-Set5 joint-x4-Set5 rd-x4-Set14 joint-x4-Set14; do
+files=$(for f in rd-x2-Set5 steps16-x2-Set5 steps32-x2-Set5 joint-x2-Set5 steps32-joint-x2-Set5 steps32q93-joint-x2-Set5 \
+  adam32-joint-x2-Set5 rd-x2-Set14 steps32-x2-Set14 joint-x2-Set14 steps32-joint-x2-Set14 steps32q93-joint-x2-Set14 adam32-joint-x2-Set14 \
+  rd-x4-Set5 joint-x4-Set5 rd-x4-Set14 joint-x4-Set14; do
   [ -f "docs/eval/lr_formats-$f.json" ] && echo "docs/eval/lr_formats-$f.json"; done | paste -sd,)
 $PY benchmarks/lr_formats.py --render "$files" --chart docs/lr_formats-rd.svg >docs/eval/lr_formats-rd.md
