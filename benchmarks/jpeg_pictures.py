@@ -5,8 +5,8 @@
 Tiles (the same crop, enlarged 3x with nearest neighbours so that pixels stay visible), each titled with the whole
 image's Y-PSNR and the file's bits per HR pixel: the original; bicubic LR as JPEG + bicubic up; irn-x2's LR as JPEG,
 upscaled by irn-x2; the same file upscaled by irn-x2-jpeg; irn-x2-jpeg with HCD in the JPEG file; the same with
-irn-x2-jpeg-joint (its chain fine-tuned with JPEG); and that stored JPEG LR itself (enlarged 6x), which is what a
-website would serve.
+irn-x2-jpeg-joint (its chain fine-tuned with JPEG); the same with jobs/archive-x2-jpeg.yaml's 32 Adam steps; and that
+stored JPEG LR itself (enlarged 6x), which is what a website would serve.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def main() -> None:
     joint = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint", lr_format="jpeg", lr_quality=q))
     hcd = joint.process(img)
     scored("irn-x2-jpeg-joint + HCD in the file", hcd.data, upscale_lr(joint.model, decode_lr(hcd.data), **kw))
+    archive = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint", lr_format="jpeg", lr_quality=q,
+                                           overrides={"lr_steps": 32, "optimizer": "adam"}))  # fmt: skip
+    hcd = archive.process(img)  # jobs/archive-x2-jpeg.yaml's settings
+    scored("the same, 32 Adam steps (archive job)", hcd.data, upscale_lr(archive.model, decode_lr(hcd.data), **kw))
     lr_tile = _tile(decode_lr(hcd.data), (y // 2, x // 2, side // 2), 6, f"the stored LR (JPEG q{q})\nas served")
     tiles.append(lr_tile)
     w = sum(t.width for t in tiles) + 6 * (len(tiles) - 1)

@@ -42,13 +42,15 @@ __all__ = [
 JPEG_OPTIMIZERS = ("bb", "adam")
 """Coefficient optimisers of :func:`optimise_jpeg` (``HCDSettings.optimizer``; its ``pgd`` means ``bb`` here)."""
 ADAM_STEP = 0.5
-"""Adam's learning rate in quantisation steps. On 5 Set14 crops (x2, q90, irn-x2-jpeg-joint, 32 steps) 0.25 / 0.5 /
-1.0 gave +1.84 / +1.99 / +1.95 dB over the plain file without the bits term; at 8 steps 0.5 loses to ``bb``."""
+"""Adam's learning rate in quantisation steps (picked among 0.25, 0.5 and 1.0 on the crops below, 32 steps). Adam moves
+every coefficient from the first step, so it needs more steps than the preset's 8: at 8 it loses 0.46 dB to ``bb``
+at equal bytes."""
 RATE_WEIGHT = 0.2
 """Weight of :func:`bits_proxy` (relative to the start file's) against the loss (relative to the start's) with
-``adam``. Without it Adam's gain was bought with bytes (+16 %; at equal bytes no better than ``bb``); with 0.2 the
-file has ``bb``'s bytes and +0.36 dB at equal bytes (0.05 / 0.5 / 1.0: +0.17 / +0.42 / fewer bytes than the plain
-file). Measured by ``benchmarks/jpeg_optimizers.py``."""
+``adam``. On 5 Set14 crops (x2, q90, irn-x2-jpeg-joint, 32 steps), against ``bb`` at equal bytes (its curve over
+q85-q93): weight 0 -0.02 dB (Adam's gain over ``bb`` at q90 was bought with 18 % more bytes), 0.05 +0.15, 0.2 +0.35
+(about ``bb``'s bytes), 0.5 +0.42 (at 10 % fewer bytes than ``bb``; less dB at q90). Measured by
+``benchmarks/jpeg_optimizers.py`` (docs/eval/jpeg_optimizers.json); on whole images see docs/hcd.md."""
 
 
 @dataclass
