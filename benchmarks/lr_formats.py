@@ -210,7 +210,8 @@ def main() -> None:
         pixels = hr.shape[-1] * hr.shape[-2]
 
         def add(variant: str, nbytes: int, rec: torch.Tensor, name: str = path.name, hr: torch.Tensor = hr, n: int = pixels) -> None:
-            rows.append({"image": name, "variant": variant, "bpp": 8 * nbytes / n, "psnr_y": score_pair(hr, rec, s).psnr_y,
+            sc = score_pair(hr, rec, s)
+            rows.append({"image": name, "variant": variant, "bpp": 8 * nbytes / n, "psnr_y": sc.psnr_y, "psnr_rgb": sc.psnr_rgb,
                          "seconds": 0.0})  # fmt: skip
 
         for spec in [] if args.no_baselines else args.hr_formats.split(","):
@@ -248,17 +249,18 @@ def main() -> None:
                 out = ds.process(img)
                 dt = time.perf_counter() - t0
                 rows.append({"image": path.name, "variant": f"{label}, {tag}", "bpp": 8 * len(out.data) / pixels,
-                             "psnr_y": out.optimised.psnr_y, "seconds": round(dt, 2)})  # fmt: skip
+                             "psnr_y": out.optimised.psnr_y, "psnr_rgb": out.optimised.psnr_rgb, "seconds": round(dt, 2)})  # fmt: skip
         print(f"{path.name} done", file=sys.stderr, flush=True)
     summary = []
     for v in dict.fromkeys(r["variant"] for r in rows):
         sel = [r for r in rows if r["variant"] == v]
         summary.append({"variant": v, "bpp": round(statistics.fmean(r["bpp"] for r in sel), 3),
                         "psnr_y": round(statistics.fmean(r["psnr_y"] for r in sel), 3),
+                        "psnr_rgb": round(statistics.fmean(r["psnr_rgb"] for r in sel), 3),
                         "s_per_image": round(statistics.fmean(r["seconds"] for r in sel), 2)})  # fmt: skip
-    print("| variant | bits per HR pixel | Y-PSNR (dB) | s/image |\n| --- | --- | --- | --- |")
+    print("| variant | bits per HR pixel | Y-PSNR (dB) | RGB PSNR (dB) | s/image |\n| --- | --- | --- | --- | --- |")
     for r in summary:
-        print(f"| {r['variant']} | {r['bpp']:.3f} | {r['psnr_y']:.3f} | {r['s_per_image']:.2f} |")
+        print(f"| {r['variant']} | {r['bpp']:.3f} | {r['psnr_y']:.3f} | {r['psnr_rgb']:.3f} | {r['s_per_image']:.2f} |")
     if args.out:
         doc = {"command": "python benchmarks/lr_formats.py " + " ".join(sys.argv[1:]), "scale": s, "data": args.data,
                "summary": summary, "rows": rows}  # fmt: skip
