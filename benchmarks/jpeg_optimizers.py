@@ -103,7 +103,8 @@ def main() -> None:
     rows.append(_row(crops, method="lr", quality=90, steps=8, optimizer="adam", rate=jpeg_hcd.RATE_WEIGHT))
     for rate in (0.0, 0.05, 0.2, 0.5, 1.0):
         rows.append(_row(crops, method="lr", quality=90, steps=32, optimizer="adam", rate=rate))
-    rows.append(_row(crops, method="lr", quality=90, steps=32, optimizer="adam", rate=jpeg_hcd.RATE_WEIGHT, chroma=0.0))
+    for chroma in (0.0, 0.2, 0.5):  # the shipped CHROMA_WEIGHT (0.1) is in the rows above
+        rows.append(_row(crops, method="lr", quality=90, steps=32, optimizer="adam", rate=jpeg_hcd.RATE_WEIGHT, chroma=chroma))
     for r in rows:
         at = _at_bytes(bb, r["bytes"])
         r["vs_bb_equal_bytes"] = None if at is None else r["psnr_y"] - at

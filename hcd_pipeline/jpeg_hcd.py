@@ -46,11 +46,13 @@ ADAM_STEP = 0.5
 """Adam's learning rate in quantisation steps (picked among 0.25, 0.5 and 1.0 on the crops below, 32 steps). Adam moves
 every coefficient from the first step, so it needs more steps than the preset's 8: at 8 it loses 0.46 dB to ``bb``
 at equal bytes."""
-CHROMA_WEIGHT = 0.5
+CHROMA_WEIGHT = 0.1
 """With ``adam``: weight of the reconstruction's chroma error (BT.601 Cb and Cr, mean squared) beside its luma error.
 A luma-only loss let Adam buy Y-PSNR with colour: on Set5 butterfly (x2, q90, 32 steps) Y 34.47 dB but RGB 26.05
-against the plain file's 29.48, the served LR visibly speckled; with 0.5: Y 33.92, RGB 31.27 (0.25: 33.92 / 31.06,
-1.0: 33.77 / 31.31)."""
+against the plain file's 29.48, the served LR visibly speckled. Weight 0.1: Y 34.17, RGB 30.52 (0.25: 34.02 / 31.06,
+0.5: 33.91 / 31.26, 1.0: 33.77 / 31.31; ``bb``'s 32 steps: 34.11 / 29.40; a ``/tmp`` probe). On 5 Set14 crops 0.1
+kept Y above ``bb``'s 32 steps at fewer bytes and RGB above the plain file's, 0.2 lost Y to ``bb``
+(``benchmarks/jpeg_optimizers.py`` has 0 / 0.1 / 0.2 / 0.5)."""
 RATE_WEIGHT = 0.2
 """Weight of :func:`bits_proxy` (relative to the start file's) against the loss (relative to the start's) with
 ``adam``. On 5 Set14 crops (x2, q90, irn-x2-jpeg-joint, 32 steps), against ``bb`` at equal bytes (its curve over
