@@ -44,8 +44,8 @@ JPEG_OPTIMIZERS = ("bb", "adam")
 """Coefficient optimisers of :func:`optimise_jpeg` (``HCDSettings.optimizer``; its ``pgd`` means ``bb`` here)."""
 ADAM_STEP = 0.5
 """Adam's learning rate in quantisation steps (picked among 0.25, 0.5 and 1.0 on the crops below, 32 steps). Adam moves
-every coefficient from the first step, so it needs more steps than the preset's 8: at 8 it loses 0.46 dB to ``bb``
-at equal bytes."""
+every coefficient from the first step, so it needs more steps than the preset's 8: at 8 it loses 0.44 dB to ``bb``
+at equal bytes (``benchmarks/jpeg_optimizers.py``)."""
 CHROMA_WEIGHT = 0.1
 """With ``adam``: weight of the reconstruction's chroma error (BT.601 Cb and Cr, mean squared) beside its luma error.
 A luma-only loss let Adam buy Y-PSNR with colour: on Set5 butterfly (x2, q90, 32 steps) Y 34.47 dB but RGB 26.05
@@ -55,9 +55,9 @@ kept Y above ``bb``'s 32 steps at fewer bytes and RGB above the plain file's, 0.
 (``benchmarks/jpeg_optimizers.py`` has 0 / 0.1 / 0.2 / 0.5)."""
 RATE_WEIGHT = 0.2
 """Weight of :func:`bits_proxy` (relative to the start file's) against the loss (relative to the start's) with
-``adam``. On 5 Set14 crops (x2, q90, irn-x2-jpeg-joint, 32 steps), against ``bb`` at equal bytes (its curve over
-q85-q93): weight 0 -0.02 dB (Adam's gain over ``bb`` at q90 was bought with 18 % more bytes), 0.05 +0.15, 0.2 +0.35
-(about ``bb``'s bytes), 0.5 +0.42 (at 10 % fewer bytes than ``bb``; less dB at q90). Measured by
+``adam``. On 5 Set14 crops (x2, q90, irn-x2-jpeg-joint, 32 steps, chroma weight 0.1), against ``bb`` at equal bytes
+(its curve over q85-q93): weight 0 -0.17 dB (Adam's gain over ``bb`` at q90 bought with 10 % more bytes), 0.05
+-0.02, 0.2 +0.16 (2 % fewer bytes than ``bb``), 0.5 +0.24 (12 % fewer; less dB at q90). Measured by
 ``benchmarks/jpeg_optimizers.py`` (docs/eval/jpeg_optimizers.json); on whole images see docs/hcd.md."""
 
 
