@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.lr_formats import interpolate_log  # noqa: E402
 from hcd_pipeline import jpeg_hcd  # noqa: E402
 from hcd_pipeline.evaluate import resolve_dataset  # noqa: E402
 from hcd_pipeline.imageio import decode_image, list_images  # noqa: E402
@@ -79,15 +79,6 @@ def _row(crops: list, *, method: str, quality: int, steps: int = 0, optimizer: s
     return row
 
 
-def _at_bytes(curve: list[dict], size: float) -> float | None:
-    """The curve's dB at these bytes, linear in log bytes between its points (None outside it)."""
-    pts = sorted((math.log(r["bytes"]), r["psnr_y"]) for r in curve)
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
-        if x0 <= math.log(size) <= x1:
-            return y0 + (y1 - y0) * (math.log(size) - x0) / (x1 - x0)
-    return None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=5, help="Set14 images (their centre crops)")
@@ -106,7 +97,7 @@ def main() -> None:
     for chroma in (0.0, 0.2, 0.5):  # the shipped CHROMA_WEIGHT (0.1) is in the rows above
         rows.append(_row(crops, method="lr", quality=90, steps=32, optimizer="adam", rate=jpeg_hcd.RATE_WEIGHT, chroma=chroma))
     for r in rows:
-        at = _at_bytes(bb, r["bytes"])
+        at = interpolate_log([(b["bytes"], b["psnr_y"]) for b in bb], r["bytes"])
         r["vs_bb_equal_bytes"] = None if at is None else r["psnr_y"] - at
     print("\nrow                                 quality   Y-PSNR  RGB PSNR    bytes  vs bb at equal bytes")
     for r in rows:

@@ -93,15 +93,21 @@ def table(docs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def interpolate_log(points: list[tuple[float, float]], x: float) -> float | None:
+    """y at ``x`` on a curve of (size, y) points (sizes: bits or bytes), linear in log(size) between the two
+    neighbouring points; None outside the curve's range."""
+    pts = sorted(points)
+    for (b0, p0), (b1, p1) in zip(pts, pts[1:], strict=False):
+        if b0 <= x <= b1:
+            t = (math.log(x) - math.log(b0)) / ((math.log(b1) - math.log(b0)) or 1)
+            return p0 + t * (p1 - p0)
+    return None
+
+
 def at_equal_bytes(doc: dict, series: str, bpp: float) -> float | None:
     """Y-PSNR of a curve (``series``: a variant name without its quality, e.g. ``"bicubic LR, jpeg, bicubic up"``) at
     ``bpp`` bits per HR pixel, linear in log(bpp) between its two neighbouring qualities; None outside its range."""
-    pts = sorted((r["bpp"], r["psnr_y"]) for r in doc["summary"] if _series(r["variant"])[0] == series)
-    for (b0, p0), (b1, p1) in zip(pts, pts[1:], strict=False):
-        if b0 <= bpp <= b1:
-            t = (math.log(bpp) - math.log(b0)) / ((math.log(b1) - math.log(b0)) or 1)
-            return p0 + t * (p1 - p0)
-    return None
+    return interpolate_log([(r["bpp"], r["psnr_y"]) for r in doc["summary"] if _series(r["variant"])[0] == series], bpp)
 
 
 def _run_label(doc: dict, variant: str) -> str:
