@@ -45,7 +45,7 @@ run() {  # name, then its own flags
     >"runs/$name.log" 2>&1
   echo "$name rc=$?" >>"runs/$name.log"
 }
-PLAN=${PLAN:-5}  # 1 and 2: what session 5 ran (docs/training.md); 3: the shipped recipe alone; 4, 5: session 6
+PLAN=${PLAN:-6}  # 1 and 2: what session 5 ran (docs/training.md); 3: the shipped recipe alone; 4, 5: session 6; 6: session 8
 if [ "$PLAN" = 1 ]; then  # the first lent GPU (2026-11-27, run 1): three at once for 300 s
   NAMES="jpeg-x2 jpeg-x2-frozen jpeg-x4"
   run jpeg-x2 --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 --codec-clean 0.1 &
@@ -65,6 +65,9 @@ elif [ "$PLAN" = 5 ]; then  # session 6, second call: the chain tied to bicubic 
   NAMES="x4-fit128 x2-fit16"
   run x4-fit128 --scale 4 --init irn-x4 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 --lambda-fit 128 &
   run x2-fit16 --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 --lambda-fit 16 &
+elif [ "$PLAN" = 6 ]; then  # session 8: the shipped x2 joint recipe alone on the GPU for the whole call, 256-px pack
+  NAMES="x2-fit32-long"
+  run x2-fit32-long --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 --lambda-fit 32 &
 else  # run 2: lossless crops bypass the restorer; the chain frozen, or tied closer to bicubic (lambda_fit 32)
   NAMES="x2-frozen x2-fit32 x4-frozen"
   run x2-frozen --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0 --codec-clean 0 &
