@@ -68,6 +68,9 @@ elif [ "$PLAN" = 5 ]; then  # session 6, second call: the chain tied to bicubic 
 elif [ "$PLAN" = 6 ]; then  # session 8: the shipped x2 joint recipe alone on the GPU for the whole call, 256-px pack
   NAMES="x2-fit32-long"
   run x2-fit32-long --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 --lambda-fit 32 &
+elif [ "$PLAN" = 7 ]; then  # session 8, second call: the shipped x4 joint recipe alone
+  NAMES="x4-fit128-long"
+  run x4-fit128-long --scale 4 --init irn-x4 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0.1 --lambda-fit 128 &
 else  # run 2: lossless crops bypass the restorer; the chain frozen, or tied closer to bicubic (lambda_fit 32)
   NAMES="x2-frozen x2-fit32 x4-frozen"
   run x2-frozen --scale 2 --init irn-x2 --restore-blocks 8 "${SIZE[@]}" --init-lr-scale 0 --codec-clean 0 &
