@@ -10,25 +10,29 @@
 # joint:SET: irn-x2-jpeg-joint and irn-x4-jpeg-joint (chain fine-tuned with JPEG) plain and with HCD in the file, and
 # 32 steps at x2 q90, Barzilai-Borwein (the preset's) and Adam with the bits term (`--set optimizer=adam`, the archive
 # job spec's), each in its own JSON file (--render merges the runs of one set and scale).
+# jointv2:SET: the same runs for irn-x2-jpeg-joint-v2 / irn-x4-jpeg-joint-v2 (the recipe trained longer, session 8).
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
-for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 joint:Set5 joint:Set14}; do
+for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 joint:Set5 joint:Set14 jointv2:Set5 jointv2:Set14}; do
   [ "$run" = none ] && continue
   s=${run%%:*}; s=${s#x}; set_=${run#*:}
-  if [ "$s" = joint ]; then  # the joint codec models (irn-xN-jpeg-joint), x2 and x4, their own files merged by --render
+  if [ "$s" = joint ] || [ "$s" = jointv2 ]; then  # the joint codec models, x2 and x4, their own files merged by --render
+    [ "$s" = joint ] && m=jpeg-joint || m=jpeg-joint-v2
     [ "$set_" = Set5 ] && formats=png:0,jpeg:75,jpeg:90,jpeg:95 || formats=png:0,jpeg:90,jpeg:95
     for n in 2 4; do
       $PY benchmarks/lr_formats.py --data "$set_" --scale $n --formats "$formats" --no-baselines \
-        --models "irn-x$n-jpeg-joint:plain+infile" --out "docs/eval/lr_formats-joint-x$n-$set_.json"
+        --models "irn-x$n-$m:plain+infile" --out "docs/eval/lr_formats-$s-x$n-$set_.json"
     done
-    $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:90 --no-baselines --models irn-x2-jpeg-joint:infile \
-      --set lr_steps=32 --out "docs/eval/lr_formats-steps32-joint-x2-$set_.json"
-    $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:90 --no-baselines --models irn-x2-jpeg-joint:infile \
-      --set lr_steps=32 --set optimizer=adam --out "docs/eval/lr_formats-adam32-joint-x2-$set_.json"
+    $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:90 --no-baselines --models "irn-x2-$m:infile" \
+      --set lr_steps=32 --out "docs/eval/lr_formats-steps32-$s-x2-$set_.json"
+    # v2's Adam run also writes the plain rows (their RGB PSNR for the optimiser table)
+    [ "$s" = joint ] && what=infile || what=plain+infile
+    $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:90 --no-baselines --models "irn-x2-$m:$what" \
+      --set lr_steps=32 --set optimizer=adam --out "docs/eval/lr_formats-adam32-$s-x2-$set_.json"
     # Barzilai-Borwein at q93, past the bytes of Adam's q90 file: the two at equal bytes
-    $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:93 --no-baselines --models irn-x2-jpeg-joint:infile \
-      --set lr_steps=32 --out "docs/eval/lr_formats-steps32q93-joint-x2-$set_.json"
+    $PY benchmarks/lr_formats.py --data "$set_" --scale 2 --formats jpeg:93 --no-baselines --models "irn-x2-$m:infile" \
+      --set lr_steps=32 --out "docs/eval/lr_formats-steps32q93-$s-x2-$set_.json"
     continue
   fi
   if [ "$s" = steps ]; then  # HCD in the JPEG file with 16 and 32 steps (x2, q90); 16 on Set5 only
@@ -48,7 +52,9 @@ for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 join
     --models "irn-x$s:$m,irn-x$s-jpeg:plain+infile" --out "docs/eval/lr_formats-rd-x$s-$set_.json"
 done
 files=$(for f in rd-x2-Set5 steps16-x2-Set5 steps32-x2-Set5 joint-x2-Set5 steps32-joint-x2-Set5 steps32q93-joint-x2-Set5 \
-  adam32-joint-x2-Set5 rd-x2-Set14 steps32-x2-Set14 joint-x2-Set14 steps32-joint-x2-Set14 steps32q93-joint-x2-Set14 adam32-joint-x2-Set14 \
-  rd-x4-Set5 joint-x4-Set5 rd-x4-Set14 joint-x4-Set14; do
+  adam32-joint-x2-Set5 jointv2-x2-Set5 steps32-jointv2-x2-Set5 steps32q93-jointv2-x2-Set5 adam32-jointv2-x2-Set5 \
+  rd-x2-Set14 steps32-x2-Set14 joint-x2-Set14 steps32-joint-x2-Set14 steps32q93-joint-x2-Set14 adam32-joint-x2-Set14 \
+  jointv2-x2-Set14 steps32-jointv2-x2-Set14 steps32q93-jointv2-x2-Set14 adam32-jointv2-x2-Set14 \
+  rd-x4-Set5 joint-x4-Set5 jointv2-x4-Set5 rd-x4-Set14 joint-x4-Set14 jointv2-x4-Set14; do
   [ -f "docs/eval/lr_formats-$f.json" ] && echo "docs/eval/lr_formats-$f.json"; done | paste -sd,)
 $PY benchmarks/lr_formats.py --render "$files" --chart docs/lr_formats-rd.svg >docs/eval/lr_formats-rd.md

@@ -118,7 +118,9 @@ def test_safetensors_round_trip_and_conversion(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["irn-x2", "irn-x4", "irn-x2-jpeg", "irn-x4-jpeg", "irn-x2-jpeg-joint", "irn-x4-jpeg-joint", "tiny-irn-x2", "tiny-irn-x4"]
+    "name",
+    ["irn-x2", "irn-x4", "irn-x2-jpeg", "irn-x4-jpeg", "irn-x2-jpeg-joint", "irn-x4-jpeg-joint", "irn-x2-jpeg-joint-v2",
+     "irn-x4-jpeg-joint-v2", "tiny-irn-x2", "tiny-irn-x4"],  # fmt: skip
 )
 def test_shipped_models_load_with_provenance(name):
     from hcd_pipeline.models.registry import MODELS, weights_path
