@@ -161,18 +161,21 @@ def test_codec_robust_model_restores_jpeg_and_leaves_png_alone(tmp_path):
 def test_joint_codec_model_trades_png_for_jpeg_and_keeps_its_lr_near_bicubic():
     """irn-x2-jpeg-joint (chain fine-tuned with JPEG, LR tied to bicubic): from a JPEG q90 LR it reconstructs better
     than irn-x2-jpeg (+0.45 dB on this crop, +0.29 on Set14), from a PNG LR worse (-1.9 dB here); its LR is its own
-    (not irn-x2's) and stays within 40 dB of MATLAB bicubic's."""
+    (not irn-x2's) and stays within 40 dB of MATLAB bicubic's. irn-x2-jpeg-joint-v2 (the recipe trained 4x longer)
+    decodes its JPEG better again (+0.18 dB here, +0.21 on Set14) with its LR as near bicubic."""
     from hcd_pipeline.metrics import psnr
     from hcd_pipeline.models.registry import load_model
 
     img = read_image(SAMPLES / "astronaut_crop.png")
-    got = _plain_png_and_jpeg(img, ("irn-x2-jpeg", "irn-x2-jpeg-joint"))
+    got = _plain_png_and_jpeg(img, ("irn-x2-jpeg", "irn-x2-jpeg-joint", "irn-x2-jpeg-joint-v2"))
     assert got["irn-x2-jpeg-joint", "jpeg"][0] > got["irn-x2-jpeg", "jpeg"][0] + 0.3
-    assert got["irn-x2-jpeg-joint", "png"][0] < got["irn-x2-jpeg", "png"][0] - 1.0
-    assert got["irn-x2-jpeg-joint", "png"][1] != got["irn-x2-jpeg", "png"][1]
+    assert got["irn-x2-jpeg-joint-v2", "jpeg"][0] > got["irn-x2-jpeg-joint", "jpeg"][0] + 0.1
     with torch.no_grad():
         bicubic = load_model("bicubic", scale=2).downscale(img.pixels.unsqueeze(0))[0][0].clamp(0, 1)  # (lr, z)
-    assert psnr(decode_lr(got["irn-x2-jpeg-joint", "png"][1]) * 255, torch.round(bicubic * 255)) > 40.0
+    for joint in ("irn-x2-jpeg-joint", "irn-x2-jpeg-joint-v2"):
+        assert got[joint, "png"][0] < got["irn-x2-jpeg", "png"][0] - 1.0
+        assert got[joint, "png"][1] != got["irn-x2-jpeg", "png"][1]
+        assert psnr(decode_lr(got[joint, "png"][1]) * 255, torch.round(bicubic * 255)) > 40.0, joint
 
 
 def test_cli_suggests_a_codec_model_for_jpeg_and_only_then(tmp_path):

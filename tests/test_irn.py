@@ -7,6 +7,7 @@ import torch
 
 from hcd_pipeline.errors import WeightsError
 from hcd_pipeline.models import IRN, IRNConfig, load_irn, load_model, load_original_checkpoint, save_weights
+from hcd_pipeline.models.registry import MODELS
 from hcd_pipeline.models.weights import convert_checkpoint, read_weights
 
 
@@ -117,13 +118,9 @@ def test_safetensors_round_trip_and_conversion(tmp_path):
         load_irn(corrupt)
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["irn-x2", "irn-x4", "irn-x2-jpeg", "irn-x4-jpeg", "irn-x2-jpeg-joint", "irn-x4-jpeg-joint", "irn-x2-jpeg-joint-v2",
-     "irn-x4-jpeg-joint-v2", "tiny-irn-x2", "tiny-irn-x4"],  # fmt: skip
-)
+@pytest.mark.parametrize("name", [name for name, spec in MODELS.items() if spec.weights])  # every shipped weights file
 def test_shipped_models_load_with_provenance(name):
-    from hcd_pipeline.models.registry import MODELS, weights_path
+    from hcd_pipeline.models.registry import weights_path
 
     spec = MODELS[name]
     _, _, prov = read_weights(weights_path(spec))
