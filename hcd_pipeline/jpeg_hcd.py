@@ -38,6 +38,7 @@ __all__ = [
     "ADAM_STEP",
     "CHROMA_WEIGHT",
     "RATE_WEIGHT",
+    "optimizer_constants",
 ]
 
 JPEG_OPTIMIZERS = ("bb", "adam")
@@ -59,6 +60,12 @@ RATE_WEIGHT = 0.2
 (its curve over q85-q93): weight 0 -0.17 dB (Adam's gain over ``bb`` at q90 bought with 10 % more bytes), 0.05
 -0.02, 0.2 +0.16 (2 % fewer bytes than ``bb``), 0.5 +0.24 (12 % fewer; less dB at q90). Measured by
 ``benchmarks/jpeg_optimizers.py`` (docs/eval/jpeg_optimizers.json); on whole images see docs/hcd.md."""
+
+
+def optimizer_constants(optimizer: str) -> dict[str, float]:
+    """The module constants that shape ``optimizer``'s files (sidecars record them beside the settings: they are not
+    user settings, but a release that changes one changes the stored bytes). ``bb`` has none."""
+    return {"adam_step": ADAM_STEP, "chroma_weight": CHROMA_WEIGHT, "rate_weight": RATE_WEIGHT} if optimizer == "adam" else {}
 
 
 @dataclass

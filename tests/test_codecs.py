@@ -195,7 +195,7 @@ def test_cli_suggests_a_codec_model_for_jpeg_and_only_then(tmp_path):
         args = [HCD, "downscale", src, "-o", str(tmp_path / "lr"), "--method", "plain", "--lr-format", "jpeg", "--force", *extra]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
-        assert ("--model irn-x2-jpeg-joint" in proc.stderr) == said, proc.stderr
+        assert ("--model irn-x2-jpeg-joint-v2" in proc.stderr) == said, proc.stderr
         assert json.loads((tmp_path / "lr" / "astronaut_crop.json").read_text())["model"] == model
 
 
@@ -215,9 +215,13 @@ def test_jpeg_adam_bits_and_chroma_terms(monkeypatch):
 
     shipped, rate = run(), jpeg_hcd.RATE_WEIGHT
     assert shipped.sidecar["hcd"]["optimizer"] == "adam" and shipped.sidecar["kept"] == "optimised"
+    # the constants that shape the file are recorded with it
+    assert shipped.sidecar["jpeg_optimizer"] == {"name": "adam", "adam_step": 0.5, "chroma_weight": 0.1, "rate_weight": 0.2}
     assert shipped.optimised.psnr_y > shipped.plain.psnr_y + 0.3  # 33.11 vs 32.25 dB here
     monkeypatch.setattr(jpeg_hcd, "RATE_WEIGHT", 0.0)
-    assert len(shipped.data) < 0.99 * len(run().data)  # 2,991 vs 3,073 bytes
+    no_rate = run()
+    assert no_rate.sidecar["jpeg_optimizer"]["rate_weight"] == 0.0
+    assert len(shipped.data) < 0.99 * len(no_rate.data)  # 2,991 vs 3,073 bytes
     monkeypatch.setattr(jpeg_hcd, "RATE_WEIGHT", rate)
     monkeypatch.setattr(jpeg_hcd, "CHROMA_WEIGHT", 0.0)
     assert run().optimised.psnr_rgb < shipped.optimised.psnr_rgb - 1.0  # 27.68 vs 29.82 dB: colour spent on luma

@@ -6,7 +6,9 @@ Shipped weights live in ``hcd_pipeline/weights/`` (provenance in each file's hea
 between downscaler and upscaler, used for LRs stored as JPEG (:func:`for_lr_format`); they decode existing
 ``irn-x2`` / ``irn-x4`` JPEGs better. ``irn-x2-jpeg-joint`` / ``irn-x4-jpeg-joint`` fine-tune the chain too, with the
 LR tied to bicubic (``--lambda-fit`` 8x its default): their own LRs differ, reconstruct better from JPEG and worse
-from PNG (``docs/training.md``), so they are for archives that store the LR as JPEG.
+from PNG (``docs/training.md``), so they are for archives that store the LR as JPEG. ``irn-x2-jpeg-joint-v2`` /
+``irn-x4-jpeg-joint-v2`` are the same recipes trained 3-4x longer (session 8): new names, because an LR must be
+upscaled by the weights that made it (sidecars pin their fingerprint), so existing joint archives keep theirs.
 ``tiny-irn-x2`` / ``tiny-irn-x4`` are test-sized models (one block per level,
 width 8, trained for a few hundred steps) that keep CI fast; they are not meant for real images.
 """
@@ -162,9 +164,9 @@ def codec_model_hint(name: str | None, scale: int | None, lr_format: str) -> str
     if lr_format not in RESTORED_FORMATS or chosen not in DEFAULT_MODELS.values():
         return None
     # JPEG q90 with HCD in the file on both sides, Set14 to Set5 (docs/results.md, "Stored as JPEG or WebP")
-    joint, same_lr = {"irn-x2": ("2.1-2.8", "1.9-2.4"), "irn-x4": ("1.3-1.9", "1.1-1.5")}[chosen]
+    joint, same_lr = {"irn-x2": ("2.4-3.0", "1.9-2.4"), "irn-x4": ("1.5-2.1", "1.1-1.5")}[chosen]
     return (
-        f"note: {chosen}'s upscaler never saw {lr_format.upper()}; from {lr_format.upper()} LRs --model {chosen}-jpeg-joint "
+        f"note: {chosen}'s upscaler never saw {lr_format.upper()}; from {lr_format.upper()} LRs --model {chosen}-jpeg-joint-v2 "
         f"reconstructs {joint} dB better (q90), --model {chosen}-jpeg {same_lr} dB better with {chosen}'s own LR "
         "(README, 'LR formats')"
     )
