@@ -121,8 +121,8 @@ def _run_label(doc: dict, variant: str) -> str:
 def optimizer_table(docs: list[dict], quality: int = 90) -> str:
     """HCD in the file with ``optimizer=adam`` at ``quality`` against the same settings with the preset's optimiser
     (Barzilai-Borwein) at the same bytes, that curve run at more than one quality (``rd_all.sh``: q90 and q93)."""
-    lines = [f"| run | adam, q{quality}: bits/px, dB | Barzilai-Borwein at the same bytes | adam's gain | RGB PSNR at q{quality}: "
-             "plain / Barzilai-Borwein / adam |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [f"| run | model | adam, q{quality}: bits/px, dB | Barzilai-Borwein at the same bytes | adam's gain | RGB PSNR at "
+             f"q{quality}: plain / Barzilai-Borwein / adam |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for d in docs:
         by_variant = {r["variant"]: r for r in d["summary"]}
         for row in d["summary"]:
@@ -135,7 +135,9 @@ def optimizer_table(docs: list[dict], quality: int = 90) -> str:
             plain = by_variant.get(re.sub(r" \+ HCD in the JPEG file \([^)]*\)", " plain", row["variant"]), {})
             rgb = [r.get("psnr_rgb") for r in (plain, by_variant.get(bb_variant, {}), row)]  # absent in runs before RGB was kept
             cells.append(" / ".join("-" if x is None else f"{x:.2f}" for x in rgb))
-            lines.append(f"| {_run_label(d, row['variant'])} | {row['bpp']:.3f}, {row['psnr_y']:.2f} | " + " | ".join(cells) + " |")
+            model = row["variant"].split(" + HCD")[0]
+            head = f"| {_run_label(d, row['variant'])} | {model} | {row['bpp']:.3f}, {row['psnr_y']:.2f} | "
+            lines.append(head + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
