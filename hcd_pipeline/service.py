@@ -250,11 +250,15 @@ class Downscaler:
             "jpeg_optimizer": self._jpeg_optimizer() if self._jpeg_file_mode() else None,
         }
 
+    def _jpeg_optimizer_name(self) -> str:
+        """The coefficient optimiser of JPEG file mode (:data:`.jpeg_hcd.JPEG_OPTIMIZERS`; ``pgd`` means ``bb`` there)."""
+        return "adam" if self.hcd.optimizer == "adam" else "bb"
+
     def _jpeg_optimizer(self) -> dict[str, object]:
-        """The coefficient optimiser of JPEG file mode and the constants that shape its files."""
+        """The sidecar's record of the coefficient optimiser and the constants that shape its files."""
         from .jpeg_hcd import optimizer_constants
 
-        name = "adam" if self.hcd.optimizer == "adam" else "bb"
+        name = self._jpeg_optimizer_name()
         return {"name": name, **optimizer_constants(name)}
 
     def layout(self, height: int, width: int) -> tuple[int, str]:
@@ -333,7 +337,7 @@ class Downscaler:
             got = optimise_jpeg(
                 lambda lr_in, z=z: self.model.upscale(lr_in, z), hr[i : i + 1], r.plain_lr, q,
                 lambda lr_dec, j=judge, z=z: float(j(lr_dec, z)[0]), steps=self.hcd.lr_steps, judge_every=self.hcd.judge_every,
-                optimizer=str(self._jpeg_optimizer()["name"]),
+                optimizer=self._jpeg_optimizer_name(),
             )  # fmt: skip
             changed = int((torch.round(got.lr * 255) != torch.round(got.start_lr * 255)).sum())
             res = HCDResult(lr=got.lr, plain_lr=got.start_lr, z=z, losses=got.losses, changed=changed,
