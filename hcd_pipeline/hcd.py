@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 METHODS = ("plain", "lr", "hr", "hcd")
-JUDGES = ("y", "rgb", "loss")
+JUDGES = ("y", "rgb", "y+rgb", "loss")
 """``HCDSettings.judge``: how iterates are compared (see :func:`reconstruction_psnr`)."""
 
 
@@ -79,8 +79,10 @@ class HCDSettings:
         keep_best: keep the best rounded LR seen (including the start), by ``judge``.
         judge: what "best" means for ``keep_best`` and for the no-harm rule: ``"y"`` (Y-PSNR with the field's
             border crop of the 8-bit reconstruction of the rounded LR, what the metric rows report), ``"rgb"``
-            (the same on RGB), or ``"loss"`` (the float loss of the step, the original code's notion; no no-harm
-            rule). With ``"y"`` / ``"rgb"`` the stored LR is the plain one unless an iterate beats it.
+            (the same on RGB), ``"y+rgb"`` (Y-PSNR among the iterates whose RGB PSNR is at least the plain LR's: the
+            colour guard, so that the stored LR is not worse than plain in either), or ``"loss"`` (the float loss of
+            the step, the original code's notion; no no-harm rule). With a PSNR judge the stored LR is the plain one
+            unless an iterate beats it.
         judge_every: with ``keep_best`` and a judge, every this many steps an iterate is judged (one extra forward
             pass each); the last iterate of each stage always is. 1 judges every step (``benchmarks/judge_cost.py``
             measures the time and gain of each choice).
@@ -206,7 +208,8 @@ class ReconstructionJudge:
     """The default judge: PSNR (dB) of the 8-bit reconstruction of an LR against ``hr`` rounded to 8 bits.
 
     ``hr``: (B, C, H, W) in [0, 1], or B tensors (C, H, W) of any sizes (sources before padding); ``channels``:
-    ``"y"`` (BT.601 luma; a one-channel image is its own luma) or ``"rgb"``; ``crop``: border pixels left out
+    ``"y"`` (BT.601 luma; a one-channel image is its own luma), ``"rgb"``, or ``"y+rgb"`` (Y, but ``-inf`` for an LR
+    whose RGB PSNR is below that of the first LR judged, which every caller makes the plain LR); ``crop``: border pixels left out
     (default: the scale, the field's protocol); ``view``: maps item i's reconstruction (3, H', W') onto its
     source's channels and region (one callable for every item, or one per item; default: as it is). Calling it
     returns a (B,) float64 tensor (one upscale pass for the whole batch). ``decoded``: maps LR candidates to what
@@ -234,9 +237,12 @@ class ReconstructionJudge:
         self.model, self.channels, self.decoded = model, channels, decoded
         self.crop = model.scale if crop is None else crop
         self.views = list(view) if isinstance(view, Sequence) else [view] * len(hr)
-        self.refs = [to_uint8_levels(item) for item in hr]
-        self.refs = [rgb_to_y(r) if channels == "y" else r for r in self.refs]
+        if channels not in ("y", "rgb", "y+rgb"):
+            raise SettingsError(f"judge channels must be 'y', 'rgb' or 'y+rgb', got {channels!r}")
+        self.rgb_refs = [to_uint8_levels(item) for item in hr]
+        self.refs = [r if channels == "rgb" else rgb_to_y(r) for r in self.rgb_refs]
         self._recs: list[dict[bytes, torch.Tensor]] = [{} for _ in self.refs]
+        self._rgb_floor: list[float | None] = [None] * len(self.refs)  # "y+rgb": the first (plain) LR's RGB PSNR
 
     @staticmethod
     def _key(lr_item: torch.Tensor) -> bytes:
@@ -256,7 +262,15 @@ class ReconstructionJudge:
             if len(cache) >= self.KEEP:
                 cache.pop(list(cache)[1])  # the oldest after the first (the plain LR's)
             cache[self._key(lr[i])] = rec8.to(torch.uint8).cpu()
-            out.append(psnr(ref, rgb_to_y(rec8) if self.channels == "y" else rec8, self.crop))
+            value = psnr(ref, rec8 if self.channels == "rgb" else rgb_to_y(rec8), self.crop)
+            if self.channels == "y+rgb":
+                rgb = psnr(self.rgb_refs[i], rec8, self.crop)
+                floor = self._rgb_floor[i]
+                if floor is None:
+                    self._rgb_floor[i] = rgb
+                elif rgb < floor:
+                    value = -math.inf  # worse than plain in colour: never kept, whatever its Y
+            out.append(value)
         return torch.tensor(out, dtype=torch.float64)
 
     def reconstruction(self, i: int, lr_item: torch.Tensor) -> torch.Tensor | None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hcd_pipeline.errors import SettingsError
 from hcd_pipeline.hcd import collaborative_downscale, get_preset
 from hcd_pipeline.imageio import DecodedImage
 from hcd_pipeline.metrics import psnr_gain
@@ -154,3 +155,27 @@ def test_metrics_from_the_judges_reconstructions_equal_fresh_ones():
     for lr, scores in ((out.lr, out.optimised), (plain_lr, out.plain)):
         rec = upscale_lr(ds.model, lr, seed=0, decode=ds.hcd.decode)
         assert score_pair(img.pixels, rec, 2) == scores
+
+
+def test_colour_guard_keeps_rgb_at_or_above_plain():
+    """``judge="y+rgb"``: Y-PSNR decides among iterates whose RGB PSNR is at least the plain LR's. On this pepper crop
+    the Y judge alone stores a JPEG whose colours are worse than plain (RGB 28.15 vs 28.52 dB; Y +1.5 dB); the guard
+    keeps an iterate that is better in both (Y 33.68, RGB 28.59), in the JPEG file and in pixel HCD (PNG) alike."""
+    from hcd_pipeline.hcd import ReconstructionJudge
+    from hcd_pipeline.imageio import read_image
+
+    img = read_image(Path(__file__).parent / "data" / "pepper_crop96.png")
+
+    def run(judge: str, lr_format: str = "jpeg"):  # noqa: ANN202
+        overrides = {"lr_steps": 16, "optimizer": "bb", "judge": judge}
+        return Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint-v2", lr_format=lr_format, overrides=overrides)).process(img)
+
+    y_only, guarded = run("y"), run("y+rgb")
+    assert y_only.optimised.psnr_rgb < y_only.plain.psnr_rgb - 0.2  # the problem the guard exists for
+    assert guarded.sidecar["judge"] == "y+rgb" and guarded.sidecar["kept"] == "optimised"
+    assert guarded.optimised.psnr_rgb >= guarded.plain.psnr_rgb
+    assert guarded.optimised.psnr_y > guarded.plain.psnr_y + 0.5
+    png = run("y+rgb", "png")
+    assert png.sidecar["kept"] == "optimised" and png.optimised.psnr_rgb >= png.plain.psnr_rgb
+    with pytest.raises(SettingsError, match="y\\+rgb"):
+        ReconstructionJudge(load_model("tiny-irn-x2"), [img.pixels], channels="lab")
