@@ -76,7 +76,7 @@ def main() -> None:
     hcd = joint.process(img)
     scored("irn-x2-jpeg-joint-v2 + HCD in the file", hcd.data, upscale_lr(joint.model, decode_lr(hcd.data), **kw))
     archive = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint-v2", lr_format="jpeg", lr_quality=q,
-                                           overrides={"lr_steps": 32, "optimizer": "adam"}))  # fmt: skip
+                                           overrides={"lr_steps": 32, "optimizer": "adam", "judge": "y+rgb"}))  # fmt: skip
     hcd = archive.process(img)  # jobs/archive-x2-jpeg.yaml's settings
     scored("the same, 32 Adam steps (archive job)", hcd.data, upscale_lr(archive.model, decode_lr(hcd.data), **kw))
     lr_tile = _tile(decode_lr(hcd.data), (y // 2, x // 2, side // 2), 6, f"the stored LR (JPEG q{q})\nas served")

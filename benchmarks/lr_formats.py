@@ -48,11 +48,11 @@ def _series(variant: str) -> tuple[str, str]:
 
 def _charted(variant: str) -> bool:
     """The curves a reader compares (every row stays in the tables): pixel HCD lies on the plain curve for lossy
-    formats (+0.01-0.03 dB); irn-xN's HCD in the file without a restorer, bicubic WebP and the step-count variants
-    (single points) sit between curves that are drawn; the first joint models are superseded by their v2."""
+    formats (+0.01-0.03 dB); irn-xN's HCD in the file without a restorer, bicubic WebP and the step-count and judge
+    variants (single points) sit between curves that are drawn; the first joint models are superseded by their v2."""
     v = re.sub(r"irn-x\d", "irn-xN", variant)
     skipped = ("irn-xN + HCD in the JPEG file", "bicubic LR, webp", "irn-xN-jpeg-joint ")
-    return " + HCD, " not in v and "lr_steps=" not in v and not v.startswith(skipped)
+    return " + HCD, " not in v and "lr_steps=" not in v and "judge=" not in v and not v.startswith(skipped)
 
 
 def chart(docs: list[dict], path: Path) -> None:

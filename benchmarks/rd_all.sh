@@ -11,10 +11,12 @@
 # 32 steps at x2 q90, Barzilai-Borwein (the preset's) and Adam with the bits term (`--set optimizer=adam`, the archive
 # job spec's), each in its own JSON file (--render merges the runs of one set and scale).
 # jointv2:SET: the same runs for irn-x2-jpeg-joint-v2 / irn-x4-jpeg-joint-v2 (the recipe trained longer, session 8).
+# guard:SET: irn-x2-jpeg-joint-v2 at x2 q90 with the colour guard (`--set judge=y+rgb`): the preset, 32 Barzilai-Borwein
+# steps (and at q93) and 32 Adam steps.
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
-for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 joint:Set5 joint:Set14 jointv2:Set5 jointv2:Set14}; do
+for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 joint:Set5 joint:Set14 jointv2:Set5 jointv2:Set14 guard:Set5 guard:Set14}; do
   [ "$run" = none ] && continue
   s=${run%%:*}; s=${s#x}; set_=${run#*:}
   if [ "$s" = joint ] || [ "$s" = jointv2 ]; then  # the joint codec models, x2 and x4, their own files merged by --render
@@ -35,6 +37,18 @@ for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 join
       --set lr_steps=32 --out "docs/eval/lr_formats-steps32q93-$s-x2-$set_.json"
     continue
   fi
+  if [ "$s" = guard ]; then  # the colour guard with the v2 joint model: the preset, 32 BB steps at q90 and q93, 32 Adam steps
+    g=(--scale 2 --no-baselines --models irn-x2-jpeg-joint-v2:infile --set judge=y+rgb)
+    $PY benchmarks/lr_formats.py --data "$set_" --formats jpeg:90 "${g[@]}" --out "docs/eval/lr_formats-guard-jointv2-x2-$set_.json"
+    for q in 90 93; do
+      [ $q = 93 ] && f=steps32q93 || f=steps32
+      $PY benchmarks/lr_formats.py --data "$set_" --formats jpeg:$q "${g[@]}" --set lr_steps=32 \
+        --out "docs/eval/lr_formats-guard-$f-jointv2-x2-$set_.json"
+    done
+    $PY benchmarks/lr_formats.py --data "$set_" --formats jpeg:90 "${g[@]}" --set lr_steps=32 --set optimizer=adam \
+      --out "docs/eval/lr_formats-guard-adam32-jointv2-x2-$set_.json"
+    continue
+  fi
   if [ "$s" = steps ]; then  # HCD in the JPEG file with 16 and 32 steps (x2, q90); 16 on Set5 only
     for n in 16 32; do
       [ "$set_" = Set14 ] && [ "$n" = 16 ] && continue
@@ -53,8 +67,10 @@ for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 join
 done
 files=$(for f in rd-x2-Set5 steps16-x2-Set5 steps32-x2-Set5 joint-x2-Set5 steps32-joint-x2-Set5 steps32q93-joint-x2-Set5 \
   adam32-joint-x2-Set5 jointv2-x2-Set5 steps32-jointv2-x2-Set5 steps32q93-jointv2-x2-Set5 adam32-jointv2-x2-Set5 \
+  guard-jointv2-x2-Set5 guard-steps32-jointv2-x2-Set5 guard-steps32q93-jointv2-x2-Set5 guard-adam32-jointv2-x2-Set5 \
   rd-x2-Set14 steps32-x2-Set14 joint-x2-Set14 steps32-joint-x2-Set14 steps32q93-joint-x2-Set14 adam32-joint-x2-Set14 \
-  jointv2-x2-Set14 steps32-jointv2-x2-Set14 steps32q93-jointv2-x2-Set14 adam32-jointv2-x2-Set14 \
+  jointv2-x2-Set14 steps32-jointv2-x2-Set14 steps32q93-jointv2-x2-Set14 adam32-jointv2-x2-Set14 guard-jointv2-x2-Set14 \
+  guard-steps32-jointv2-x2-Set14 guard-steps32q93-jointv2-x2-Set14 guard-adam32-jointv2-x2-Set14 \
   rd-x4-Set5 joint-x4-Set5 jointv2-x4-Set5 rd-x4-Set14 joint-x4-Set14 jointv2-x4-Set14; do
   [ -f "docs/eval/lr_formats-$f.json" ] && echo "docs/eval/lr_formats-$f.json"; done | paste -sd,)
 $PY benchmarks/lr_formats.py --render "$files" --chart docs/lr_formats-rd.svg >docs/eval/lr_formats-rd.md

@@ -45,7 +45,7 @@ def test_shipped_job_specs_are_valid():
     assert (auto.min_actors, auto.max_actors, auto.num_gpus) == (1, 8, 1.0)
     jpeg = load_job(ROOT / "jobs" / "archive-x2-jpeg.yaml").settings
     assert (jpeg.model, jpeg.lr_format, jpeg.lr_quality) == ("irn-x2-jpeg-joint-v2", "jpeg", 90)
-    assert jpeg.overrides == {"lr_steps": 32, "optimizer": "adam"}
+    assert jpeg.overrides == {"lr_steps": 32, "optimizer": "adam", "judge": "y+rgb"}
 
 
 def test_job_specs_fit_a_node_type_of_cluster_yaml():
