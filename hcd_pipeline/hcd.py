@@ -237,8 +237,9 @@ class ReconstructionJudge:
         self.model, self.channels, self.decoded = model, channels, decoded
         self.crop = model.scale if crop is None else crop
         self.views = list(view) if isinstance(view, Sequence) else [view] * len(hr)
-        if channels not in ("y", "rgb", "y+rgb"):
-            raise SettingsError(f"judge channels must be 'y', 'rgb' or 'y+rgb', got {channels!r}")
+        psnr_judges = tuple(j for j in JUDGES if j != "loss")
+        if channels not in psnr_judges:
+            raise SettingsError(f"judge channels must be one of {psnr_judges}, got {channels!r}")
         self.rgb_refs = [to_uint8_levels(item) for item in hr]
         self.refs = [r if channels == "rgb" else rgb_to_y(r) for r in self.rgb_refs]
         self._recs: list[dict[bytes, torch.Tensor]] = [{} for _ in self.refs]
