@@ -25,7 +25,7 @@ from .imageio import atomic_write_bytes
 if TYPE_CHECKING:
     import fsspec
 
-__all__ = ["StorageOptions", "Storage", "join_uri"]
+__all__ = ["StorageOptions", "Storage", "join_uri", "version_of"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,13 @@ class Storage:
         self.local = protocol == "file"
 
     def full(self, key: str) -> str:
-        return posixpath.join(self.root.rstrip("/"), key) if key else self.root
+        """The filesystem path of ``key``; a key that would leave the base (``..``, absolute, NUL) raises
+        :class:`StorageError`: every read and write goes through here, so no key names a place outside."""
+        if not key:
+            return self.root
+        if "\0" in key or key.startswith("/") or ".." in key.split("/"):
+            raise StorageError(f"{self.uri}: key {key!r} would leave the storage root; refused")
+        return posixpath.join(self.root.rstrip("/"), key)
 
     def uri_of(self, key: str) -> str:
         return join_uri(self.uri, key)
@@ -134,41 +140,79 @@ class Storage:
         return sorted(p[len(root) :].lstrip("/") if p.startswith(root) else p for p in found)
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
-        """The file keys under ``prefix`` in sorted order, as :meth:`list` gives them, without holding the listing.
+        """The file keys under ``prefix`` in sorted order, as :meth:`list` gives them, without holding the listing."""
+        return (k for k, _ in self.iter_entries(prefix, versions=False))
 
-        Local folders are walked one directory at a time; object stores are listed by their client (s3fs
-        pages through the prefix; the pages are held by the client until the listing ends).
+    def iter_entries(self, prefix: str = "", *, versions: bool = True) -> Iterator[tuple[str, str]]:
+        """(key, version) of the files under ``prefix`` in sorted key order, without holding the listing.
+
+        ``version`` (see :func:`~hcd_pipeline.pipeline.sources.version_of`) is the size and the modification time
+        (local) or ETag (object stores) that the listing gives at no extra cost; empty with ``versions=False``.
+        Local folders are walked one directory at a time, without following links to directories (a link loop
+        would never end); object stores are listed by their client (s3fs pages through the prefix).
         """
         if not self.local:
-            yield from self.list(prefix)
+            base = self.full(prefix)
+            with _storage_errors(f"listing {self.uri_of(prefix)}"):
+                if not self.fs.exists(base):
+                    return
+                found = {base: self.fs.info(base)} if self.fs.isfile(base) else self.fs.find(base, detail=True)
+            root = self.root.rstrip("/")
+            for p in sorted(found):
+                yield (p[len(root) :].lstrip("/") if p.startswith(root) else p), (version_of(found[p]) if versions else "")
             return
         top = self.full(prefix)
         if os.path.isfile(top):
-            yield prefix
+            yield prefix, (_stat_version(os.stat(top)) if versions else "")
             return
         if not os.path.isdir(top):
             return
         root = self.root.rstrip("/")
 
-        def walk(path: str) -> Iterator[str]:
+        def walk(path: str) -> Iterator[tuple[str, str]]:
             try:
                 with os.scandir(path) as it:
                     # Directories sort as "name/" so that the walk yields keys in plain string order.
-                    entries = sorted(((e.name + "/" if e.is_dir() else e.name), e.path, e.is_dir()) for e in it)
+                    entries = sorted(((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in it)
             except OSError as exc:
                 raise StorageError(f"listing {path}: {exc}") from exc
-            for _, full, is_dir in entries:
-                if is_dir:
-                    yield from walk(full)
+            for name, e in entries:
+                if name.endswith("/"):
+                    yield from walk(e.path)
+                elif versions:
+                    try:
+                        yield e.path[len(root) :].lstrip("/"), _stat_version(e.stat())
+                    except OSError:  # a dangling link or a file gone since the listing: its read fails as a row
+                        yield e.path[len(root) :].lstrip("/"), ""
                 else:
-                    yield full[len(root) :].lstrip("/")
+                    yield e.path[len(root) :].lstrip("/"), ""
 
         yield from walk(top)
+
+    def glob_entries(self, pattern: str) -> list[tuple[str, str]]:
+        """(key, version) of the files matching ``pattern``, sorted by key."""
+        root = self.root.rstrip("/")
+        with _storage_errors(f"listing {self.uri_of(pattern)}"):
+            found = self.fs.glob(self.full(pattern), detail=True)
+        return sorted((p[len(root) :].lstrip("/"), version_of(info)) for p, info in found.items() if info.get("type") == "file")
 
     def glob(self, pattern: str) -> list[str]:
         root = self.root.rstrip("/")
         with _storage_errors(f"listing {self.uri_of(pattern)}"):
             return sorted(p[len(root) :].lstrip("/") for p in self.fs.glob(self.full(pattern)) if self.fs.isfile(p))
+
+
+def version_of(info: dict[str, Any]) -> str:
+    """The content version of a listing entry (fsspec ``info``): its size plus ETag, else modification time.
+
+    A rerun redoes an image whose version changed; copying a file without keeping its time counts as a change.
+    """
+    tag = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or info.get("created") or ""
+    return f"{info.get('size', '')}-{str(tag).strip(chr(34))}"
+
+
+def _stat_version(st: os.stat_result) -> str:
+    return f"{st.st_size}-{st.st_mtime_ns}"
 
 
 def open_uri(uri: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -7,6 +7,7 @@ pyarrow or fsspec.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -24,23 +25,29 @@ DIAG_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds"
 """The fields of :class:`~hcd_pipeline.service.Optimised` that travel as JSON (``diag``); the rest are arrays."""
 
 
-def failed_row(key: str, uri: str, exc: BaseException | str) -> dict[str, Any]:
+def failed_row(key: str, uri: str, exc: BaseException | str, version: str | None = None) -> dict[str, Any]:
     """The decode stage's row for an input that could not be read or decoded."""
     err = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    return {"key": key, "source_uri": uri, "error": err}
+    return {"key": key, "source_uri": uri, "error": err, "source_version": version}
 
 
-def decoded_row(key: str, uri: str, data: bytes) -> dict[str, Any]:
+def decoded_row(key: str, uri: str, data: bytes, version: str | None = None) -> dict[str, Any]:
     """The decode stage's row for a file's bytes (``DECODED_SCHEMA``: float32 pixels and alpha as raw bytes), or a
-    failed row; here so that ``benchmarks/gpu_check.py`` feeds the model stage exactly what the decode stage would."""
+    failed row; here so that ``benchmarks/gpu_check.py`` feeds the model stage exactly what the decode stage would.
+
+    ``version``: the listing's version of the source (:func:`~hcd_pipeline.storage.version_of`); the row also gets
+    the source's size and SHA-256, which the sidecar and the metric row keep.
+    """
+    source = {"source_version": version, "source_bytes": len(data), "source_sha256": hashlib.sha256(data).hexdigest()}
     try:
         img = decode_image(data, uri)
     except Exception as exc:  # noqa: BLE001 - a bad image is a failed row, whatever the codec raised
-        return failed_row(key, uri, exc)
+        return {**failed_row(key, uri, exc, version), **source}
     return {
         "key": key,
         "source_uri": uri,
         "error": None,
+        **source,
         "width": img.width,
         "height": img.height,
         "channels": int(img.pixels.shape[0]),

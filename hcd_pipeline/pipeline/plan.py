@@ -3,9 +3,11 @@
 Both run as Ray tasks (the driver holds object references and counts only):
 
 * :func:`plan_task` streams the input listing in key order and yields the manifest in Arrow tables of
-  :data:`MANIFEST_ROWS` items, skipping the keys that are done. A key is done when its ``ok`` row and its
-  sidecar both exist. A sidecar without a row (the run was killed after the image was written and before
-  its batch's Parquet part) gets its row back from the sidecar, which holds the same values.
+  :data:`MANIFEST_ROWS` items, skipping the images that are done. An image is done when its key has an ``ok``
+  row and a sidecar, and the row's ``source_version`` equals what the listing says of the source now (its
+  size and modification time, or ETag): a replaced source is redone. A sidecar without a row (the run was
+  killed after the image was written and before its batch's Parquet part) gets its row back from the
+  sidecar, which holds the same values.
 * :func:`finalize_task` compacts the run's Parquet parts and rewrites ``metrics.parquet`` (one row per key)
   bucket by bucket (key hash), so that its memory is a bucket's, not the archive's.
 """
@@ -27,22 +29,41 @@ import pyarrow.parquet as pq
 
 from ..codecs import LR_EXTENSIONS
 from ..storage import Storage
+from .keys import key_of_sidecar, lr_key, sidecar_key
 from .schema import METRICS_SCHEMA, SCHEMA_METADATA, read_parquet_bytes, rows_to_table, write_part
 from .settings import PipelineSettings
 from .sources import iter_inputs
 
-__all__ = ["MANIFEST_SCHEMA", "MANIFEST_ROWS", "BUCKET_ROWS", "done_keys", "iter_manifest", "final_rows", "finalize", "table_stats"]
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "MANIFEST_ROWS",
+    "BUCKET_ROWS",
+    "done_keys",
+    "tokens",
+    "iter_manifest",
+    "final_rows",
+    "finalize",
+    "table_stats",
+]
 
-MANIFEST_SCHEMA = pa.schema([pa.field("kind", pa.string()), pa.field("uri", pa.string()), pa.field("key", pa.string())])
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("kind", pa.string()),  # file | tar | invalid (refused when listed: error says why)
+        pa.field("uri", pa.string()),
+        pa.field("key", pa.string()),
+        pa.field("version", pa.string()),  # the listing's size + mtime / ETag
+        pa.field("error", pa.string()),
+    ]
+)
 MANIFEST_ROWS = 4096
 """Input items per manifest table (one Ray Data block)."""
 BUCKET_ROWS = 1_000_000
 """Rows per key-hash bucket when ``metrics.parquet`` is rebuilt: the finalize task's memory bound."""
-_STEM = r"^(.*[^/])\.[^./]*$"  # output_stem() in Arrow: drop the extension
 
 
-def _stems(keys: pa.Array) -> pa.Array:
-    return pc.replace_substring_regex(keys, pattern=_STEM, replacement=r"\1")
+def tokens(keys: pa.Array | pa.ChunkedArray, versions: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``key\0version`` per row: what identifies one content of one image across runs."""
+    return pc.binary_join_element_wise(keys, pc.fill_null(versions, ""), "\0")
 
 
 def _parts(out: Storage) -> Iterator[str]:
@@ -65,30 +86,33 @@ def _concat(arrays: list[pa.Array]) -> pa.Array:
 
 
 def done_keys(out: Storage, run_id: str) -> tuple[pa.Array, int]:
-    """(done keys, rows recovered from sidecars); recovered rows are written as a part of run ``run_id``."""
-    ok = [
-        t.filter(pc.equal(t["status"], "ok"))["key"].combine_chunks()
-        for t in (read_parquet_bytes(out.read(k), ["key", "status"]) for k in _parts(out))
-    ]
-    ok_keys = pc.unique(_concat(ok))
-    sidecars = _concat([pc.replace_substring_regex(a, pattern=r"^lr/(.*)\.json$", replacement=r"\1")
-                        for a in _chunks(k for k in out.iter_keys("lr") if k.endswith(".json"))])  # fmt: skip
-    ok_stems = _stems(ok_keys)
-    done = ok_keys.filter(pc.is_in(ok_stems, value_set=sidecars))
-    orphans = sidecars.filter(pc.invert(pc.is_in(sidecars, value_set=ok_stems)))
+    """(``key\0version`` tokens of the finished images, rows recovered from sidecars); recovered rows are written
+    as a part of run ``run_id``."""
+    ok = []
+    for k in _parts(out):
+        t = read_parquet_bytes(out.read(k), ["key", "status", "source_version"])
+        t = t.filter(pc.equal(t["status"], "ok"))
+        ok.append(tokens(t["key"], t["source_version"]).combine_chunks() if t.num_rows else pa.array([], pa.string()))
+    ok_tokens = pc.unique(_concat(ok))
+    sidecars = _concat([a for a in _chunks(s for s in map(key_of_sidecar, out.iter_keys("lr")) if s is not None)])
+    ok_keys = pc.replace_substring_regex(ok_tokens, pattern="\x00.*$", replacement="") if len(ok_tokens) else ok_tokens
+    done = ok_tokens.filter(pc.is_in(ok_keys, value_set=sidecars))
+    orphans = sidecars.filter(pc.invert(pc.is_in(sidecars, value_set=ok_keys)))
     rows = []
-    from .stages import row_metrics, settings_columns
+    from .stages import SOURCE_FIELDS, row_metrics, settings_columns
 
-    for stem in orphans.to_pylist():  # only images written after the last part of a killed run
+    for key in orphans.to_pylist():  # only images written after the last part of a killed run
         try:
-            side = json.loads(out.read(f"lr/{stem}.json"))
-            key = str(side["key"])
+            side = json.loads(out.read(sidecar_key(key)))
+            if not isinstance(side, dict) or side.get("key") != key:
+                continue  # not a sidecar of ours for this key: the image is redone
             rows.append(
                 {
                     "key": key,
                     "source_uri": side.get("source"),
+                    **{f: side.get(f) for f in SOURCE_FIELDS},
                     "status": "ok",
-                    "lr_uri": out.uri_of(f"lr/{stem}{LR_EXTENSIONS.get(str(side.get('lr_format', 'png')), '.png')}"),
+                    "lr_uri": out.uri_of(lr_key(key, LR_EXTENSIONS.get(str(side.get("lr_format", "png")), ".png"))),
                     "width": side["source_size"][0],
                     "height": side["source_size"][1],
                     "channels": side.get("channels"),
@@ -104,30 +128,32 @@ def done_keys(out: Storage, run_id: str) -> tuple[pa.Array, int]:
             continue  # a sidecar we cannot read back: the image is redone
     if rows:
         write_part(out, f"metrics/parts/{run_id}-recovered.parquet", rows_to_table(rows))
-        done = pc.unique(_concat([done, pa.array([r["key"] for r in rows], pa.string())]))
+        t = rows_to_table(rows)
+        done = pc.unique(_concat([done, tokens(t["key"], t["source_version"]).combine_chunks()]))
     return done, len(rows)
 
 
 def iter_manifest(settings: PipelineSettings, done: pa.Array, counts: dict[str, int]) -> Iterator[pa.Table]:
     """Manifest tables of the items to process; ``counts`` gets items, skipped, todo and tar."""
-    counts.update(items=0, skipped=0, todo=0, tar=0)
-    buf: list[tuple[str, str, str]] = []
+    counts.update(items=0, skipped=0, todo=0, tar=0, invalid=0)
+    buf: list[tuple[str, str, str, str, str | None]] = []
 
     def flush() -> pa.Table:
-        kinds, uris, keys = (pa.array(c, pa.string()) for c in zip(*buf, strict=True))
-        keep = pc.invert(pc.and_(pc.equal(kinds, "file"), pc.is_in(keys, value_set=done)))
-        t = pa.Table.from_arrays([kinds, uris, keys], schema=MANIFEST_SCHEMA).filter(keep)
+        kinds, uris, keys, versions, errors = (pa.array(c, pa.string()) for c in zip(*buf, strict=True))
+        keep = pc.invert(pc.and_(pc.equal(kinds, "file"), pc.is_in(tokens(keys, versions), value_set=done)))
+        t = pa.Table.from_arrays([kinds, uris, keys, versions, errors], schema=MANIFEST_SCHEMA).filter(keep)
         counts["skipped"] += len(buf) - t.num_rows
         counts["todo"] += t.num_rows
         counts["tar"] += int(pc.sum(pc.equal(t["kind"], "tar")).as_py() or 0)
+        counts["invalid"] += int(pc.sum(pc.equal(t["kind"], "invalid")).as_py() or 0)
         buf.clear()
         return t
 
-    for item in iter_inputs(settings.input, settings.storage):
+    for item in iter_inputs(settings.input, settings.storage, output=settings.output):
         if settings.limit is not None and counts["items"] >= settings.limit:
             break
         counts["items"] += 1
-        buf.append((item.kind, item.uri, item.key))
+        buf.append((item.kind, item.uri, item.key, item.version, item.error))
         if len(buf) >= MANIFEST_ROWS:
             t = flush()
             if t.num_rows:
@@ -139,16 +165,22 @@ def iter_manifest(settings: PipelineSettings, done: pa.Array, counts: dict[str, 
 
 
 def final_rows(table: pa.Table) -> pa.Table:
-    """One row per key: the latest ``ok`` row if any, else the latest attempt."""
+    """One row per key: among the attempts on the source's latest version (that of the latest attempt), the
+    latest ``ok`` row if any, else the latest attempt. A source replaced since its ``ok`` row whose new content
+    failed therefore shows the failure, not the old image's row."""
     if table.num_rows == 0:
         return table
-    ok = pc.equal(table["status"], "ok").cast(pa.int8())
-    t = table.append_column("_ok", ok)
-    t = t.sort_by([("key", "ascending"), ("_ok", "ascending"), ("finished_at", "ascending")])
+    t = table.sort_by([("key", "ascending"), ("finished_at", "ascending")])
     keys = t["key"].to_numpy(zero_copy_only=False)
+    versions = pc.fill_null(t["source_version"], "").to_numpy(zero_copy_only=False)
     last = np.ones(len(keys), dtype=bool)
     last[:-1] = keys[:-1] != keys[1:]
-    return t.filter(pa.array(last)).drop_columns(["_ok"])
+    group_last = np.flatnonzero(last)[np.cumsum(np.r_[True, last[:-1]]) - 1]  # index of each row's key's latest attempt
+    current = (versions == versions[group_last]).astype(np.int8)
+    ok = pc.equal(t["status"], "ok").cast(pa.int8())
+    t = t.append_column("_cur", pa.array(current)).append_column("_ok", ok)
+    t = t.sort_by([("key", "ascending"), ("_cur", "ascending"), ("_ok", "ascending"), ("finished_at", "ascending")])
+    return t.filter(pa.array(last)).drop_columns(["_cur", "_ok"])
 
 
 def _bucket(keys: pa.ChunkedArray | pa.Array, n: int) -> np.ndarray:

@@ -22,13 +22,13 @@ def format_eta(seconds: float) -> str:
 
 
 class Progress:
-    """Counts done / failed images of ``total`` and shows them.
+    """Counts done / failed images of ``total`` (None: unknown, as with tar shards) and shows them.
 
     ``mode``: ``"bar"`` (tqdm), ``"lines"`` (one line every ``interval`` seconds and at the end, for output that
     is not a terminal), ``"off"``, or ``"auto"``: a bar when ``stream`` is a terminal, else lines.
     """
 
-    def __init__(self, total: int, *, mode: str = "auto", interval: float = 30.0, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int | None, *, mode: str = "auto", interval: float = 30.0, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
@@ -52,13 +52,13 @@ class Progress:
         self._last = now = time.perf_counter()
         n = self.done + self.failed
         rate = n / max(now - self.t0, 1e-9)
-        eta = format_eta((self.total - n) / rate) if rate > 0 and self.total > n else "-"
-        pct = 100.0 * n / self.total if self.total else 100.0
-        print(
-            f"[hcd] {n}/{self.total} images ({pct:.1f}%): {self.done} done, {self.failed} failed, {rate:.2f} img/s, ETA {eta}",
-            file=self.stream,
-            flush=True,
-        )
+        if self.total is None:
+            head, eta = f"{n} images", ""
+        else:
+            pct = 100.0 * n / self.total if self.total else 100.0
+            head = f"{n}/{self.total} images ({pct:.1f}%)"
+            eta = ", ETA " + (format_eta((self.total - n) / rate) if rate > 0 and self.total > n else "-")
+        print(f"[hcd] {head}: {self.done} done, {self.failed} failed, {rate:.2f} img/s{eta}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -2,10 +2,10 @@
 
 Output layout under ``settings.output``::
 
-    job.json                      settings fingerprint (a rerun must match it)
-    lr/<key stem>.png             optimised 8-bit LR (tar members: lr/<shard>/<member stem>.png); .jpg / .webp
-                                  with lr_format jpeg / webp
-    lr/<key stem>.json            sidecar, written after the PNG: its presence marks the pair complete
+    job.json                      input, output layout and settings fingerprint (a rerun must match them)
+    lr/<key>.png                  optimised 8-bit LR, named by the whole key (lr/a/x.jpg.png; tar members:
+                                  lr/<shard>.tar/<member>.png); .jpg / .webp with lr_format jpeg / webp
+    lr/<key>.json                 sidecar, written after the PNG: its presence marks the pair complete
     metrics/parts/<run>-*.parquet every attempt: one part per write batch, merged into
                                   <run>-compacted.parquet when the run ends
     metrics.parquet               final table: one row per image key (latest attempt, "ok" preferred)
@@ -16,8 +16,10 @@ the resume plan run in a Ray task (:mod:`.plan`), the stages (:mod:`.stages`) wr
 Parquet parts themselves and send back one summary row per batch, and ``metrics.parquet`` is rebuilt in a
 Ray task.
 
-Resume: images whose key has an ``ok`` row and a sidecar are skipped; everything else (missing,
-failed, interrupted) is redone. Outputs are deterministic, so a redo writes the same bytes.
+Resume: images whose key has an ``ok`` row and a sidecar, and whose source the listing shows unchanged (size and
+modification time, or ETag), are skipped; everything else (missing, failed, interrupted, replaced) is redone.
+Outputs are deterministic, so a redo of an unchanged source writes the same bytes. Keys are checked once, when
+listed (:mod:`.keys`): a key that would leave ``lr/`` is a failed row, never a write.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import pyarrow as pa
 
 from ..errors import HcdError, SettingsError, StorageError
 from ..storage import Storage, StorageOptions
+from .keys import LAYOUT, check_disjoint
 from .plan import done_keys, final_rows, finalize, iter_manifest
 from .progress import Progress
 from .schema import METRICS_SCHEMA, read_parquet_bytes
@@ -66,7 +69,7 @@ class RunSummary:
         return asdict(self)
 
 
-_FINAL_BY = ("key", "status", "finished_at")  # what final_rows chooses by
+_FINAL_BY = ("key", "status", "finished_at", "source_version")  # what final_rows chooses by
 
 
 def _read_parts(out: Storage, columns: list[str] | None = None) -> pa.Table:
@@ -95,24 +98,45 @@ def read_metrics(
     return rows if columns is None else rows.select(columns)
 
 
+def _input_id(uri: str) -> str:
+    """The input as ``job.json`` records it: local paths absolute (a rerun from another folder is the same input)."""
+    return uri.rstrip("/") if "://" in uri else os.path.abspath(uri)
+
+
 def _check_job(out: Storage, settings: PipelineSettings) -> None:
-    """Refuse to add outputs made with other settings (or, unless allowed, on another device kind) to an output."""
-    fp = {"fingerprint": settings.fingerprint_hash(), "settings": settings.result_fingerprint()}
+    """Refuse to add to an output made from another input, in another layout, with other settings or (unless allowed)
+    on another device kind; write ``job.json`` for a new output."""
+    fp = {"fingerprint": settings.fingerprint_hash(), "settings": settings.result_fingerprint(), "input": _input_id(settings.input),
+          "layout": LAYOUT}  # fmt: skip
+    where = out.uri_of("job.json")
     if not out.exists("job.json"):
         out.write("job.json", (json.dumps(fp, indent=1, sort_keys=True) + "\n").encode())
         return
-    then = legacy_fingerprint(json.loads(out.read("job.json")).get("settings") or {})
+    try:
+        job = json.loads(out.read("job.json"))
+        if not isinstance(job, dict):
+            raise ValueError(f"a JSON object expected, got {type(job).__name__}")
+    except ValueError as exc:
+        raise SettingsError(f"{where}: not a job file of hcd_pipeline ({exc}); use another output") from exc
+    if job.get("layout", 1) != LAYOUT:
+        raise SettingsError(
+            f"{where}: output written in layout {job.get('layout', 1)} by an earlier release (LR names without the source's "
+            f"extension); this release writes layout {LAYOUT} and does not add to it: use a new output (the old one stays readable)"
+        )
+    if job.get("input") != fp["input"]:
+        raise SettingsError(f"{where}: output was made from the input {job.get('input')}, not {fp['input']}; use another output")
+    then = legacy_fingerprint(job.get("settings") or {})
     now = json.loads(json.dumps(fp["settings"]))  # as job.json holds it
     mixed = ("device", "gpu_mode") if settings.allow_mixed_devices else ()
     changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in mixed)
     if "device" in changed:
         raise SettingsError(
-            f"{out.uri_of('job.json')}: output was made on {then.get('device', 'cpu')}, this run would add {settings.device_kind()} "
+            f"{where}: output was made on {then.get('device', 'cpu')}, this run would add {settings.device_kind()} "
             "outputs (their bytes differ); use another output, or allow_mixed_devices (--allow-mixed-devices) to mix them knowingly"
         )
     if changed:
         raise SettingsError(
-            f"{out.uri_of('job.json')}: output was made with other settings (differing: {', '.join(changed)}; then "
+            f"{where}: output was made with other settings (differing: {', '.join(changed)}; then "
             f"{ {k: then.get(k) for k in changed} }, now { {k: now.get(k) for k in changed} }); use another output or delete it"
         )
 
@@ -272,6 +296,7 @@ def run_pipeline(
 
     # Model, scale and preset errors surface here, before Ray starts (on CPU: the driver may have no GPU).
     Downscaler(replace(settings.downscale_settings(), device="cpu"))
+    check_disjoint(settings.input, settings.output)
     out = Storage(settings.output, settings.storage)
     _check_job(out, settings)
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -285,7 +310,8 @@ def run_pipeline(
         t_plan = time.perf_counter()
         reasons: Counter[str] = Counter()
         failures: list[dict[str, str]] = []
-        bar = Progress(counts["todo"], mode=mode, interval=settings.progress_interval)
+        # Tar shards expand to an unknown number of images: the bar then counts images without a total.
+        bar = Progress(None if counts["tar"] else counts["todo"], mode=mode, interval=settings.progress_interval)
         if manifest:
             for batch in build_dataset(settings, manifest, run_id, done_ref).iter_batches(batch_size=None, batch_format="pyarrow"):
                 for r in batch.to_pylist():  # one row per written batch, not per image

@@ -34,9 +34,11 @@ SETTINGS_TYPE = pa.struct([pa.field(f.name, _ARROW[get_type_hints(HCDSettings)[f
 """The ``settings`` column: :class:`~hcd_pipeline.hcd.HCDSettings` as a struct, one field per setting, so that
 queries filter on them (``settings.lr_steps``) without parsing ``settings_json``."""
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 """Written into every Parquet file's metadata (``hcd_pipeline.schema``); 1 = files without the key. 2 added
-``kept``, 3 added ``device``, ``settings``, ``lr_format``, ``lr_quality`` and ``lr_bytes``."""
+``kept``, 3 added ``device``, ``settings``, ``lr_format``, ``lr_quality`` and ``lr_bytes``, 4 added
+``source_version``, ``source_bytes`` and ``source_sha256`` (output layout 2: tar member keys keep the shard's
+``.tar``)."""
 SCHEMA_METADATA = {"hcd_pipeline.schema": SCHEMA_VERSION}
 """The file metadata that stamps :data:`SCHEMA_VERSION`."""
 
@@ -44,6 +46,9 @@ METRICS_SCHEMA = pa.schema(
     [
         pa.field("key", pa.string(), nullable=False),  # image key relative to the input (tar: shard/member)
         pa.field("source_uri", pa.string()),
+        pa.field("source_version", pa.string()),  # the listing's size + mtime (or ETag) of the source; schema 4
+        pa.field("source_bytes", pa.int64()),  # size of the source file (tar members: of the member); schema 4
+        pa.field("source_sha256", pa.string()),  # SHA-256 of the source's bytes (hex); schema 4
         pa.field("lr_uri", pa.string()),  # where the LR PNG was written (null if failed)
         pa.field("status", pa.string(), nullable=False),  # "ok" or "failed"
         pa.field("error", pa.string()),  # reason, for failed rows

@@ -34,10 +34,11 @@ from ..errors import StorageError
 from ..metrics import psnr_gain
 from ..service import Downscaler, ImageInfo, Optimised
 from ..storage import Storage, StorageOptions, open_uri
+from .keys import UnsafeKey, check_key, lr_key, sidecar_key
 from .model_stage import DIAG_FIELDS, ModelStageCore, decoded_row, failed_row, pixels_tensor
 from .schema import rows_to_table, write_part
 from .settings import settings_from_dict
-from .sources import is_image_name, output_stem
+from .sources import is_image_name
 
 __all__ = [
     "DECODED_SCHEMA",
@@ -60,6 +61,9 @@ _META = [
     pa.field("channels", pa.int8()),
     pa.field("bit_depth", pa.int8()),
     pa.field("source_mode", pa.string()),
+    pa.field("source_version", pa.string()),  # the listing's size + mtime / ETag of the source (resume compares it)
+    pa.field("source_bytes", pa.int64()),
+    pa.field("source_sha256", pa.string()),
     pa.field("alpha", pa.large_binary()),  # float32 (1, H, W) bytes, null without transparency
 ]
 DECODED_SCHEMA = pa.schema([*_META, pa.field("pixels", pa.large_binary())])
@@ -89,6 +93,8 @@ SUMMARY_SCHEMA = pa.schema(
     ]
 )
 """Write stage -> driver: one small row per batch (the driver keeps counts, never rows)."""
+SOURCE_FIELDS = ("source_version", "source_bytes", "source_sha256")
+"""What the metric row and the sidecar keep of the source's content (resume redoes an image when it changes)."""
 MAX_FAILURE_SAMPLES = 20
 _MAX_DECODED_BYTES = 64 << 20  # one decode output table is cut here (tar shards expand to many images)
 
@@ -106,22 +112,41 @@ def _try_read(uri: str, options: StorageOptions) -> bytes | BaseException:
         return exc
 
 
-def _tar_members(key: str, uri: str, options: StorageOptions, done: pa.Array | None) -> Iterator[dict[str, Any]]:
+def _tar_members(key: str, uri: str, version: str, options: StorageOptions, done: pa.Array | None) -> Iterator[dict[str, Any]]:
     """Decoded rows of a tar shard's image members, read as a stream.
 
+    Member keys are ``<shard key>/<member name>``; a member whose name fails :func:`~.keys.check_key`, a link
+    member, and a second member of the same name are failed rows saying why (the first of a name is processed).
     A member that cannot be read (truncated data) is a failed row naming ``<shard>/<member>``; the members
     before it keep their rows. A damaged header ends the walk with one failed row for the rest of the shard.
+    ``done``: tokens ``key\0version`` of finished members (:func:`~.plan.done_tokens`); members carry the
+    shard's version, so a changed shard is redone whole.
     """
     last = None
+    seen: set[str] = set()
     try:
         fs, path = open_uri(uri, options)
         with fs.open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
             for member in tar:
-                if not (member.isfile() and is_image_name(member.name)):
+                if not is_image_name(member.name) or member.isdir():
                     continue
                 last = member.name
-                mkey = f"{key}/{member.name}"
-                if done is not None and len(done) and pc.is_in(pa.array([mkey]), value_set=done)[0].as_py():
+                where = f"{uri}#{member.name}"
+                try:
+                    mkey = f"{key}/{check_key(member.name)}"
+                except UnsafeKey as exc:
+                    yield failed_row(f"{key}/{member.name}", where, f"UnsafeKey: {exc}", version)
+                    continue
+                if not member.isfile():
+                    yield failed_row(
+                        mkey, where, f"UnsafeKey: tar member {member.name!r} is not a regular file (a link or a device); not read", version
+                    )
+                    continue
+                if mkey in seen:
+                    yield failed_row(mkey, where, f"DuplicateKey: a second member named {member.name!r}; the first is used", version)
+                    continue
+                seen.add(mkey)
+                if done is not None and len(done) and pc.is_in(pa.array([f"{mkey}\0{version}"]), value_set=done)[0].as_py():
                     continue
                 try:
                     fobj = tar.extractfile(member)
@@ -129,12 +154,12 @@ def _tar_members(key: str, uri: str, options: StorageOptions, done: pa.Array | N
                     if len(data) != member.size:
                         raise tarfile.ReadError(f"member truncated ({len(data)} of {member.size} bytes)")
                 except (OSError, EOFError, tarfile.TarError) as exc:
-                    yield failed_row(mkey, f"{uri}#{member.name}", exc)
+                    yield failed_row(mkey, where, exc, version)
                     return  # nothing after a truncated member can be read from a stream
-                yield decoded_row(mkey, f"{uri}#{member.name}", data)
+                yield decoded_row(mkey, where, data, version)
     except Exception as exc:  # noqa: BLE001 - storage clients and tarfile raise many types
         where = f" after member {last!r}" if last else ""
-        yield failed_row(key, uri, f"cannot read tar shard{where}: {type(exc).__name__}: {exc}")
+        yield failed_row(key, uri, f"cannot read tar shard{where}: {type(exc).__name__}: {exc}", version)
 
 
 _DONE_CACHE: dict[str, pa.Array] = {}
@@ -155,23 +180,28 @@ def _resolve_done(done: pa.Array | list[Any] | None) -> pa.Array | None:
 
 
 def decode_stage(batch: pa.Table, settings: dict[str, Any], done_members: pa.Array | list[Any] | None = None) -> Iterator[pa.Table]:
-    """Manifest rows (kind, uri, key) -> decoded images (:data:`DECODED_SCHEMA`), in tables of at most ~64 MiB.
+    """Manifest rows (:data:`~.plan.MANIFEST_SCHEMA`) -> decoded images (:data:`DECODED_SCHEMA`), in tables of at most ~64 MiB.
 
-    ``done_members``: keys to skip inside tar shards (an Arrow array, or ``[ObjectRef]`` of one).
+    ``done_members``: ``key\0version`` tokens of finished tar members to skip (an Arrow array, or ``[ObjectRef]`` of one).
     """
     options = StorageOptions(**settings.get("storage", {}))
     done = _resolve_done(done_members)
     rows: list[dict[str, Any]] = []
     size = 0
+    items = batch.to_pylist()
     # File reads go out concurrently (object-store latency overlaps); decoding stays in this thread, in order.
-    fetched = [_pool().submit(_try_read, u, options) for k, u in zip(batch["kind"].to_pylist(), batch["uri"].to_pylist(), strict=True)
-               if k != "tar"]  # fmt: skip
-    for kind, uri, key in zip(batch["kind"].to_pylist(), batch["uri"].to_pylist(), batch["key"].to_pylist(), strict=True):
-        if kind == "tar":
-            produced: Iterator[dict[str, Any]] = _tar_members(key, uri, options, done)
+    fetched = [_pool().submit(_try_read, it["uri"], options) for it in items if it["kind"] == "file"]
+    for it in items:
+        key, uri, version = it["key"], it["uri"], it["version"]
+        if it["kind"] == "tar":
+            produced: Iterator[dict[str, Any]] = _tar_members(key, uri, version, options, done)
+        elif it["kind"] == "invalid":
+            produced = iter([failed_row(key, uri, it["error"], version)])
         else:
             data = fetched.pop(0).result()
-            produced = iter([failed_row(key, uri, data) if isinstance(data, BaseException) else decoded_row(key, uri, data)])
+            produced = iter(
+                [failed_row(key, uri, data, version) if isinstance(data, BaseException) else decoded_row(key, uri, data, version)]
+            )
         for row in produced:
             rows.append(row)
             size += len(row.get("pixels") or b"")
@@ -234,7 +264,7 @@ def settings_columns(d: dict[str, Any]) -> dict[str, Any]:
 
 def _prepare_one(ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes, str, bytes] | None]:
     """The CPU part of writing one image: (its metric row, (LR key, LR file, sidecar key, sidecar) or None if it failed)."""
-    res: dict[str, Any] = {**base, "key": row["key"], "source_uri": row["source_uri"]}
+    res: dict[str, Any] = {**base, **{k: row.get(k) for k in ("key", "source_uri", *SOURCE_FIELDS)}}
     if row["width"] is not None:
         res.update(width=row["width"], height=row["height"], channels=row["channels"], bit_depth=row["bit_depth"])
     if row["error"] is not None:
@@ -246,10 +276,10 @@ def _prepare_one(ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> t
         alpha = pixels_tensor(row["alpha"], np.dtype(np.float32), (1, h, w))
         hr8 = pixels_tensor(row["hr8"], np.dtype(np.uint8), (c, h, w))
         done = ds.finish(info, _optimised_of(row), alpha=alpha, hr_levels=hr8)
-        stem = output_stem(row["key"])
-        side = (jsonutil.dumps({**done.sidecar, "key": row["key"]}, indent=1) + "\n").encode()
+        sidecar = {**done.sidecar, "key": row["key"], **{k: row.get(k) for k in SOURCE_FIELDS}}
+        side = (jsonutil.dumps(sidecar, indent=1) + "\n").encode()
         res.update(row_metrics(done.sidecar), status="ok")
-        return res, (f"lr/{stem}{done.ext}", done.data, f"lr/{stem}.json", side)
+        return res, (lr_key(row["key"], done.ext), done.data, sidecar_key(row["key"]), side)
     except Exception as exc:  # noqa: BLE001 - a failure is a row, whatever raised it
         res.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         return res, None
