@@ -90,6 +90,31 @@ def _start_ray_quietly(settings: Any) -> None:
             os.close(saved)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (how schedulers and ``kill`` stop a job) stops a run as Ctrl-C does. Installed after Ray starts: Ray's
+    core otherwise answers it with a stack dump and rc 134."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _quiet_exit(code: int) -> None:
+    """Stop Ray without its shutdown chatter, then exit with ``code``; finished work is on storage already."""
+    import ray
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        ray.shutdown()
+    finally:
+        os._exit(code)  # noqa: SLF001 - no atexit hooks: Ray's would print again
+
+
 def _quiet_ray_data() -> None:
     """Ray Data's console handler to errors only (its log file under the Ray session keeps everything).
 
@@ -491,6 +516,8 @@ def _print_summary(summary: Any, output: str) -> None:
     )
     if summary.recovered:
         click.echo(f"  {summary.recovered} images of an interrupted run kept (rows rebuilt from their sidecars)")
+    for part in summary.set_aside:
+        click.echo(f"  set aside an unreadable metric part: {part} (its images were recovered from their sidecars or redone)", err=True)
     t = summary.table
     if t.get("scored"):
         n = t["scored"]
@@ -571,7 +598,13 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         _quiet_ray_data()
         _start_ray_quietly(settings)
     # A bar in a terminal; in logs (submitted jobs) a line every progress_interval seconds.
-    summary = run_pipeline(settings, progress=_verbosity() >= 0, verbose=_verbosity() > 0)
+    _stop_on_sigterm()
+    try:
+        summary = run_pipeline(settings, progress=_verbosity() >= 0, verbose=_verbosity() > 0)
+    except KeyboardInterrupt as exc:
+        name = str(exc) if str(exc).startswith("SIG") else "SIGINT"
+        click.echo(f"\nstopped by {name}: finished images are kept in {settings.output}; the same command resumes", err=True)
+        _quiet_exit(143 if name == "SIGTERM" else 130)
     _print_summary(summary, settings.output)
     if summary.failed:
         sys.exit(1)

@@ -70,9 +70,17 @@ def decode_png16(data: bytes) -> np.ndarray:
     bpp = 2 * ch
     stride = w * bpp
     idat = b"".join(body for kind, body in _chunks(data) if kind == b"IDAT")
-    raw = zlib.decompress(idat)
-    if len(raw) != h * (stride + 1):
-        raise ValueError(f"PNG image data has {len(raw)} bytes, expected {h * (stride + 1)}")
+    expected = h * (stride + 1)
+    # Inflate no more than the header allows: a small file whose data inflates to gigabytes (a bomb) stops here.
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(idat, expected + 1)
+    except zlib.error as exc:
+        raise ValueError(f"PNG image data is not valid zlib data ({exc})") from exc
+    if len(raw) > expected or inflater.unconsumed_tail:
+        raise ValueError(f"PNG image data inflates to more than the {expected} bytes its {w}x{h} header allows (decompression bomb?)")
+    if len(raw) != expected:
+        raise ValueError(f"PNG image data has {len(raw)} bytes, expected {expected}")
     out = np.empty((h, stride), dtype=np.uint8)
     prev = np.zeros(stride, dtype=np.uint8)
     for y in range(h):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -20,8 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
+from .errors import SettingsError, StorageError
+from .pipeline.keys import input_root, inside
 from .pipeline.runner import read_metrics
-from .storage import StorageOptions, open_uri
+from .storage import Storage, StorageOptions, open_uri
 
 __all__ = ["load_tables", "build_report", "format_text", "render_html", "stored_label", "STAT_COLUMNS", "REPORT_COLUMNS"]
 
@@ -36,9 +39,16 @@ MAX_FAILURES = 1000  # failed rows listed (all are counted)
 
 
 def load_tables(uris: list[str], options: StorageOptions | None = None, columns: Sequence[str] | None = REPORT_COLUMNS) -> pa.Table:
-    """Final rows of every run output in ``uris`` (one row per output and key), only ``columns`` (None: all)."""
+    """Final rows of every run output in ``uris`` (one row per output and key), only ``columns`` (None: all).
+
+    A URI that holds no metric table (``metrics.parquet`` or ``metrics/parts/``) raises
+    :class:`~hcd_pipeline.errors.SettingsError`: a mistyped path is not an empty report.
+    """
     tables = []
     for uri in uris:
+        st = Storage(uri, options)
+        if not (st.exists("metrics.parquet") or st.exists("metrics/parts")):
+            raise SettingsError(f"{uri}: no run output here (neither metrics.parquet nor metrics/parts/)")
         t = read_metrics(uri, options, columns=None if columns is None else list(columns))
         tables.append(t.append_column("run_output", pa.array([uri] * t.num_rows, pa.string())))
     return pa.concat_tables(tables) if tables else pa.table({})
@@ -173,6 +183,31 @@ def format_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readable_roots(run_output: str | None, options: StorageOptions | None) -> list[str]:
+    """Where a report may read pictures of a run: its output, and the input that its ``job.json`` records.
+
+    A metric table is data that anyone may have written: a row's ``lr_uri`` or ``source_uri`` pointing at a web
+    server or at a private file elsewhere is never opened (the report would fetch it and embed it in the page).
+    """
+    if not run_output:
+        return []
+    roots = [run_output]
+    try:
+        job = json.loads(Storage(run_output, options).read("job.json"))
+        if isinstance(job, dict) and isinstance(job.get("input"), str):
+            roots.append(input_root(job["input"]))
+    except (OSError, ValueError, StorageError):
+        pass  # no job.json (a table copied elsewhere): the output only
+    return roots
+
+
+def readable(uri: str | None, roots: list[str]) -> bool:
+    """Whether ``uri`` is a local path or object-store URI under one of ``roots`` (never http:// and the like)."""
+    if not uri or ("://" in uri and uri.split("://", 1)[0] not in ("s3", "s3a", "file")):
+        return False
+    return any(inside(uri, r) for r in roots)
+
+
 def _thumb(uri: str | None, options: StorageOptions | None, size: int = 160) -> str:
     if not uri:
         return ""
@@ -214,14 +249,24 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
         for g in report["groups"]
     )
 
+    roots: dict[str | None, list[str]] = {}
+
+    def allowed(it: dict[str, Any], *cols: str) -> bool:
+        if it.get("run_output") not in roots:
+            roots[it.get("run_output")] = readable_roots(it.get("run_output"), options)
+        return all(readable(it.get(c), roots[it.get("run_output")]) for c in cols)
+
+    outside = "<span>(not read: the picture lies outside the run's output and input)</span>"
+
     def thumb(it: dict[str, Any], note: str = "") -> str:
-        return (f"<figure>{_thumb(it['lr_uri'], options)}<figcaption>{esc(str(it['key']))}<br>{it['plain_psnr_y']:.2f} &rarr; "
+        pic = _thumb(it["lr_uri"], options) if allowed(it, "lr_uri") else outside
+        return (f"<figure>{pic}<figcaption>{esc(str(it['key']))}<br>{it['plain_psnr_y']:.2f} &rarr; "
                 f"{it['psnr_y']:.2f} dB ({it['gain_y']:+.3f}){note}</figcaption></figure>")  # fmt: skip
 
     def gallery(items: list[dict[str, Any]]) -> str:
         parts = []
         for i, it in enumerate(items):
-            if i < compare:
+            if i < compare and allowed(it, "lr_uri", "source_uri"):
                 try:
                     parts.append(comparison_html(rebuild(it, options, cache), it["gain_y"]))
                     continue

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import StorageError
+from .errors import ImageWriteError, StorageError
 from .imageio import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ def _storage_errors(what: str) -> Iterator[None]:
         yield
     except (FileNotFoundError, StorageError):
         raise
+    except ImageWriteError as exc:  # a local write (atomic_write_bytes): already names the file
+        raise StorageError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - storage clients raise many unrelated types
         raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -109,7 +111,8 @@ class Storage:
     def write(self, key: str, data: bytes) -> None:
         """Write ``data`` so that readers see either nothing or all of it."""
         if self.local:
-            atomic_write_bytes(self.full(key), data)
+            with _storage_errors(f"writing {self.uri_of(key)}"):
+                atomic_write_bytes(self.full(key), data)
             return
         with _storage_errors(f"writing {self.uri_of(key)}"), self.fs.open(self.full(key), "wb") as fh:
             fh.write(data)
@@ -117,7 +120,7 @@ class Storage:
     def put_file(self, local_path: str, key: str) -> None:
         """Upload a local file to ``key`` as :meth:`write` would write its bytes, without reading it into memory."""
         if self.local:
-            with open(local_path, "rb") as fh:
+            with _storage_errors(f"writing {self.uri_of(key)}"), open(local_path, "rb") as fh:
                 atomic_write_bytes(self.full(key), fh)
             return
         with _storage_errors(f"writing {self.uri_of(key)}"):
@@ -125,7 +128,13 @@ class Storage:
 
     def delete(self, key: str) -> None:
         if self.exists(key):
-            self.fs.rm(self.full(key))
+            with _storage_errors(f"deleting {self.uri_of(key)}"):
+                self.fs.rm(self.full(key))
+
+    def move(self, key: str, to: str) -> None:
+        """Rename ``key`` to ``to`` (object stores: copy, then delete)."""
+        with _storage_errors(f"moving {self.uri_of(key)} to {self.uri_of(to)}"):
+            self.fs.mv(self.full(key), self.full(to))
 
     def list(self, prefix: str = "") -> list[str]:
         """All file keys under ``prefix`` (recursive), relative to the base, sorted."""

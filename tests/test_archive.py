@@ -82,10 +82,10 @@ def test_resume_after_sigkill_keeps_finished_images(ray_local, tmp_path):
     assert proc.poll() is None, "the run ended before it could be killed"
     _kill_session(proc.pid)  # the driver and its local Ray with all its workers
     proc.wait()
-    sidecars = sorted(p.stem for p in (out / "lr").glob("*.json"))
+    sidecars = sorted(p.stem for p in (out / "lr").glob("*.json"))  # img000.png.json -> img000.png
     assert 3 <= len(sidecars) < 24
     # An LR written without its sidecar (killed between the two writes) must be redone.
-    victim = next(f"img{i:03d}" for i in range(24) if f"img{i:03d}" not in sidecars)
+    victim = next(n for n in names if n not in sidecars)
     (out / "lr" / f"{victim}.png").write_bytes(b"half an image")
     kept = {s: (out / "lr" / f"{s}.png").stat().st_mtime_ns for s in sidecars}
     summary = run_pipeline(PipelineSettings(input=str(inp), output=str(out), model="tiny-irn-x2", seed=3), progress=False)
@@ -148,10 +148,10 @@ def test_damaged_tar_shards_fail_only_their_unreadable_members(ray_local, small_
     summary = run_pipeline(PipelineSettings(input=str(inp), output=str(out), model="bicubic", scale=2, method="plain"), progress=False)
     rows = {r["key"]: r for r in read_metrics(str(out)).to_pylist()}
     assert {k: r["status"] for k, r in rows.items()} == {
-        "cut/m0.png": "ok", "cut/m1.png": "ok", "cut/m2.png": "failed",
-        "corrupt/good1.png": "ok", "corrupt/bad.png": "failed", "corrupt/good2.png": "ok",
+        "cut.tar/m0.png": "ok", "cut.tar/m1.png": "ok", "cut.tar/m2.png": "failed",
+        "corrupt.tar/good1.png": "ok", "corrupt.tar/bad.png": "failed", "corrupt.tar/good2.png": "ok",
     }  # fmt: skip
-    assert "truncated" in rows["cut/m2.png"]["error"] or "end of" in rows["cut/m2.png"]["error"]
+    assert "truncated" in rows["cut.tar/m2.png"]["error"] or "end of" in rows["cut.tar/m2.png"]["error"]
     assert (summary.done, summary.failed) == (4, 2)
     # A rerun redoes only the failed members.
     again = run_pipeline(PipelineSettings(input=str(inp), output=str(out), model="bicubic", scale=2, method="plain"), progress=False)
@@ -198,7 +198,8 @@ def test_stages_are_not_fused(ray_local, small_images, tmp_path):
     from hcd_pipeline.pipeline import build_dataset
 
     s = PipelineSettings(input=str(small_images), output=str(tmp_path / "o"), model="bicubic", scale=2, method="plain")
-    ref = ray_local.put(pa.table({"kind": ["file"], "uri": [str(small_images / "a.png")], "key": ["a.png"]}))
+    ref = ray_local.put(pa.table({"kind": ["file"], "uri": [str(small_images / "a.png")], "key": ["a.png"], "version": [""],
+                                  "error": pa.array([None], pa.string())}))  # fmt: skip
     ds = build_dataset(s, [ref], "t")
     rows = ds.take_all()
     assert rows[0]["ok"] == 1

@@ -142,7 +142,7 @@ def test_submit_spec_to_real_ray_head(ray_head, small_images, tmp_path):
     assert state == "SUCCEEDED", job_logs(job_id, ray_head)[-3000:]
     assert "4 done, 0 failed" in job_logs(job_id, ray_head)
     assert read_metrics(str(out)).num_rows == 4
-    assert (out / "lr" / "sub" / "c.png").is_file()
+    assert (out / "lr" / "sub" / "c.png.png").is_file()
 
 
 def test_malformed_spec_is_not_submitted(ray_head, tmp_path):

@@ -36,12 +36,12 @@ def test_local_folder_matches_single_image_cli_byte_for_byte(ray_local, small_im
     cli_out = tmp_path / "cli"
     subprocess.run([HCD, "downscale", str(small_images / "a.png"), str(small_images / "sub" / "b.jpg"), "-o", str(cli_out),
                     "--model", "tiny-irn-x2", "--seed", "7"], check=True, capture_output=True)  # fmt: skip
-    assert (cli_out / "a.png").read_bytes() == (out / "lr" / "a.png").read_bytes()
-    assert (cli_out / "b.png").read_bytes() == (out / "lr" / "sub" / "b.png").read_bytes()
-    side = json.loads((out / "lr" / "sub" / "b.json").read_text())
+    assert (cli_out / "a.png").read_bytes() == (out / "lr" / "a.png.png").read_bytes()
+    assert (cli_out / "b.png").read_bytes() == (out / "lr" / "sub" / "b.jpg.png").read_bytes()
+    side = json.loads((out / "lr" / "sub" / "b.jpg.json").read_text())
     assert side["key"] == "sub/b.jpg" and side["seed"] == 7 and side["model"] == "tiny-irn-x2"
     # The sidecars agree too, the no-harm record included (it crosses from the model stage to the write stage).
-    for cli_side, run_side in ((cli_out / "a.json", out / "lr" / "a.json"), (cli_out / "b.json", out / "lr" / "sub" / "b.json")):
+    for cli_side, run_side in ((cli_out / "a.json", out / "lr" / "a.png.json"), (cli_out / "b.json", out / "lr" / "sub" / "b.jpg.json")):
         a, b = json.loads(cli_side.read_text()), json.loads(run_side.read_text())
         for k in ("kept", "judged", "changed_values", "metrics", "losses", "tile", "memory"):
             assert a[k] == b[k], (k, a[k], b[k])
@@ -102,17 +102,18 @@ def test_s3_shards_in_lr_and_parquet_out(ray_local, s3_server, small_images):
     summary = run_pipeline(settings, progress=False)
     assert (summary.done, summary.failed) == (3, 2)
     keys = sorted(fs.find("archive/out/lr"))
-    assert keys == sorted(f"archive/out/lr/{k}" for k in ["a.png", "a.json", "shards/000/x/b.png", "shards/000/x/b.json",
-                                                           "shards/000/c.png", "shards/000/c.json"])  # fmt: skip
+    assert keys == sorted(f"archive/out/lr/{k}" for k in ["a.png.png", "a.png.json", "shards/000.tar/x/b.jpg.png",
+                                                           "shards/000.tar/x/b.jpg.json", "shards/000.tar/c.png.png",
+                                                           "shards/000.tar/c.png.json"])  # fmt: skip
     table = pq.read_table(io.BytesIO(fs.cat("archive/out/metrics.parquet")))
     rows = {r["key"]: r for r in table.to_pylist()}
-    assert set(rows) == {"a.png", "bad.jpg", "broken", "shards/000/x/b.jpg", "shards/000/c.png"}
-    assert rows["broken"]["status"] == "failed" and "tar shard" in rows["broken"]["error"]
+    assert set(rows) == {"a.png", "bad.jpg", "broken.tar", "shards/000.tar/x/b.jpg", "shards/000.tar/c.png"}
+    assert rows["broken.tar"]["status"] == "failed" and "tar shard" in rows["broken.tar"]["error"]
     assert rows["bad.jpg"]["status"] == "failed" and "bad.jpg" in rows["bad.jpg"]["error"]
-    assert rows["a.png"]["lr_uri"] == "s3://archive/out/lr/a.png"
+    assert rows["a.png"]["lr_uri"] == "s3://archive/out/lr/a.png.png"
     from hcd_pipeline.imageio import decode_image
 
-    lr = decode_image(fs.cat("archive/out/lr/shards/000/c.png"), "c.png")
+    lr = decode_image(fs.cat("archive/out/lr/shards/000.tar/c.png.png"), "c.png")
     assert (lr.width, lr.height) == (17, 15)
     # Rerun: nothing new is done, the bad file is retried and fails again; one final row per key.
     again = run_pipeline(settings, progress=False)
@@ -181,6 +182,6 @@ def test_storage_outage_fails_cleanly_and_rerun_completes(ray_local, s3_server, 
     ok = [k for k, s in zip(attempts["key"].to_pylist(), attempts["status"].to_pylist(), strict=True) if s == "ok"]
     assert sorted(ok) == sorted(names)  # nothing lost, nothing duplicated
     assert sorted(k.rsplit("/", 1)[-1] for k in direct.find("outage/out/lr") if k.endswith(".png")) == sorted(
-        n.rsplit(".", 1)[0] + ".png" for n in names
+        n + ".png" for n in names
     )
     proxy.stop()

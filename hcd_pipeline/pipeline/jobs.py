@@ -21,6 +21,7 @@ name (e.g. ``batch_size``, ``hcd_batch``, ``gpu_mode``, ``progress_interval``); 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -51,14 +52,45 @@ def _resource_keys() -> set[str]:
 class JobSpec:
     """A validated job: its name, the pipeline settings, and where it came from."""
 
-    def __init__(self, name: str, settings: PipelineSettings, path: Path) -> None:
+    def __init__(self, name: str, settings: PipelineSettings, path: Path, raw: dict[str, Any] | None = None) -> None:
         self.name = name
         self.settings = settings
         self.path = path
+        self.raw = raw or {}  # the validated mapping (what ``hcd submit`` ships: no comments, no credentials)
 
 
 SPEC_ENV = "HCD_JOB_SPEC"
 SPEC_NAME_ENV = "HCD_JOB_SPEC_NAME"
+MAX_SPEC_BYTES = 1 << 20
+"""Largest job spec read (a spec is a page of settings; a larger file is not one)."""
+_SECRET = re.compile(r"secret|passw|token|credential|private|(^|_)key($|_)|access_?key|session", re.IGNORECASE)
+"""Names of settings that hold credentials, at any depth of ``storage`` (``aws_secret_access_key``, ``token``, ...)."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors' aliases: a few hundred bytes of nested aliases expand to gigabytes (a "billion laughs"
+    bomb), and settings never need them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML's untyped API
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in job specs", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _secret_keys(value: Any, where: str) -> list[str]:  # noqa: ANN401 - any parsed YAML value
+    """Dotted names of the credential-like keys in ``value`` (nested mappings and lists)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            name = f"{where}.{k}"
+            if _SECRET.search(str(k)):
+                found.append(name)
+            found += _secret_keys(v, name)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _secret_keys(v, f"{where}[{i}]")
+    return found
 
 
 def _load_raw(path: Path) -> dict[str, Any]:
@@ -70,13 +102,22 @@ def _load_raw(path: Path) -> dict[str, Any]:
             raise SettingsError(f"{path}: job spec environment variable is empty")
     else:
         try:
+            if path.stat().st_size > MAX_SPEC_BYTES:
+                raise SettingsError(f"{path}: {path.stat().st_size} bytes; a job spec is at most {MAX_SPEC_BYTES} bytes")
             text = path.read_text()
         except OSError as exc:
             raise SettingsError(f"{path}: cannot read job spec ({exc.strerror or exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"{path}: a job spec is UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if len(text) > MAX_SPEC_BYTES:
+        raise SettingsError(f"{path}: {len(text)} characters; a job spec is at most {MAX_SPEC_BYTES} bytes")
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({str(exc).splitlines()[0]})") from exc
+        first = " ".join(str(exc).split())
+        raise SettingsError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({first})") from exc
+    except RecursionError as exc:
+        raise SettingsError(f"{path}: nested too deeply to be a job spec") from exc
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: a job spec is a mapping of settings, got {type(data).__name__}")
     return data
@@ -108,13 +149,19 @@ def load_job(path: str | Path) -> JobSpec:
             want = " or ".join(t.__name__ for t in types)
             raise SettingsError(f"{p}: {key} must be {want}, got {type(value).__name__} {value!r}")
     st = dict(raw.get("storage") or {})
+    secrets = _secret_keys(st, "storage")
+    if secrets:
+        raise SettingsError(
+            f"{p}: {', '.join(secrets)}: credentials do not belong in job specs (they travel with submitted jobs); "
+            "use the environment (AWS_ACCESS_KEY_ID, ...), the shared config files or the instance role"
+        )
     allowed_st = {f.name for f in fields(StorageOptions)}
     if set(st) - allowed_st:
         raise SettingsError(f"{p}: storage takes {sorted(allowed_st)}, got {sorted(set(st) - allowed_st)}")
-    if any(k in st for k in ("key", "secret", "token", "aws_access_key_id", "aws_secret_access_key")) or any(
-        k in (st.get("extra") or {}) for k in ("key", "secret", "token")
-    ):
-        raise SettingsError(f"{p}: credentials do not belong in job specs; use the environment or the instance role")
+    st_types = {"endpoint_url": (str,), "anon": (bool,), "region": (str,), "extra": (dict,)}
+    for k, v in st.items():
+        if v is not None and not isinstance(v, st_types[k]):
+            raise SettingsError(f"{p}: storage.{k} must be {st_types[k][0].__name__}, got {type(v).__name__} {v!r}")
     try:
         lo, hi = parse_actors(raw.get("actors", 1))
         kwargs: dict[str, Any] = {k: v for k, v in raw.items() if k not in _SPEC_ONLY and v is not None}
@@ -127,4 +174,4 @@ def load_job(path: str | Path) -> JobSpec:
         raise SettingsError(f"{p}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"{p}: {exc}") from exc
-    return JobSpec(str(raw.get("name") or p.stem), settings, p)
+    return JobSpec(str(raw.get("name") or p.stem), settings, p, raw)

@@ -29,6 +29,7 @@ __all__ = [
     "location",
     "inside",
     "is_list_file",
+    "input_root",
 ]
 
 LAYOUT = 2
@@ -93,12 +94,15 @@ def location(uri: str) -> tuple[str, tuple[str, ...]]:
     return "file", tuple(p for p in os.path.realpath(uri).split(os.sep) if p)
 
 
-def _input_root(uri: str) -> str:
-    """The place an input reads below: a folder or file itself, a glob's folder, a list file's folder."""
+def input_root(uri: str) -> str:
+    """The place an input reads below: a folder or file itself, a glob's folder, a list file's folder (its relative
+    entries; absolute ones may lie anywhere)."""
     base = uri.rstrip("/") if "://" in uri else uri
     cut = min((base.index(c) for c in "*?[" if c in base), default=None)
     if cut is not None:
         return base[:cut].rsplit("/", 1)[0] or "/"
+    if is_list_file(base):
+        return base.rsplit("/", 1)[0] if "/" in base else "."
     return base
 
 
@@ -120,7 +124,7 @@ def check_disjoint(input_uri: str, output_uri: str) -> None:
     A list file's entries may lie anywhere: each one inside the output is refused as it is listed
     (:func:`~.sources.iter_inputs`), and the list file itself only must not be inside the output.
     """
-    src, dst = location(_input_root(input_uri)), location(output_uri)
+    src, dst = location(input_root(input_uri)), location(output_uri)
     if src[0] != dst[0]:
         return
     a, b = src[1], dst[1]

@@ -28,9 +28,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..codecs import LR_EXTENSIONS
+from ..errors import StorageError
 from ..storage import Storage
 from .keys import key_of_sidecar, lr_key, sidecar_key
-from .schema import METRICS_SCHEMA, SCHEMA_METADATA, read_parquet_bytes, rows_to_table, write_part
+from .schema import METRICS_SCHEMA, SCHEMA_METADATA, read_part, rows_to_table, write_part
 from .settings import PipelineSettings
 from .sources import iter_inputs
 
@@ -85,12 +86,23 @@ def _concat(arrays: list[pa.Array]) -> pa.Array:
     return pa.chunked_array(arrays, pa.string()).combine_chunks() if arrays else pa.array([], pa.string())
 
 
-def done_keys(out: Storage, run_id: str) -> tuple[pa.Array, int]:
+CORRUPT_PREFIX = "metrics/corrupt"
+"""Where parts that cannot be read are set aside (their images are recovered from their sidecars or redone)."""
+
+
+def done_keys(out: Storage, run_id: str, set_aside: list[str] | None = None) -> tuple[pa.Array, int]:
     """(``key\0version`` tokens of the finished images, rows recovered from sidecars); recovered rows are written
-    as a part of run ``run_id``."""
+    as a part of run ``run_id``. A part that cannot be read (a crash of the disk, not of ours: parts are written
+    whole) is moved to :data:`CORRUPT_PREFIX` and its key appended to ``set_aside``; the run goes on."""
     ok = []
-    for k in _parts(out):
-        t = read_parquet_bytes(out.read(k), ["key", "status", "source_version"])
+    for k in list(_parts(out)):
+        try:
+            t = read_part(out, k, ["key", "status", "source_version"])
+        except StorageError:
+            out.move(k, f"{CORRUPT_PREFIX}/{k.rsplit('/', 1)[-1]}")
+            if set_aside is not None:
+                set_aside.append(out.uri_of(f"{CORRUPT_PREFIX}/{k.rsplit('/', 1)[-1]}"))
+            continue
         t = t.filter(pc.equal(t["status"], "ok"))
         ok.append(tokens(t["key"], t["source_version"]).combine_chunks() if t.num_rows else pa.array([], pa.string()))
     ok_tokens = pc.unique(_concat(ok))
@@ -192,7 +204,7 @@ def _compact(out: Storage, run_id: str) -> None:
     small = [k for k in _parts(out) if k.rsplit("/", 1)[-1].startswith(f"{run_id}-") and not k.endswith("-compacted.parquet")]
     if len(small) < 2:
         return
-    tables = [read_parquet_bytes(out.read(k)) for k in small]
+    tables = [read_part(out, k) for k in small]
     write_part(out, f"metrics/parts/{run_id}-compacted.parquet", pa.concat_tables(tables))
     for k in small:
         out.delete(k)
@@ -222,7 +234,7 @@ def finalize(out: Storage, run_id: str) -> dict[str, Any]:
         if n > 1:  # spill each part's rows into per-bucket files, then reduce bucket by bucket
             sinks = [pa.ipc.new_file(os.path.join(tmp, f"{b}.arrow"), METRICS_SCHEMA.remove_metadata()) for b in range(n)]
             for k in parts:
-                t = read_parquet_bytes(out.read(k))
+                t = read_part(out, k)
                 b = _bucket(t["key"], n)
                 for i in range(n):
                     sinks[i].write_table(t.filter(pa.array(b == i)))
@@ -235,7 +247,7 @@ def finalize(out: Storage, run_id: str) -> dict[str, Any]:
                 if n > 1:
                     t = pa.ipc.open_file(os.path.join(tmp, f"{b}.arrow")).read_all()
                 else:
-                    t = pa.concat_tables([read_parquet_bytes(out.read(k)) for k in parts]) if parts else METRICS_SCHEMA.empty_table()
+                    t = pa.concat_tables([read_part(out, k) for k in parts]) if parts else METRICS_SCHEMA.empty_table()
                 f = final_rows(t.cast(METRICS_SCHEMA.remove_metadata()))
                 w.write_table(f.replace_schema_metadata(schema.metadata))
                 for key, v in table_stats(f).items():

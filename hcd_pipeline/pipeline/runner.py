@@ -40,7 +40,7 @@ from ..storage import Storage, StorageOptions
 from .keys import LAYOUT, check_disjoint
 from .plan import done_keys, final_rows, finalize, iter_manifest
 from .progress import Progress
-from .schema import METRICS_SCHEMA, read_parquet_bytes
+from .schema import METRICS_SCHEMA, read_part
 from .settings import PipelineSettings, legacy_fingerprint
 from .stages import ModelStage, decode_stage, write_stage
 
@@ -62,6 +62,7 @@ class RunSummary:
     failed_by_reason: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)  # the first MAX_FAILURE_SAMPLES per batch, at most 100
     recovered: int = 0  # images of a killed run whose rows were rebuilt from their sidecars (not redone)
+    set_aside: list[str] = field(default_factory=list)  # unreadable parts moved to metrics/corrupt/ (images recovered or redone)
     table: dict[str, Any] = field(default_factory=dict)  # metrics.parquet: rows, ok, scored, and means of the scored
     phases: dict[str, float] = field(default_factory=dict)  # seconds: plan (listing, resume set), process, finalize
 
@@ -74,7 +75,7 @@ _FINAL_BY = ("key", "status", "finished_at", "source_version")  # what final_row
 
 def _read_parts(out: Storage, columns: list[str] | None = None) -> pa.Table:
     keys = [k for k in out.iter_keys("metrics/parts") if k.endswith(".parquet")]
-    tables = [read_parquet_bytes(out.read(k), columns) for k in keys]
+    tables = [read_part(out, k, columns) for k in keys]
     if tables:
         return pa.concat_tables(tables)
     empty = METRICS_SCHEMA.empty_table()
@@ -91,7 +92,7 @@ def read_metrics(
     """
     out = Storage(uri, options)
     if not all_attempts and out.exists("metrics.parquet"):
-        return read_parquet_bytes(out.read("metrics.parquet"), columns)
+        return read_part(out, "metrics.parquet", columns)
     need = None if columns is None else list(dict.fromkeys([*columns, *([] if all_attempts else _FINAL_BY)]))
     parts = _read_parts(out, need)
     rows = parts if all_attempts else final_rows(parts)
@@ -147,11 +148,12 @@ def _plan_gen(settings: dict[str, Any], run_id: str):  # noqa: ANN202 - a Ray ge
 
     cfg = settings_from_dict(settings)
     out = Storage(cfg.output, cfg.storage)
-    done, recovered = done_keys(out, run_id)
-    counts: dict[str, int] = {}
+    set_aside: list[str] = []
+    done, recovered = done_keys(out, run_id, set_aside)
+    counts: dict[str, Any] = {}
     yield from iter_manifest(cfg, done, counts)
     yield done if counts["tar"] else None
-    yield {**counts, "recovered": recovered}
+    yield {**counts, "recovered": recovered, "set_aside": set_aside}
 
 
 def _finalize(settings: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -343,6 +345,7 @@ def run_pipeline(
         failed_by_reason=dict(reasons),
         failures=failures,
         recovered=counts["recovered"],
+        set_aside=counts["set_aside"],
         table=table,
         phases={
             "plan": round(t_plan - t0, 3),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import StorageError
 from ..hcd import HCDSettings
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ __all__ = [
     "rows_to_table",
     "conform",
     "write_part",
+    "read_part",
     "read_parquet_bytes",
 ]
 
@@ -132,6 +134,16 @@ def read_parquet_bytes(data: bytes, columns: list[str] | None = None) -> pa.Tabl
         return conform(pq.read_table(io.BytesIO(data)))
     present = set(pq.read_schema(io.BytesIO(data)).names)
     return conform(pq.read_table(io.BytesIO(data), columns=[c for c in columns if c in present])).select(columns)
+
+
+def read_part(out: Storage, key: str, columns: list[str] | None = None) -> pa.Table:
+    """:func:`read_parquet_bytes` of the file ``key`` of ``out``; a file that is not a readable metric table raises
+    :class:`~hcd_pipeline.errors.StorageError` naming it."""
+    data = out.read(key)
+    try:
+        return read_parquet_bytes(data, columns)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise StorageError(f"{out.uri_of(key)}: not a readable metric table ({type(exc).__name__}: {exc})") from exc
 
 
 def write_part(out: Storage, key: str, table: pa.Table) -> None:

@@ -136,6 +136,10 @@ class PipelineSettings:
             raise SettingsError(f"limit must be >= 1, got {self.limit}")
         if not self.input or not self.output:
             raise SettingsError("input and output URIs are required")
+        if self.scale is not None and (isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 2):
+            raise SettingsError(f"scale must be an integer >= 2, got {self.scale!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise SettingsError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
         self.downscale_settings()  # checks memory and tile
 
     def model_batch(self) -> int | None:
@@ -247,8 +251,11 @@ def parse_actors(value: int | str | dict[str, Any]) -> tuple[int, int]:
         extra = set(value) - {"min", "max"}
         if extra:
             raise SettingsError(f"actors takes min and max, got {sorted(extra)}")
-        lo = int(value.get("min", 1))
-        return lo, int(value.get("max", lo))
+        for k, v in value.items():
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise SettingsError(f"actors.{k} must be a whole number, got {type(v).__name__} {v!r}")
+        lo = value.get("min", 1)
+        return lo, value.get("max", lo)
     if isinstance(value, int):
         return value, value
     lo_s, _, hi_s = str(value).partition("-")

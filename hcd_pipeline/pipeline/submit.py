@@ -7,14 +7,16 @@ entrypoint is ``python -m hcd_pipeline.cli run --job <spec>``, the same command 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
-from .jobs import SPEC_ENV, SPEC_NAME_ENV, load_job
+from .jobs import SPEC_ENV, SPEC_NAME_ENV, JobSpec, load_job
 
-__all__ = ["project_root", "submit_job", "job_status", "job_logs", "DEFAULT_ADDRESS"]
+__all__ = ["project_root", "runtime_env", "submit_job", "job_status", "job_logs", "DEFAULT_ADDRESS"]
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 AGENT_WAIT_S = 90.0
@@ -37,14 +39,21 @@ def _client(address: str | None):  # noqa: ANN202 - ray type imported lazily
     return JobSubmissionClient(address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS)
 
 
+def runtime_env(spec: JobSpec) -> dict[str, Any]:
+    """The Ray runtime environment of a submitted spec: the project as ``working_dir`` and the spec in ``env_vars``.
+
+    The spec travels in the job's environment (visible in the dashboard), so it may live anywhere; credentials never
+    do: what travels is the validated mapping (:func:`~.jobs.load_job` refuses credential-like keys), not the file's
+    text with its comments, and of this machine's environment only the endpoint and region.
+    """
+    env_vars = {k: v for k, v in os.environ.items() if k in ("HCD_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")}
+    env_vars.update({SPEC_ENV: json.dumps(spec.raw, sort_keys=True, default=str), SPEC_NAME_ENV: f"{spec.path.stem}.json"})
+    return {"working_dir": str(project_root()), "excludes": _EXCLUDES, "env_vars": env_vars}
+
+
 def submit_job(spec_path: str | Path, address: str | None = None, *, submission_id: str | None = None) -> str:
     """Validate the spec, then submit it; returns the submission id. Nothing is submitted if invalid."""
     spec = load_job(spec_path)  # raises SettingsError with the file name on any problem
-    path = Path(spec_path)
-    # The spec travels in the job's environment, so it may live anywhere; credentials never do.
-    env_vars = {k: v for k, v in os.environ.items() if k in ("HCD_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")}
-    env_vars.update({SPEC_ENV: path.read_text(), SPEC_NAME_ENV: path.name})
-    runtime_env = {"working_dir": str(project_root()), "excludes": _EXCLUDES, "env_vars": env_vars}
     safe = re.sub(r"[^A-Za-z0-9_.-]", "-", spec.name)
     client = _client(address)
     deadline = time.monotonic() + AGENT_WAIT_S
@@ -52,9 +61,9 @@ def submit_job(spec_path: str | Path, address: str | None = None, *, submission_
         try:
             return client.submit_job(
                 entrypoint=f"python -m hcd_pipeline.cli run --job env:{SPEC_ENV}",
-                runtime_env=runtime_env,
+                runtime_env=runtime_env(spec),
                 submission_id=submission_id,
-                metadata={"hcd_job": safe, "spec": path.name},
+                metadata={"hcd_job": safe, "spec": spec.path.name},
             )
         except RuntimeError as exc:
             # A head that has just started answers before its job agent is up ("No available agent to submit
