@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import jsonutil
 from .codec_sim import SIMULATED_CODECS
 from .codecs import DEFAULT_QUALITY, LR_EXTENSIONS, LR_FORMATS
-from .errors import HcdError
+from .errors import HcdError, SettingsError
 from .hcd import DEFAULT_PRESET, METHODS, PRESETS
 from .imageio import atomic_write_bytes, read_image, write_png
 from .metrics import psnr_gain, score_pair
@@ -283,7 +283,10 @@ def upscale(
     for src in inputs:
         try:
             side_path = Path(src).with_suffix(".json")
-            side: dict[str, Any] = json.loads(side_path.read_text()) if side_path.exists() else {}
+            try:
+                side: dict[str, Any] = json.loads(side_path.read_text()) if side_path.exists() else {}
+            except ValueError as exc:
+                raise SettingsError(f"{side_path}: not a JSON sidecar ({exc})") from exc
             rec, alpha = upscale_stored(
                 read_image(src), side, model=model, scale=scale, weights=weights, device=device, seed=seed, decode=decode
             )

@@ -46,7 +46,7 @@ __all__ = [
     "atomic_write_bytes",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 DEFAULT_MAX_PIXELS = 100_000_000
 """Largest accepted width x height; larger inputs are refused as likely decompression bombs."""
 
@@ -124,6 +124,10 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             _check_size(name, im.width, im.height, max_pixels)
+            frames = int(getattr(im, "n_frames", 1))
+            if frames > 1:
+                # One LR per file: silently keeping the first frame would lose the rest without a word.
+                raise ImageReadError(f"{name}: {frames} frames (animated or multi-page); only single images are read")
             mode = im.mode
             im.load()
             im = ImageOps.exif_transpose(im)
@@ -154,6 +158,8 @@ def _decode_tiff16(data: bytes, name: str, max_pixels: int) -> DecodedImage | No
 
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tf:
+            if len(tf.pages) > 1:
+                raise ImageReadError(f"{name}: {len(tf.pages)} frames (animated or multi-page); only single images are read")
             page = tf.pages[0]
             shape, dtype = page.shape, page.dtype
             if dtype != np.uint16 or len(shape) != 3 or page.samplesperpixel not in (3, 4):

@@ -650,6 +650,8 @@ def upscale_stored(
     contradicts the sidecar, or installed weights that differ from those the LR was made with, are refused. The
     LR's alpha (if any) is upscaled with MATLAB bicubic and cropped like the image.
     """
+    if not isinstance(sidecar, dict):
+        raise SettingsError(f"{lr.name}: its sidecar is not a JSON object (got {type(sidecar).__name__})")
     name = model or sidecar.get("model")
     if weights is None and (name is None or str(name).startswith("file:")):
         raise SettingsError(f"{lr.name}: no sidecar model; give --model/--scale or --weights")
@@ -663,6 +665,14 @@ def upscale_stored(
     if lr.pixels.shape[0] != 3:
         raise SettingsError(f"{lr.name}: LR images are RGB, got {lr.pixels.shape[0]} channel(s)")
     size = sidecar.get("source_size")
+    if isinstance(size, list | tuple) and len(size) == 2:
+        # The LR of a W x H source is ceil(W / s) x ceil(H / s): a sidecar of another image or scale does not fit it.
+        want = (-(-int(size[0]) // net.scale), -(-int(size[1]) // net.scale))
+        if (lr.width, lr.height) != want:
+            raise SettingsError(
+                f"{lr.name}: LR is {lr.width}x{lr.height}, but its sidecar's source {size[0]}x{size[1]} at x{net.scale} gives "
+                f"{want[0]}x{want[1]}: the sidecar belongs to another image or model"
+            )
     rec = upscale_lr(
         net,
         lr.pixels,

@@ -134,6 +134,8 @@ class Storage:
     def move(self, key: str, to: str) -> None:
         """Rename ``key`` to ``to`` (object stores: copy, then delete)."""
         with _storage_errors(f"moving {self.uri_of(key)} to {self.uri_of(to)}"):
+            if self.local:
+                os.makedirs(posixpath.dirname(self.full(to)), exist_ok=True)
             self.fs.mv(self.full(key), self.full(to))
 
     def list(self, prefix: str = "") -> list[str]:

@@ -390,3 +390,26 @@ def test_overlap_rule_on_prefixes_and_list_files(tmp_path):
             check_disjoint(inp, out)
     check_disjoint("s3://b/photos", "s3://b/photos-lr")  # a shared name prefix is not nesting
     check_disjoint(str(tmp_path / "job" / "list.txt"), str(tmp_path / "job" / "out"))  # list entries are checked one by one
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP", "TIFF"])
+def test_animated_and_multi_page_images_are_refused_not_cut_to_a_frame(fmt):
+    frames = [Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageReadError, match="3 frames"):
+        decode_image(buf.getvalue(), f"x.{fmt.lower()}")
+
+
+def test_upscale_checks_the_sidecar_against_the_lr(tmp_path):
+    src = tmp_path / "a.png"
+    _image(src, 1, w=20, h=14)
+    assert _hcd("downscale", str(src), "-o", str(tmp_path / "lr"), *PLAIN).returncode == 0
+    side = tmp_path / "lr" / "a.json"
+    good = json.loads(side.read_text())
+    side.write_text(json.dumps({**good, "source_size": [40, 28]}))  # another image's sidecar
+    proc = _hcd("upscale", str(tmp_path / "lr" / "a.png"), "-o", str(tmp_path / "up"))
+    assert proc.returncode == 1 and "belongs to another image" in proc.stderr and "Traceback" not in proc.stderr
+    side.write_text("[1, 2]")
+    proc = _hcd("upscale", str(tmp_path / "lr" / "a.png"), "-o", str(tmp_path / "up"))
+    assert proc.returncode == 1 and "not a JSON object" in proc.stderr and "Traceback" not in proc.stderr

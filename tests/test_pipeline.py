@@ -181,7 +181,5 @@ def test_storage_outage_fails_cleanly_and_rerun_completes(ray_local, s3_server, 
     attempts = read_metrics("s3://outage/out/", opts, all_attempts=True)
     ok = [k for k, s in zip(attempts["key"].to_pylist(), attempts["status"].to_pylist(), strict=True) if s == "ok"]
     assert sorted(ok) == sorted(names)  # nothing lost, nothing duplicated
-    assert sorted(k.rsplit("/", 1)[-1] for k in direct.find("outage/out/lr") if k.endswith(".png")) == sorted(
-        n + ".png" for n in names
-    )
+    assert sorted(k.rsplit("/", 1)[-1] for k in direct.find("outage/out/lr") if k.endswith(".png")) == sorted(n + ".png" for n in names)
     proxy.stop()
