@@ -3,7 +3,7 @@
     python benchmarks/plan_costs.py --keys 100000 --s3-keys 5000 --out docs/eval/plan_costs.json
 
 Without processing an image it measures, on a synthetic output of ``--keys`` finished images (an ok row
-each in Parquet parts, a sidecar each under ``lr/``) and an input folder of as many files:
+each in Parquet parts, a sidecar each under ``lr/`` in output layout 2) and an input folder of as many files:
 
 * listing: input keys per second (local folder walk) and, on a local S3-compatible server (moto), keys per
   second and LIST requests (1000 keys a page);
@@ -36,7 +36,7 @@ def _rss_mib() -> float:
     return 0.0
 
 
-def _rows(keys: list[str]) -> list[dict]:
+def _rows(keys: list[str], versions: dict[str, str]) -> list[dict]:
     import random
 
     rnd = random.Random(int(keys[0].rsplit("/", 1)[-1][:-4]) if keys else 0)  # per part: repeated values would compress unlike real ones
@@ -46,7 +46,10 @@ def _rows(keys: list[str]) -> list[dict]:
         {
             "key": k,
             "source_uri": f"s3://archive/originals/{k}",
-            "lr_uri": f"s3://archive-lr/x2/lr/{k[:-4]}.png",
+            "source_version": versions[k],
+            "source_bytes": 0,
+            "source_sha256": "e3b0c442" * 8,
+            "lr_uri": f"s3://archive-lr/x2/lr/{k}.png",
             "status": "ok",
             "width": 512,
             "height": 384,
@@ -85,15 +88,15 @@ def synth_output(out: Path, inp: Path, n: int, part_rows: int = 4096) -> list[st
     from hcd_pipeline.storage import Storage
 
     keys = [f"{i // 1000:05d}/{i:08d}.png" for i in range(n)]
-    st = Storage(str(out))
-    for j in range(0, n, part_rows):
-        write_part(st, f"metrics/parts/20261126T120000-abcdef-{j // part_rows:05d}.parquet", rows_to_table(_rows(keys[j : j + part_rows])))
-    side = b'{"key": "x"}\n'
-    for k in keys:
-        for root, data in ((out / "lr", side), (inp, b"")):
-            p = root / (k[:-4] + ".json" if root != inp else k)
+    for k in keys:  # the sources first: the rows record the version their listing shows
+        for p, data in ((inp / k, b""), (out / "lr" / f"{k}.json", json.dumps({"key": k}).encode())):
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
+    versions = dict(Storage(str(inp)).iter_entries())
+    st = Storage(str(out))
+    for j in range(0, n, part_rows):
+        rows = _rows(keys[j : j + part_rows], versions)
+        write_part(st, f"metrics/parts/20261126T120000-abcdef-{j // part_rows:05d}.parquet", rows_to_table(rows))
     return keys
 
 

@@ -350,7 +350,7 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_keeps_finished_work(tmp_path):
     finished = {p.name[: -len(".json")]: (out / "lr" / f"{p.name[: -len('.json')]}.png").stat().st_mtime_ns
                 for p in (out / "lr").glob("*.json")}  # fmt: skip
     assert finished
-    done = _hcd("run", *args)
+    done = _hcd(*args)
     assert done.returncode == 0 and "40 ok of 40" in done.stdout, done.stdout + done.stderr
     assert {k: (out / "lr" / f"{k}.png").stat().st_mtime_ns for k in finished} == finished  # not redone
 
