@@ -87,9 +87,8 @@ def baseline(inp: str, out: str) -> None:
         for path, data in zip(batch["path"], batch["bytes"], strict=True):
             key = os.path.relpath("/" + str(path).lstrip("/"), inp)
             res = ds.process(decode_image(bytes(data), key))  # type: ignore[attr-defined]
-            stem = key.rsplit(".", 1)[0]
-            st.write(f"lr/{stem}.png", res.png)  # type: ignore[attr-defined]
-            st.write(f"lr/{stem}.json", (json.dumps({**res.sidecar, "key": key}, indent=1) + "\n").encode())  # type: ignore[attr-defined]
+            st.write(f"lr/{key}.png", res.png)  # type: ignore[attr-defined]  # output layout 2: the whole key
+            st.write(f"lr/{key}.json", (json.dumps({**res.sidecar, "key": key}, indent=1) + "\n").encode())  # type: ignore[attr-defined]
             rows["key"].append(key)
             rows["psnr_y"].append(res.optimised.psnr_y if res.optimised else None)
             rows["ssim_y"].append(res.optimised.ssim_y if res.optimised else None)
