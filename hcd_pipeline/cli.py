@@ -229,10 +229,14 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
     method = opts["method"]
     out = Path(out_dir)
     failures = []
+    claimed: dict[Path, str] = {}  # output name -> the input that took it in this command
     for src in tqdm(inputs, desc="images", disable=_quiet() or len(inputs) < 2):
         dest = out / (Path(src).stem + LR_EXTENSIONS[opts["lr_format"]])
         side = dest.with_suffix(".json")
         try:
+            if dest in claimed:  # x.png and x.jpg: --force must not let the second replace the first
+                raise FileExistsError(f"{src}: its output {dest} is {claimed[dest]}'s in this command; downscale it separately")
+            claimed[dest] = src
             _refuse_overwrite(dest, force)
             _refuse_overwrite(side, force)
             img = read_image(src)
@@ -570,6 +574,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
 
     from .pipeline import PipelineSettings, run_pipeline
     from .pipeline.jobs import load_job
+    from .pipeline.runner import preflight
     from .pipeline.settings import parse_actors, setting_fields
     from .storage import StorageOptions
 
@@ -597,6 +602,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
     except (TypeError, ValueError) as exc:
         raise HcdError(str(exc)) from exc
     _hint_codec_model(settings)
+    preflight(settings)  # before Ray starts: a bad input or output is one line at once
     if _verbosity() <= 0:
         _quiet_ray_data()
         _start_ray_quietly(settings)

@@ -413,3 +413,46 @@ def test_upscale_checks_the_sidecar_against_the_lr(tmp_path):
     side.write_text("[1, 2]")
     proc = _hcd("upscale", str(tmp_path / "lr" / "a.png"), "-o", str(tmp_path / "up"))
     assert proc.returncode == 1 and "not a JSON object" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_oversized_files_and_tar_members_are_failed_rows_not_reads(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    from hcd_pipeline.pipeline import stages
+    from hcd_pipeline.pipeline.plan import MANIFEST_SCHEMA
+
+    monkeypatch.setattr(stages, "MAX_SOURCE_BYTES", 100)  # the real limit is 1 GiB; the rule is the same
+    (tmp_path / "big.png").write_bytes(_png(1, 64, 64))
+    with tarfile.open(tmp_path / "s.tar", "w") as tar:
+        _add(tar, "big.png", _png(2, 64, 64))
+    manifest = pa.Table.from_pylist(
+        [{"kind": "file", "uri": str(tmp_path / "big.png"), "key": "big.png", "version": "v", "error": None},
+         {"kind": "tar", "uri": str(tmp_path / "s.tar"), "key": "s.tar", "version": "v", "error": None}],
+        schema=MANIFEST_SCHEMA,
+    )  # fmt: skip
+    rows = {r["key"]: r for t in stages.decode_stage(manifest, {}) for r in t.to_pylist()}
+    assert "more than 100 bytes" in rows["big.png"]["error"] and "larger than 100" in rows["s.tar/big.png"]["error"]
+    assert rows["big.png"]["pixels"] is None and rows["s.tar/big.png"]["pixels"] is None
+
+
+def test_downscale_never_lets_two_inputs_share_an_output(tmp_path):
+    _image(tmp_path / "x.png", 1)
+    _image(tmp_path / "x.jpg", 2, "JPEG")
+    proc = _hcd("downscale", str(tmp_path / "x.png"), str(tmp_path / "x.jpg"), "-o", str(tmp_path / "out"), "--force", *PLAIN)
+    assert proc.returncode == 1 and "is " in proc.stderr and "x.png's in this command" in proc.stderr, proc.stderr
+    side = json.loads((tmp_path / "out" / "x.json").read_text())
+    assert side["source"].endswith("x.png")  # the first input's LR, not overwritten by the second
+
+
+def test_credentials_in_the_endpoint_url_are_refused(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("input: s3://b/in/\noutput: s3://b/out/\nstorage: {endpoint_url: 'https://AKIA:hunter2@minio:9000'}\n")
+    proc = _hcd("run", "--job", str(spec))
+    assert proc.returncode == 1 and "credentials do not belong" in proc.stderr and "hunter2" not in proc.stderr
+
+
+def test_missing_input_is_one_line_before_ray_and_writes_nothing(tmp_path):
+    t0 = time.perf_counter()
+    proc = _hcd("run", "--input", str(tmp_path / "no-such-folder"), "--output", str(tmp_path / "out"), *PLAIN)
+    assert proc.returncode == 1 and proc.stderr == f"error: {tmp_path / 'no-such-folder'}: input not found\n"
+    assert not (tmp_path / "out").exists() and time.perf_counter() - t0 < 30

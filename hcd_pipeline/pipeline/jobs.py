@@ -158,6 +158,8 @@ def load_job(path: str | Path) -> JobSpec:
     allowed_st = {f.name for f in fields(StorageOptions)}
     if set(st) - allowed_st:
         raise SettingsError(f"{p}: storage takes {sorted(allowed_st)}, got {sorted(set(st) - allowed_st)}")
+    if isinstance(st.get("endpoint_url"), str) and "@" in st["endpoint_url"].split("://", 1)[-1].split("/", 1)[0]:
+        raise SettingsError(f"{p}: storage.endpoint_url: credentials do not belong in job specs (user:password@ in the URL)")
     st_types = {"endpoint_url": (str,), "anon": (bool,), "region": (str,), "extra": (dict,)}
     for k, v in st.items():
         if v is not None and not isinstance(v, st_types[k]):

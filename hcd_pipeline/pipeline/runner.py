@@ -42,9 +42,10 @@ from .plan import done_keys, final_rows, finalize, iter_manifest
 from .progress import Progress
 from .schema import METRICS_SCHEMA, read_part
 from .settings import PipelineSettings, legacy_fingerprint
+from .sources import check_input
 from .stages import ModelStage, decode_stage, write_stage
 
-__all__ = ["RunSummary", "build_dataset", "run_pipeline", "read_metrics", "final_rows", "plan_run", "check_fits", "init_ray"]
+__all__ = ["RunSummary", "build_dataset", "preflight", "run_pipeline", "read_metrics", "final_rows", "plan_run", "check_fits", "init_ray"]
 
 
 @dataclass
@@ -282,6 +283,18 @@ def _storage_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
+def preflight(settings: PipelineSettings) -> None:
+    """The checks that need no Ray, so that a bad run fails in a second, in one line, writing nothing: the model,
+    scale and preset (loaded on the CPU: the driver may have no GPU), input and output apart, the input present."""
+    from dataclasses import replace
+
+    from ..service import Downscaler
+
+    Downscaler(replace(settings.downscale_settings(), device="cpu"))
+    check_disjoint(settings.input, settings.output)
+    check_input(settings.input, settings.storage)
+
+
 def run_pipeline(
     settings: PipelineSettings, *, progress: bool | str = True, run_id: str | None = None, verbose: bool = False
 ) -> RunSummary:
@@ -290,15 +303,9 @@ def run_pipeline(
     ``progress``: True / ``"auto"`` (a bar in a terminal, a line every ``settings.progress_interval`` seconds
     otherwise), ``"bar"``, ``"lines"``, or False. ``verbose``: Ray's worker logs and warnings reach the console.
     """
-    from dataclasses import replace
-
     import ray
 
-    from ..service import Downscaler
-
-    # Model, scale and preset errors surface here, before Ray starts (on CPU: the driver may have no GPU).
-    Downscaler(replace(settings.downscale_settings(), device="cpu"))
-    check_disjoint(settings.input, settings.output)
+    preflight(settings)
     out = Storage(settings.output, settings.storage)
     _check_job(out, settings)
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]

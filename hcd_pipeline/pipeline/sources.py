@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..errors import SettingsError
+from ..errors import SettingsError, StorageError
 from ..imageio import IMAGE_EXTENSIONS
 from ..storage import Storage, StorageOptions, open_uri, version_of
 from .keys import UnsafeKey, check_key, inside, is_list_file
 
-__all__ = ["InputItem", "list_inputs", "iter_inputs", "iter_tar_images", "is_image_name", "is_tar_name", "TAR_SUFFIXES"]
+__all__ = ["InputItem", "check_input", "list_inputs", "iter_inputs", "iter_tar_images", "is_image_name", "is_tar_name", "TAR_SUFFIXES"]
 
 _GLOB_CHARS = set("*?[")
 
@@ -102,6 +102,21 @@ def iter_inputs(uri: str, options: StorageOptions | None = None, *, output: str 
             item = _classify(st.uri_of(key), key, version)
             if item:
                 yield item
+
+
+def check_input(uri: str, options: StorageOptions | None = None) -> None:
+    """Refuse an input that does not exist (a folder, prefix, file or list file; a glob's folder), before anything
+    runs: the listing itself runs in a Ray task, where the error would come back wrapped in Ray's traceback."""
+    base = uri.rstrip("/") if "://" in uri else uri
+    if _GLOB_CHARS & set(base):
+        base = base[: min(base.index(c) for c in _GLOB_CHARS if c in base)].rsplit("/", 1)[0]
+    st = Storage(base, options or StorageOptions())
+    try:
+        found = st.fs.exists(st.root)
+    except Exception as exc:  # noqa: BLE001 - storage clients raise many types (no credentials, no endpoint)
+        raise StorageError(f"{uri}: cannot check the input ({type(exc).__name__}: {exc})") from exc
+    if not found:
+        raise SettingsError(f"{uri}: input not found")
 
 
 def _list_file_items(uri: str, base: str, opts: StorageOptions, output: str | None) -> Iterator[InputItem]:

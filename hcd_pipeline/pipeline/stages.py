@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import jsonutil
-from ..errors import StorageError
+from ..errors import ImageReadError, StorageError
 from ..metrics import psnr_gain
 from ..service import Downscaler, ImageInfo, Optimised
 from ..storage import Storage, StorageOptions, open_uri
@@ -99,10 +99,17 @@ MAX_FAILURE_SAMPLES = 20
 _MAX_DECODED_BYTES = 64 << 20  # one decode output table is cut here (tar shards expand to many images)
 
 
+MAX_SOURCE_BYTES = 1 << 30
+"""Largest source file or tar member read (1 GiB: far above any image under the pixel limit, far below a bomb)."""
+
+
 def _read_uri(uri: str, options: StorageOptions) -> bytes:
     fs, path = open_uri(uri, options)
     with fs.open(path, "rb") as fh:
-        return fh.read()
+        data = fh.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise ImageReadError(f"{uri}: more than {MAX_SOURCE_BYTES} bytes; not read (the limit for one image file)")
+    return data
 
 
 def _try_read(uri: str, options: StorageOptions) -> bytes | BaseException:
@@ -140,6 +147,11 @@ def _tar_members(key: str, uri: str, version: str, options: StorageOptions, done
                 if not member.isfile():
                     yield failed_row(
                         mkey, where, f"UnsafeKey: tar member {member.name!r} is not a regular file (a link or a device); not read", version
+                    )
+                    continue
+                if member.size > MAX_SOURCE_BYTES:  # a header may declare gigabytes (a .tar.gz bomb inflates to them)
+                    yield failed_row(
+                        mkey, where, f"ImageReadError: {where}: member of {member.size} bytes; larger than {MAX_SOURCE_BYTES}", version
                     )
                     continue
                 if mkey in seen:
