@@ -96,8 +96,9 @@ def test_outputs_of_another_device_kind_are_refused_unless_allowed(tmp_path):
         _check_job(out, _job(tmp_path, num_gpus=1.0, allow_mixed_devices=True, seed=3))  # other settings still refused
 
 
-def test_job_json_of_an_earlier_release_means_what_its_preset_meant_then(tmp_path):
-    """job.json files without the resolved HCD settings: 'default' then is the 'adam' preset now."""
+def test_job_json_of_an_earlier_release_is_not_added_to(tmp_path):
+    """job.json files of output layout 1 (names without the source's extension) are refused, whatever their settings:
+    this release's names would sit beside the old ones and a key could have two LRs."""
     from hcd_pipeline.pipeline.runner import _check_job
     from hcd_pipeline.pipeline.settings import fingerprint_hash
     from hcd_pipeline.storage import Storage
@@ -106,6 +107,5 @@ def test_job_json_of_an_earlier_release_means_what_its_preset_meant_then(tmp_pat
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "job.json").write_text(json.dumps({"fingerprint": fingerprint_hash(old), "settings": old}))
     out = Storage(str(tmp_path / "out"))
-    with pytest.raises(SettingsError, match="differing: hcd"):
-        _check_job(out, _job(tmp_path))  # today's default is another optimisation
-    _check_job(out, _job(tmp_path, preset="adam"))  # the settings that made the output
+    with pytest.raises(SettingsError, match="layout 1"):
+        _check_job(out, _job(tmp_path, preset="adam"))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -190,7 +191,12 @@ def test_report_pictures_rebuild_what_the_run_measured(tmp_path):
         rows.append({"key": name, "status": "ok", "source_uri": str(samples / name), "lr_uri": str(out / "lr" / f"{stem}{res.ext}"),
                      "model": "tiny-irn-x2", "scale": 2, "method": "hcd", "preset": "default", "plain_psnr_y": res.plain.psnr_y,
                      "psnr_y": res.optimised.psnr_y, "gain_y": res.optimised.psnr_y - res.plain.psnr_y})  # fmt: skip
-    rep = build_report(rows_to_table(rows), worst=2)
+    # The report reads pictures only under the run's output and the input its job.json records.
+    table = rows_to_table(rows)
+    table = table.append_column("run_output", pa.array([str(out)] * table.num_rows, pa.string()))
+    assert 'class="cmp"' not in render_html(build_report(table, worst=2), compare=2)  # no job.json: the sources are not read
+    (out / "job.json").write_text(json.dumps({"input": str(samples), "layout": 2}))
+    rep = build_report(table, worst=2)
     page = render_html(rep, compare=2)
     assert page.count('class="cmp"') == 4  # two worst and two best, each HR + three crops
     for r in rows:

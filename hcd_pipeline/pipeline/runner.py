@@ -41,7 +41,7 @@ from .keys import LAYOUT, check_disjoint
 from .plan import done_keys, final_rows, finalize, iter_manifest
 from .progress import Progress
 from .schema import METRICS_SCHEMA, read_part
-from .settings import PipelineSettings, legacy_fingerprint
+from .settings import PipelineSettings
 from .sources import check_input
 from .stages import ModelStage, decode_stage, write_stage
 
@@ -105,14 +105,20 @@ def _input_id(uri: str) -> str:
     return uri.rstrip("/") if "://" in uri else os.path.abspath(uri)
 
 
-def _check_job(out: Storage, settings: PipelineSettings) -> None:
+def _job_record(settings: PipelineSettings) -> dict[str, Any]:
+    """What ``job.json`` holds: the fingerprint, the resolved settings, the input and the output layout."""
+    return {"fingerprint": settings.fingerprint_hash(), "settings": settings.result_fingerprint(), "input": _input_id(settings.input),
+            "layout": LAYOUT}  # fmt: skip
+
+
+def _check_job(out: Storage, settings: PipelineSettings, *, write: bool = True) -> None:
     """Refuse to add to an output made from another input, in another layout, with other settings or (unless allowed)
-    on another device kind; write ``job.json`` for a new output."""
-    fp = {"fingerprint": settings.fingerprint_hash(), "settings": settings.result_fingerprint(), "input": _input_id(settings.input),
-          "layout": LAYOUT}  # fmt: skip
+    on another device kind; write ``job.json`` for a new output (with ``write``)."""
+    fp = _job_record(settings)
     where = out.uri_of("job.json")
     if not out.exists("job.json"):
-        out.write("job.json", (json.dumps(fp, indent=1, sort_keys=True) + "\n").encode())
+        if write:
+            out.write("job.json", (json.dumps(fp, indent=1, sort_keys=True) + "\n").encode())
         return
     try:
         job = json.loads(out.read("job.json"))
@@ -127,7 +133,7 @@ def _check_job(out: Storage, settings: PipelineSettings) -> None:
         )
     if job.get("input") != fp["input"]:
         raise SettingsError(f"{where}: output was made from the input {job.get('input')}, not {fp['input']}; use another output")
-    then = legacy_fingerprint(job.get("settings") or {})
+    then = job.get("settings") or {}
     now = json.loads(json.dumps(fp["settings"]))  # as job.json holds it
     mixed = ("device", "gpu_mode") if settings.allow_mixed_devices else ()
     changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in mixed)
@@ -285,7 +291,8 @@ def _storage_cause(exc: BaseException) -> BaseException | None:
 
 def preflight(settings: PipelineSettings) -> None:
     """The checks that need no Ray, so that a bad run fails in a second, in one line, writing nothing: the model,
-    scale and preset (loaded on the CPU: the driver may have no GPU), input and output apart, the input present."""
+    scale and preset (loaded on the CPU: the driver may have no GPU), input and output apart, the input present, an
+    existing output's ``job.json`` agreeing (it is written when the run starts)."""
     from dataclasses import replace
 
     from ..service import Downscaler
@@ -293,6 +300,7 @@ def preflight(settings: PipelineSettings) -> None:
     Downscaler(replace(settings.downscale_settings(), device="cpu"))
     check_disjoint(settings.input, settings.output)
     check_input(settings.input, settings.storage)
+    _check_job(Storage(settings.output, settings.storage), settings, write=False)
 
 
 def run_pipeline(

@@ -19,7 +19,6 @@ __all__ = [
     "PLAIN_DECODE_BATCH",
     "settings_from_dict",
     "fingerprint_hash",
-    "legacy_fingerprint",
     "setting_fields",
     "field_types",
     "parse_actors",
@@ -206,22 +205,6 @@ class PipelineSettings:
 def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
     """The short hash ``job.json`` stores of a :meth:`PipelineSettings.result_fingerprint`."""
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
-
-
-LEGACY_PRESETS = {"default": "adam"}
-"""Presets whose settings changed, by name then -> the preset that now holds those settings. ``job.json`` files
-written before fingerprints held the resolved ``hcd`` settings are read with this table."""
-
-
-def legacy_fingerprint(prev: dict[str, Any]) -> dict[str, Any]:
-    """A ``job.json`` fingerprint from before the ``hcd`` key, with the settings its preset name meant then."""
-    if "hcd" in prev or prev.get("preset") not in PRESETS:
-        return prev
-    from ..hcd import get_preset
-
-    then = LEGACY_PRESETS.get(prev["preset"], prev["preset"])
-    rest = {k: v for k, v in prev.items() if k not in ("preset", "overrides")}
-    return {**rest, "hcd": get_preset(then, **(prev.get("overrides") or {})).to_dict()}
 
 
 def settings_from_dict(d: dict[str, Any]) -> PipelineSettings:
