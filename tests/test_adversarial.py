@@ -57,6 +57,14 @@ def _hcd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([HCD, *args], capture_output=True, text=True, timeout=timeout)
 
 
+def _plain_run(inp: Path, out: Path) -> None:
+    """A finished first run, made through the API on the suite's Ray (setup only: the cases run the CLI)."""
+    from hcd_pipeline.pipeline import PipelineSettings, run_pipeline
+
+    summary = run_pipeline(PipelineSettings(input=str(inp), output=str(out), model="bicubic", scale=2, method="plain"), progress=False)
+    assert summary.failed == 0
+
+
 def _rows(out: Path) -> dict[str, dict]:
     return {r["key"]: r for r in pq.read_table(out / "metrics.parquet").to_pylist()}
 
@@ -174,7 +182,7 @@ def test_changed_and_replaced_sources_are_redone_and_another_input_is_refused(ra
     inp, out = tmp_path / "in", tmp_path / "out"
     _image(inp / "a.png", 1)
     _image(inp / "b.png", 2)
-    assert _hcd("run", "--input", str(inp), "--output", str(out), *PLAIN).returncode == 0
+    _plain_run(inp, out)
     old_b = (out / "lr" / "b.png.png").read_bytes()
     _image(inp / "a.png", 3, w=20, h=14)  # another picture of another size
     _image(inp / "b.png", 4)  # same size, other content
@@ -315,7 +323,7 @@ def test_corrupt_part_is_set_aside_and_the_run_resumes(ray_local, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     _image(inp / "a.png", 1)
     _image(inp / "b.png", 2)
-    assert _hcd("run", "--input", str(inp), "--output", str(out), *PLAIN).returncode == 0
+    _plain_run(inp, out)
     (part,) = (out / "metrics" / "parts").glob("*.parquet")
     part.write_bytes(b"PAR1 torn by a disk" + bytes(40))
     (out / "metrics.parquet").unlink()
