@@ -77,6 +77,9 @@ class PipelineSettings:
         gpu_mode: CUDA numerics of GPU actors, ``deterministic`` (default) or ``fast`` (TF32, autotuned cuDNN).
         allow_mixed_devices: let this run add outputs made on another device kind (CPU vs GPU) to an output made
             with the same settings; refused by default, since their bytes differ (``job.json`` records the kind).
+        simulated_gpus: model actors still ask Ray for ``num_gpus`` (so an autoscaler launches GPU nodes for them) but
+            run on the CPU: for a simulated cluster whose "GPU" nodes have none (``benchmarks/autoscaling.py``).
+            Without it a GPU actor on a node without CUDA fails with one line, never falls back silently.
     """
 
     input: str = _f(None, "folder, s3://bucket/prefix/, glob, list file (.txt) or .tar shard", spec="required", cli=False)
@@ -111,6 +114,7 @@ class PipelineSettings:
     lr_format: str = _f("png", "stored LR file: png, jpeg or webp (lossy files are judged as decoded)", choices=LR_FORMATS,
                         fp="unless-default")  # fmt: skip
     lr_quality: int = _f(DEFAULT_QUALITY, "JPEG / WebP quality of the stored LR (1-100)", fp="unless-default")
+    simulated_gpus: bool = _f(False, "GPU actors run on the CPU (tests of autoscaling on a simulated cluster only)", cli=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -148,7 +152,7 @@ class PipelineSettings:
             return self.batch_size
         if self.method == "plain":
             return None
-        return GPU_MODEL_BATCH if self.num_gpus > 0 else 1
+        return GPU_MODEL_BATCH if self.device_kind() == "cuda" else 1
 
     def decode_rows(self) -> int:
         """Input items per decode task."""
@@ -174,8 +178,9 @@ class PipelineSettings:
         )
 
     def device_kind(self) -> str:
-        """``cuda`` when model actors get GPUs, else ``cpu``: from the settings, never from the submitting machine."""
-        return "cuda" if self.num_gpus > 0 else "cpu"
+        """``cuda`` when model actors get GPUs (and are not simulated), else ``cpu``: from the settings, never from the
+        submitting machine."""
+        return "cuda" if self.num_gpus > 0 and not self.simulated_gpus else "cpu"
 
     def result_fingerprint(self) -> dict[str, Any]:
         """What determines the output bytes; a rerun into the same output must match it (but for ``device`` and
