@@ -116,16 +116,17 @@ def _quiet_exit(code: int) -> None:
 
 
 def _quiet_ray_data() -> None:
-    """Ray Data's console handler to errors only (its log file under the Ray session keeps everything).
+    """Ray Data's console handler silenced but for critical errors (its log file under the Ray session keeps everything).
 
-    Ray Data announces every execution at INFO and warns about its own switches (the progress bars that
-    ours replace); our progress, summary and failed rows say what matters. ``hcd --verbose`` keeps them.
+    Ray Data announces every execution at INFO, warns about its own switches (the progress bars that ours replace)
+    and prints the stack of a failed operator at ERROR before raising it; our progress, summary, failed rows and the
+    one ``error:`` line of a failed run say what matters. ``hcd --verbose`` keeps them all.
     """
     import ray.data  # noqa: F401 - importing it installs the handlers
 
     for h in logging.getLogger("ray.data").handlers:
         if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-            h.setLevel(logging.ERROR)
+            h.setLevel(logging.CRITICAL)
 
 
 def _refuse_overwrite(path: str | Path, force: bool) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import SettingsError
 from ..imageio import DecodedImage, decode_image
 from ..metrics import to_uint8_levels
 from ..service import Downscaler
@@ -70,6 +71,14 @@ class ModelStageCore:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         cfg = settings_from_dict(settings)
+        if cfg.device_kind() == "cuda" and not torch.cuda.is_available():
+            # Never a silent CPU fallback: the outputs would be CPU bytes in an output that job.json says are GPU bytes.
+            import socket
+
+            raise SettingsError(
+                f"model actor on {socket.gethostname()}: num_gpus {cfg.num_gpus} gives it a GPU, but torch {torch.__version__} "
+                "sees no CUDA device there; give GPU nodes the CUDA build of torch (docker/Dockerfile), or run with --num-gpus 0"
+            )
         self.downscaler = Downscaler(cfg.downscale_settings())
 
     def rows(self, rows: list[dict[str, Any]], pixels: list[bytes | None]) -> list[dict[str, Any]]:

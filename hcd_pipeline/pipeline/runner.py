@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections import Counter
@@ -35,6 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .. import errors
 from ..errors import HcdError, SettingsError, StorageError
 from ..storage import Storage, StorageOptions
 from .keys import LAYOUT, check_disjoint
@@ -285,8 +287,17 @@ def _storage_cause(exc: BaseException) -> BaseException | None:
         seen.add(id(cur))
         if isinstance(cur, HcdError):
             return cur
+        if getattr(cur, "actor_init_failed", False):
+            # An actor whose constructor raised (a GPU actor on a node without CUDA): Ray keeps only the text.
+            found = _OUR_ERROR.findall(str(cur))
+            if found:
+                kind, message = found[-1]
+                return getattr(errors, kind, HcdError)(f"a model actor could not start: {message}")
         cur = cur.__cause__ or cur.__context__ or getattr(cur, "cause", None)
     return None
+
+
+_OUR_ERROR = re.compile(r"hcd_pipeline\.errors\.(\w+): (.+)$", re.M)
 
 
 def preflight(settings: PipelineSettings) -> None:

@@ -1,0 +1,61 @@
+"""Autoscaling GPU workers on a simulated cluster (Ray's fake multi-node provider): the model actor pool grows with
+the backlog, the autoscaler launches GPU nodes for it and releases them when idle, and every image is done once.
+
+The full-size run is ``python benchmarks/autoscaling.py`` (docs/eval/autoscaling.json); this is the same at a size
+that the suite affords on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_pool_and_gpu_nodes_grow_with_the_backlog_and_shrink_after(tmp_path):
+    # Its own process: it connects to the fake cluster's head, and this process may hold the suite's local Ray.
+    args = ["--images", "16", "--max-actors", "3", "--side", "40", "--lr-steps", "12", "--out", str(tmp_path / "a.json"),
+            "--chart", str(tmp_path / "a.svg")]  # fmt: skip
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "autoscaling.py"), *args], capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "a.json").read_text())
+    assert res["rc"] == 0, res["log_tail"]
+    assert "<svg" in (tmp_path / "a.svg").read_text()
+    tl = res["timeline"]
+    assert tl[0]["nodes"].get("gpu_worker", 0) == 0  # no GPU node before the job asks for one (min_workers 0)
+    assert res["max_gpu_nodes"] >= 2, tl  # the autoscaler launched GPU nodes for the pool
+    assert res["max_actors"] >= 2, tl  # the pool grew beyond its initial size
+    assert res["gpu_nodes_at_end"] == 0, tl[-5:]  # and the idle nodes were released
+    # Every image exactly once: one row each, one ok attempt each (no image written twice).
+    assert res["rows"] == res["ok_rows"] == res["images"] == res["ok_attempts"] == res["distinct_ok_keys"]
+
+
+@pytest.mark.slow
+def test_gpu_actor_on_a_node_without_cuda_is_one_line_not_a_silent_cpu_run(tmp_path):
+    from PIL import Image
+
+    from tests.services import FakeAutoscalingCluster
+
+    (tmp_path / "in").mkdir()
+    Image.open(ROOT / "samples" / "astronaut_crop.png").crop((0, 0, 32, 32)).save(tmp_path / "in" / "a.png")
+    cluster = FakeAutoscalingCluster(2, {"gpu_worker": {"resources": {"CPU": 4, "GPU": 1, "object_store_memory": 256 * 1024**2},
+                                                        "min_workers": 0, "max_workers": 1}})  # fmt: skip
+    cluster.start(tmp_path)
+    try:
+        proc = subprocess.run([str(Path(sys.executable).parent / "hcd"), "run", "--input", str(tmp_path / "in"), "--output",
+                               str(tmp_path / "out"), "--model", "tiny-irn-x2", "--num-gpus", "1", "--address", cluster.address],
+                              capture_output=True, text=True, timeout=400)  # fmt: skip
+    finally:
+        cluster.stop()
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: a model actor could not start: ") and "sees no CUDA device" in proc.stderr, proc.stderr
+    # One line on stderr. (Ray's driver prints the cluster's error notices, "(raylet) ...", on stdout whatever we ask.)
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "out").glob("lr/*"))  # nothing was made on the CPU behind the user's back
