@@ -33,13 +33,17 @@ MODEL_ACTOR = "MapBatches(ModelStage)"
 """Part of the class name Ray Data gives the model stage's actors (``MapWorker(MapBatches(ModelStage))``)."""
 
 
-def gpu_worker_type(max_workers: int) -> dict[str, Any]:
-    """cluster.yaml's ``gpu_worker`` node type (its CPUs and GPU per node), with ``max_workers`` for this machine."""
+def worker_type(name: str, max_workers: int) -> dict[str, Any]:
+    """cluster.yaml's worker node type ``name`` (its CPUs and GPUs per node), with ``max_workers`` for this machine."""
     import yaml
 
-    node = yaml.safe_load((ROOT / "cluster.yaml").read_text())["available_node_types"]["gpu_worker"]
+    node = yaml.safe_load((ROOT / "cluster.yaml").read_text())["available_node_types"][name]
     # A small object store per fake node: they share this machine's memory.
     return {"resources": {**node["resources"], "object_store_memory": 256 * 1024**2}, "min_workers": 0, "max_workers": max_workers}
+
+
+def gpu_worker_type(max_workers: int) -> dict[str, Any]:
+    return worker_type("gpu_worker", max_workers)
 
 
 def _images(root: Path, n: int, side: int) -> None:
@@ -62,7 +66,8 @@ def _sample(out: Path, t0: float) -> dict[str, Any]:
     nodes: dict[str, int] = {}
     for n in ray.nodes():
         if n.get("Alive"):
-            kind = "gpu_worker" if n.get("Resources", {}).get("GPU", 0) > 0 else "head"
+            res = n.get("Resources", {})
+            kind = "head" if "node:__internal_head__" in res else ("gpu_worker" if res.get("GPU", 0) > 0 else "cpu_worker")
             nodes[kind] = nodes.get(kind, 0) + 1
     states = [a["State"] for a in actor_table().values() if MODEL_ACTOR in str(a.get("ActorClassName"))]
     done = sum(1 for _ in (out / "lr").glob("*.json")) if (out / "lr").is_dir() else 0
@@ -81,7 +86,8 @@ def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_s
     inp, out = workdir / "in", workdir / "out"
     _images(inp, images, side)
     worker = gpu_worker_type(max_nodes or max_actors)
-    cluster = FakeAutoscalingCluster(head_cpus=2, worker_types={"gpu_worker": worker}, idle_timeout_minutes=0.1)
+    types = {"gpu_worker": worker}  # cluster.yaml's only worker type
+    cluster = FakeAutoscalingCluster(head_cpus=2, worker_types=types, idle_timeout_minutes=0.1)
     spec = workdir / "autoscale.yaml"
     spec.write_text(
         f"name: autoscale\ninput: {inp}\noutput: {out}\nmodel: tiny-irn-x2\nmethod: hcd\noverrides: {{lr_steps: {lr_steps}}}\n"
@@ -109,7 +115,7 @@ def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_s
         # After the work: the idle GPU nodes must go (idle_timeout_minutes, scaled down to 6 s here).
         while time.perf_counter() - t0 < t_run + release_wait:
             timeline.append(_sample(out, t0))
-            if not timeline[-1]["nodes"].get("gpu_worker"):
+            if not (timeline[-1]["nodes"].get("gpu_worker") or timeline[-1]["nodes"].get("cpu_worker")):
                 break
             time.sleep(1.0)
         ray.shutdown()
@@ -124,7 +130,7 @@ def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_s
         "command": "python benchmarks/autoscaling.py " + " ".join(sys.argv[1:]) if __name__ == "__main__" else "tests/test_autoscaling.py",
         "cluster": {
             "head": {"CPU": 2},
-            "gpu_worker": worker,
+            **types,
             "idle_timeout_minutes": 0.1,
             "upscaling_speed": 1.0,
             "provider": "Ray's fake multi-node provider (local raylets)",
@@ -161,9 +167,12 @@ def chart(res: dict[str, Any]) -> str:
     from hcd_pipeline.svgplot import curve_panels
 
     tl = res["timeline"]
-    pool = [(name, s["t"], float(v(s)), "") for s in tl for name, v in (
-        ("GPU nodes alive", lambda s: s["nodes"].get("gpu_worker", 0)), ("model actors alive", lambda s: s["actors"]),
-        ("model actors waiting for a node", lambda s: s.get("pending", 0)))]  # fmt: skip
+    series = {
+        "GPU nodes alive": lambda s: s["nodes"].get("gpu_worker", 0),
+        "model actors alive": lambda s: s["actors"],
+        "model actors waiting for a node": lambda s: s.get("pending", 0),
+    }
+    pool = [(name, s["t"], float(v(s)), "") for s in tl for name, v in series.items()]
     done = [("images done", s["t"], float(s["done"]), "") for s in tl]
     title = (f"hcd run on a simulated autoscaling cluster: {res['images']} images, actors 1-{res['job']['actors']['max']}, "
              f"GPU nodes idle timeout {res['cluster']['idle_timeout_minutes'] * 60:.0f} s")  # fmt: skip
