@@ -75,6 +75,30 @@ def _sample(out: Path, t0: float) -> dict[str, Any]:
             "pending": sum(s in ("PENDING_CREATION", "DEPENDENCIES_UNREADY") for s in states), "done": done}  # fmt: skip
 
 
+def _actor_lifetimes(t0: float) -> list[tuple[float, float]]:
+    """(start, end) seconds since ``t0`` of every model actor the run had, from the GCS's actor table (dead ones
+    included): the pool's size at any moment, exactly, where one-second samples can miss a short overlap."""
+    from ray._private.state import actors as actor_table
+
+    now_ms, now = time.time() * 1000, time.perf_counter()
+    spans = []
+    for a in actor_table().values():
+        if MODEL_ACTOR in str(a.get("ActorClassName")) and a.get("StartTime"):
+            end = a.get("EndTime") or now_ms
+            spans.append((round((a["StartTime"] - now_ms) / 1000 + now - t0, 1), round((end - now_ms) / 1000 + now - t0, 1)))
+    return sorted(spans)
+
+
+def max_concurrent(spans: list[tuple[float, float]]) -> int:
+    """The most intervals that overlap at one moment."""
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    best = cur = 0
+    for _, step in events:
+        cur += step
+        best = max(best, cur)
+    return best
+
+
 def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_steps: int = 20, max_nodes: int | None = None,
             release_wait: float = 120.0, run_timeout: float = 900.0) -> dict[str, Any]:  # fmt: skip
     """Run the pipeline on a fake autoscaling cluster and return the timeline and the checks (see the module doc)."""
@@ -115,9 +139,10 @@ def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_s
         # After the work: the idle GPU nodes must go (idle_timeout_minutes, scaled down to 6 s here).
         while time.perf_counter() - t0 < t_run + release_wait:
             timeline.append(_sample(out, t0))
-            if not (timeline[-1]["nodes"].get("gpu_worker") or timeline[-1]["nodes"].get("cpu_worker")):
+            if not timeline[-1]["nodes"].get("gpu_worker"):
                 break
             time.sleep(1.0)
+        lifetimes = _actor_lifetimes(t0)
         ray.shutdown()
     finally:
         cluster.stop()
@@ -153,7 +178,9 @@ def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_s
         "ok_rows": sum(1 for r in final if r["status"] == "ok"),
         "ok_attempts": len(ok_attempts),
         "distinct_ok_keys": len(set(ok_attempts)),
-        "max_actors": max((s["actors"] for s in timeline), default=0),
+        "max_actors": max((s["actors"] for s in timeline), default=0),  # as sampled once a second
+        "actor_lifetimes": lifetimes,  # (start, end) of each model actor, seconds
+        "max_concurrent_actors": max_concurrent(lifetimes),  # the pool's largest size, from the lifetimes
         "max_gpu_nodes": max(gpu_counts, default=0),
         "gpu_nodes_at_end": gpu_counts[-1] if gpu_counts else 0,
         "released_after_s": next(
