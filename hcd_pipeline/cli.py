@@ -610,7 +610,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
     # A bar in a terminal; in logs (submitted jobs) a line every progress_interval seconds.
     _stop_on_sigterm()
     try:
-        summary = run_pipeline(settings, progress=_verbosity() >= 0, verbose=_verbosity() > 0)
+        summary = run_pipeline(settings, progress=_verbosity() >= 0, verbose=_verbosity() > 0, preflighted=True)
     except KeyboardInterrupt as exc:
         name = str(exc) if str(exc).startswith("SIG") else "SIGINT"
         click.echo(f"\nstopped by {name}: finished images are kept in {settings.output}; the same command resumes", err=True)

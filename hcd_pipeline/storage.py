@@ -138,26 +138,14 @@ class Storage:
                 os.makedirs(posixpath.dirname(self.full(to)), exist_ok=True)
             self.fs.mv(self.full(key), self.full(to))
 
-    def list(self, prefix: str = "") -> list[str]:
-        """All file keys under ``prefix`` (recursive), relative to the base, sorted."""
-        base = self.full(prefix)
-        with _storage_errors(f"listing {self.uri_of(prefix)}"):
-            if not self.fs.exists(base):
-                return []
-            if self.fs.isfile(base):
-                return [prefix]
-            found = self.fs.find(base)
-        root = self.root.rstrip("/")
-        return sorted(p[len(root) :].lstrip("/") if p.startswith(root) else p for p in found)
-
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
-        """The file keys under ``prefix`` in sorted order, as :meth:`list` gives them, without holding the listing."""
+        """The file keys under ``prefix`` (recursive, relative to the base) in sorted order, without holding the listing."""
         return (k for k, _ in self.iter_entries(prefix, versions=False))
 
     def iter_entries(self, prefix: str = "", *, versions: bool = True) -> Iterator[tuple[str, str]]:
         """(key, version) of the files under ``prefix`` in sorted key order, without holding the listing.
 
-        ``version`` (see :func:`~hcd_pipeline.pipeline.sources.version_of`) is the size and the modification time
+        ``version`` (see :func:`version_of`) is the size and the modification time
         (local) or ETag (object stores) that the listing gives at no extra cost; empty with ``versions=False``.
         Local folders are walked one directory at a time, without following links to directories (a link loop
         would never end); object stores are listed by their client (s3fs pages through the prefix).
@@ -206,11 +194,6 @@ class Storage:
         with _storage_errors(f"listing {self.uri_of(pattern)}"):
             found = self.fs.glob(self.full(pattern), detail=True)
         return sorted((p[len(root) :].lstrip("/"), version_of(info)) for p, info in found.items() if info.get("type") == "file")
-
-    def glob(self, pattern: str) -> list[str]:
-        root = self.root.rstrip("/")
-        with _storage_errors(f"listing {self.uri_of(pattern)}"):
-            return sorted(p[len(root) :].lstrip("/") for p in self.fs.glob(self.full(pattern)) if self.fs.isfile(p))
 
 
 def version_of(info: dict[str, Any]) -> str:

@@ -221,7 +221,8 @@ class FakeAutoscalingCluster:
 
 
 def session_pids(sid: int) -> list[int]:
-    """The live processes of session ``sid`` (Linux /proc; zombies count as gone)."""
+    """The live processes of session ``sid`` (Linux /proc): Ray's workers sit in their own process groups but stay in
+    the session of the driver that started them. A zombie is dead already, only not yet reaped: it is left out."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

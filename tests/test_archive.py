@@ -21,6 +21,7 @@ from PIL import Image
 from hcd_pipeline.pipeline import PipelineSettings, read_metrics, run_pipeline
 from hcd_pipeline.pipeline.progress import Progress
 from hcd_pipeline.pipeline.schema import SCHEMA_VERSION
+from tests.services import session_pids
 
 HCD = str(Path(sys.executable).parent / "hcd")
 
@@ -40,34 +41,18 @@ def _lr_files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "lr").rglob("*.png"))}
 
 
-def _session_pids(sid: int) -> list[int]:
-    """The processes of session `sid` (Linux /proc): Ray's workers sit in their own process groups but stay in the
-    session of the driver that started them."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # exited while we looked
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] != "Z" and int(fields[3]) == sid:  # a zombie is dead already, only not yet reaped
-                pids.append(int(entry.name))
-    return pids
-
-
 def _kill_session(sid: int) -> None:
     """SIGKILL every process of the session at once and wait until none is left, as when a machine dies. Killing the
     driver's process group alone leaves Ray's workers alive for a moment, long enough to finish an image."""
     deadline = time.time() + 30
-    while (pids := _session_pids(sid)) and time.time() < deadline:
+    while (pids := session_pids(sid)) and time.time() < deadline:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.05)
-    assert not _session_pids(sid), f"processes of session {sid} survived SIGKILL"
+    assert not session_pids(sid), f"processes of session {sid} survived SIGKILL"
 
 
 def test_resume_after_sigkill_keeps_finished_images(ray_local, tmp_path):

@@ -84,11 +84,12 @@ def _job(tmp_path, **kw):
 def test_outputs_of_another_device_kind_are_refused_unless_allowed(tmp_path):
     """A GPU run into a CPU-made output (or back) is refused: their bytes differ. The fingerprint comes from the
     settings (num_gpus), never from the machine that submits."""
-    from hcd_pipeline.pipeline.runner import _check_job
+    from hcd_pipeline.pipeline.runner import _check_job, _write_job
     from hcd_pipeline.storage import Storage
 
     out = Storage(str(tmp_path / "out"))
-    _check_job(out, _job(tmp_path))  # a CPU run writes job.json
+    _check_job(out, _job(tmp_path))  # a new output passes
+    _write_job(out, _job(tmp_path))  # a CPU run writes job.json
     with pytest.raises(SettingsError, match="made on cpu, this run would add cuda"):
         _check_job(out, _job(tmp_path, num_gpus=1.0))
     _check_job(out, _job(tmp_path, num_gpus=1.0, allow_mixed_devices=True))

@@ -124,11 +124,8 @@ def check_disjoint(input_uri: str, output_uri: str) -> None:
     A list file's entries may lie anywhere: each one inside the output is refused as it is listed
     (:func:`~.sources.iter_inputs`), and the list file itself only must not be inside the output.
     """
-    src, dst = location(input_root(input_uri)), location(output_uri)
-    if src[0] != dst[0]:
-        return
-    a, b = src[1], dst[1]
-    if b[: len(a)] == a and not is_list_file(input_uri):
+    root = input_root(input_uri)
+    if inside(output_uri, root) and not is_list_file(input_uri):
         raise SettingsError(f"output {output_uri} is inside the input {input_uri}: choose an output outside it")
-    if a[: len(b)] == b:
+    if inside(root, output_uri):
         raise SettingsError(f"input {input_uri} is inside the output {output_uri}: choose an output outside it")

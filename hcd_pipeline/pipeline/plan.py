@@ -99,9 +99,10 @@ def done_keys(out: Storage, run_id: str, set_aside: list[str] | None = None) -> 
         try:
             t = read_part(out, k, ["key", "status", "source_version"])
         except StorageError:
-            out.move(k, f"{CORRUPT_PREFIX}/{k.rsplit('/', 1)[-1]}")
+            aside = f"{CORRUPT_PREFIX}/{k.rsplit('/', 1)[-1]}"
+            out.move(k, aside)
             if set_aside is not None:
-                set_aside.append(out.uri_of(f"{CORRUPT_PREFIX}/{k.rsplit('/', 1)[-1]}"))
+                set_aside.append(out.uri_of(aside))
             continue
         t = t.filter(pc.equal(t["status"], "ok"))
         ok.append(tokens(t["key"], t["source_version"]).combine_chunks() if t.num_rows else pa.array([], pa.string()))
@@ -139,15 +140,15 @@ def done_keys(out: Storage, run_id: str, set_aside: list[str] | None = None) -> 
         except (KeyError, TypeError, ValueError, OSError):
             continue  # a sidecar we cannot read back: the image is redone
     if rows:
-        write_part(out, f"metrics/parts/{run_id}-recovered.parquet", rows_to_table(rows))
         t = rows_to_table(rows)
+        write_part(out, f"metrics/parts/{run_id}-recovered.parquet", t)
         done = pc.unique(_concat([done, tokens(t["key"], t["source_version"]).combine_chunks()]))
     return done, len(rows)
 
 
 def iter_manifest(settings: PipelineSettings, done: pa.Array, counts: dict[str, int]) -> Iterator[pa.Table]:
     """Manifest tables of the items to process; ``counts`` gets items, skipped, todo and tar."""
-    counts.update(items=0, skipped=0, todo=0, tar=0, invalid=0)
+    counts.update(items=0, skipped=0, todo=0, tar=0)
     buf: list[tuple[str, str, str, str, str | None]] = []
 
     def flush() -> pa.Table:
@@ -157,7 +158,6 @@ def iter_manifest(settings: PipelineSettings, done: pa.Array, counts: dict[str, 
         counts["skipped"] += len(buf) - t.num_rows
         counts["todo"] += t.num_rows
         counts["tar"] += int(pc.sum(pc.equal(t["kind"], "tar")).as_py() or 0)
-        counts["invalid"] += int(pc.sum(pc.equal(t["kind"], "invalid")).as_py() or 0)
         buf.clear()
         return t
 

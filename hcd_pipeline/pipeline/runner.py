@@ -113,14 +113,18 @@ def _job_record(settings: PipelineSettings) -> dict[str, Any]:
             "layout": LAYOUT}  # fmt: skip
 
 
-def _check_job(out: Storage, settings: PipelineSettings, *, write: bool = True) -> None:
+def _write_job(out: Storage, settings: PipelineSettings) -> None:
+    """Write ``job.json`` for a new output (an existing one was checked by :func:`_check_job`)."""
+    if not out.exists("job.json"):
+        out.write("job.json", (json.dumps(_job_record(settings), indent=1, sort_keys=True) + "\n").encode())
+
+
+def _check_job(out: Storage, settings: PipelineSettings) -> None:
     """Refuse to add to an output made from another input, in another layout, with other settings or (unless allowed)
-    on another device kind; write ``job.json`` for a new output (with ``write``)."""
+    on another device kind. A new output (no ``job.json``) passes."""
     fp = _job_record(settings)
     where = out.uri_of("job.json")
     if not out.exists("job.json"):
-        if write:
-            out.write("job.json", (json.dumps(fp, indent=1, sort_keys=True) + "\n").encode())
         return
     try:
         job = json.loads(out.read("job.json"))
@@ -311,22 +315,29 @@ def preflight(settings: PipelineSettings) -> None:
     Downscaler(replace(settings.downscale_settings(), device="cpu"))
     check_disjoint(settings.input, settings.output)
     check_input(settings.input, settings.storage)
-    _check_job(Storage(settings.output, settings.storage), settings, write=False)
+    _check_job(Storage(settings.output, settings.storage), settings)
 
 
 def run_pipeline(
-    settings: PipelineSettings, *, progress: bool | str = True, run_id: str | None = None, verbose: bool = False
+    settings: PipelineSettings,
+    *,
+    progress: bool | str = True,
+    run_id: str | None = None,
+    verbose: bool = False,
+    preflighted: bool = False,
 ) -> RunSummary:
     """Run (or resume) a job; returns its summary. Raises if the output storage fails.
 
     ``progress``: True / ``"auto"`` (a bar in a terminal, a line every ``settings.progress_interval`` seconds
     otherwise), ``"bar"``, ``"lines"``, or False. ``verbose``: Ray's worker logs and warnings reach the console.
+    ``preflighted``: the caller ran :func:`preflight` on these settings already (the CLI does, before it starts Ray).
     """
     import ray
 
-    preflight(settings)
+    if not preflighted:
+        preflight(settings)
     out = Storage(settings.output, settings.storage)
-    _check_job(out, settings)
+    _write_job(out, settings)
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     mode = "auto" if progress is True else ("off" if progress is False else str(progress))
     init_ray(settings, verbose=verbose)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..errors import SettingsError, StorageError
 from ..imageio import IMAGE_EXTENSIONS
 from ..storage import Storage, StorageOptions, open_uri, version_of
-from .keys import UnsafeKey, check_key, inside, is_list_file
+from .keys import UnsafeKey, check_key, input_root, inside, is_list_file
 
 __all__ = ["InputItem", "check_input", "list_inputs", "iter_inputs", "iter_tar_images", "is_image_name", "is_tar_name", "TAR_SUFFIXES"]
 
@@ -108,9 +108,7 @@ def check_input(uri: str, options: StorageOptions | None = None) -> None:
     """Refuse an input that does not exist (a folder, prefix, file or list file; a glob's folder), before anything
     runs: the listing itself runs in a Ray task, where the error would come back wrapped in Ray's traceback."""
     base = uri.rstrip("/") if "://" in uri else uri
-    if _GLOB_CHARS & set(base):
-        base = base[: min(base.index(c) for c in _GLOB_CHARS if c in base)].rsplit("/", 1)[0]
-    st = Storage(base, options or StorageOptions())
+    st = Storage(input_root(base) if _GLOB_CHARS & set(base) else base, options or StorageOptions())
     try:
         found = st.fs.exists(st.root)
     except Exception as exc:  # noqa: BLE001 - storage clients raise many types (no credentials, no endpoint)
@@ -120,8 +118,7 @@ def check_input(uri: str, options: StorageOptions | None = None) -> None:
 
 
 def _list_file_items(uri: str, base: str, opts: StorageOptions, output: str | None) -> Iterator[InputItem]:
-    parent = base.rsplit("/", 1)[0] if "/" in base else "."
-    st = Storage(parent, opts)
+    st = Storage(input_root(base), opts)
     try:
         lines = st.read(base.rsplit("/", 1)[-1]).decode().splitlines()
     except FileNotFoundError as exc:

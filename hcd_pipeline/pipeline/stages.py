@@ -126,7 +126,7 @@ def _tar_members(key: str, uri: str, version: str, options: StorageOptions, done
     member, and a second member of the same name are failed rows saying why (the first of a name is processed).
     A member that cannot be read (truncated data) is a failed row naming ``<shard>/<member>``; the members
     before it keep their rows. A damaged header ends the walk with one failed row for the rest of the shard.
-    ``done``: tokens ``key\0version`` of finished members (:func:`~.plan.done_tokens`); members carry the
+    ``done``: tokens ``key\0version`` of finished members (:func:`~.plan.done_keys`); members carry the
     shard's version, so a changed shard is redone whole.
     """
     last = None
