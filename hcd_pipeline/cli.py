@@ -139,7 +139,7 @@ _DEVICE = click.option("--device", default="cpu", show_default=True, help="torch
 
 def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = _DEVICE(fn)
-    fn = click.option("--weights", type=click.Path(dir_okay=False), help="IRN weights file (.safetensors or original .pth)")(fn)
+    fn = click.option("--weights", type=click.Path(dir_okay=False), help="weights file: ours (.safetensors) or an original IRN, EDSR or BasicSR-EDSR checkpoint")(fn)
     fn = click.option("--scale", type=int, help="scale factor; needed for scale-free models (bicubic)")(fn)
     fn = click.option("--model", default=None, help="model name (hcd models); default irn-x2 / irn-x4 by --scale, irn-x2 if neither")(fn)
     return fn
@@ -439,6 +439,10 @@ def eval_cmd(
 @click.option("--codec-clean", type=float, default=0.1, show_default=True, help="share of crops that skip the codec")
 @click.option("--val-quality", type=int, default=90, show_default=True, help="real-codec quality scored in validation (with --codec)")
 @click.option("--time-budget", type=float, default=0.0, help="seconds: fit the schedule to end within about this time (0: --steps)")
+@click.option("--family", type=click.Choice(["irn", "sr"]), default="irn", show_default=True,
+              help="irn: IRN; sr: bicubic down + EDSR up (--blocks / --width are EDSR's: 16 / 64 for EDSR-baseline)")  # fmt: skip
+@click.option("--export-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="storage type of the exported SR weights (computed in float32)")  # fmt: skip
 @_handle_errors
 def train(
     scale: str,
@@ -468,8 +472,11 @@ def train(
     codec_clean: float,
     val_quality: int,
     time_budget: float,
+    family: str,
+    export_dtype: str,
 ) -> None:
-    """Train an IRN with the original losses (or fine-tune one with a codec in the loop); rerun to resume."""
+    """Train an IRN or the SR pair's EDSR with their original losses (or fine-tune an IRN with a codec in the loop);
+    rerun to resume."""
     from .train import TrainConfig
     from .train import train as run_train
 
@@ -478,7 +485,7 @@ def train(
         scale=int(scale),
         data=data,
         val=val,
-        out=out or f"runs/irn-x{scale}",
+        out=out or f"runs/{'edsr' if family == 'sr' else 'irn'}-x{scale}",
         blocks=blocks,
         width=width,
         patch=patch,
@@ -503,6 +510,8 @@ def train(
         codec_clean=codec_clean,
         val_quality=val_quality,
         time_budget_s=time_budget,
+        family=family,
+        export_dtype=export_dtype,
     )
     path = run_train(cfg, progress=not _quiet(), command="hcd " + " ".join(sys.argv[1:]))
     click.echo(f"wrote {path}")
@@ -751,12 +760,12 @@ def export_cmd(checkpoint: str, dst: str, train_command: str, force: bool, base:
 @click.option("--force", is_flag=True, help="replace an existing weights file")
 @_handle_errors
 def convert(src: str, dst: str, force: bool) -> None:
-    """Convert an original IRN checkpoint (IRN_x2.pth / IRN_x4.pth) to .safetensors."""
-    from .models.weights import convert_checkpoint
+    """Convert an original checkpoint to .safetensors: IRN (IRN_x2.pth / IRN_x4.pth), EDSR (the original code's
+    edsr_baseline_x2.pt, ...) or BasicSR's EDSR (EDSR_Mx2_*.pth); the family is read from the tensors."""
+    from .models.convert import convert_weights
 
     _refuse_overwrite(dst, force)
-    cfg = convert_checkpoint(src, dst)
-    click.echo(f"{src} -> {dst} (IRN x{cfg.scale}, {cfg.blocks} blocks, width {cfg.width})")
+    click.echo(f"{src} -> {dst} ({convert_weights(src, dst)})")
 
 
 @main.command()

@@ -101,12 +101,14 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
     for path in paths:
         img = _modcrop(read_image(path), s)
         per_draw = []
+        fidelity: list[float] = []
         t0 = time.perf_counter()
         for ds in downscalers:
             out = ds.process(img)
             if out.optimised is None or out.plain is None:
                 raise ValueError(f"{path}: {img.width}x{img.height} is too small to score (SSIM needs 11 px after cropping)")
             per_draw.append((out.optimised, out.plain, out.sidecar["changed_values"]))
+            fidelity.append(float(out.sidecar["metrics"]["lr_vs_bicubic_psnr_y"]))  # type: ignore[index]
             losses = out.sidecar["losses"]
         row: dict[str, object] = {"image": path.name}
         for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"):
@@ -114,6 +116,7 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
         row["plain_psnr_y"] = statistics.fmean(p.psnr_y for _, p, _ in per_draw)
         row["gain_y"] = psnr_gain(float(row["psnr_y"]), float(row["plain_psnr_y"]))  # type: ignore[arg-type]
         row["changed_values"] = statistics.fmean(c for _, _, c in per_draw)  # type: ignore[misc]
+        row["lr_psnr_bicubic"] = statistics.fmean(fidelity)  # the stored LR against the bicubic thumbnail (Y, dB)
         row["seconds"] = (time.perf_counter() - t0) / len(downscalers)
         row["losses"] = losses  # per optimisation step, last draw
         rows.append(row)

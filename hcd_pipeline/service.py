@@ -38,7 +38,7 @@ from .hcd import (
 )
 from .imageio import DecodedImage
 from .jsonutil import json_float
-from .metrics import Scores, score_levels, to_uint8_levels
+from .metrics import Scores, psnr, rgb_to_y, score_levels, to_uint8_levels
 from .models.protocol import Rescaler
 from .models.registry import for_lr_format, load_model, model_fingerprint, resolve_name
 from .resize import imresize
@@ -550,9 +550,11 @@ class Downscaler:
             a = imresize(pad_symmetric(alpha.double(), s), 1.0 / s)
             lr_alpha = (torch.round(a.clamp(0, 1) * 255) / 255).float()
         plain_scores = opt_scores = None
+        lr_vs_bicubic = None
         if opt.plain_rec is not None and opt.rec is not None and hr_levels is not None:
             plain_scores = score_levels(hr_levels, opt.plain_rec, s)
             opt_scores = plain_scores if opt.rec is opt.plain_rec else score_levels(hr_levels, opt.rec, s)
+            lr_vs_bicubic = lr_fidelity(hr_levels, opt.lr, s)
         sidecar: dict[str, object] = {
             **self.describe(),
             "source": info.name,
@@ -576,6 +578,7 @@ class Downscaler:
             "metrics": {
                 "plain": _scores_json(plain_scores),
                 "optimised": _scores_json(opt_scores),
+                "lr_vs_bicubic_psnr_y": None if lr_vs_bicubic is None else json_float(lr_vs_bicubic),
             },
         }
         data = opt.lr_file or encode_lr(lr, lr_alpha, self.settings.lr_format, self.settings.lr_quality)
@@ -584,6 +587,16 @@ class Downscaler:
             lr=lr, lr_alpha=lr_alpha, data=data, ext=LR_EXTENSIONS[self.settings.lr_format], sidecar=sidecar, plain=plain_scores,
             optimised=opt_scores,
         )  # fmt: skip
+
+
+def lr_fidelity(hr_levels: torch.Tensor, lr_levels: torch.Tensor, scale: int) -> float:
+    """How far a stored LR is from the standard thumbnail: Y-PSNR (dB, no border crop) of ``lr_levels`` (uint8
+    (3, h, w)) against the MATLAB bicubic downscale of the source ``hr_levels`` (uint8 (C, H, W), padded to a multiple
+    of ``scale`` as the LR was), rounded to 8 bits. ``inf`` when the LR is that thumbnail."""
+    hr = hr_levels.double() / 255
+    hr = hr.expand(3, -1, -1) if hr.shape[0] == 1 else hr[:3]
+    bicubic = to_uint8_levels(imresize(pad_symmetric(hr, scale), 1.0 / scale))
+    return psnr(rgb_to_y(bicubic), rgb_to_y(lr_levels.double()))
 
 
 def _scores_json(sc: Scores | None) -> dict[str, float | str] | None:

@@ -1,7 +1,10 @@
-"""IRN training with the original losses, resumable at any step, optionally data-parallel.
+"""Training of the learned models with their original losses, resumable at any step, optionally data-parallel.
 
-Loss (IRN, ``shared/reference/published.md``), per image summed over pixels, averaged over the batch:
+``family = "irn"`` (IRN, ``shared/reference/published.md``), per image summed over pixels, averaged over the batch:
 ``lambda_fit * L2(LR, bicubic LR) + Charbonnier(HR, upscale(round(LR), z ~ N(0, 1))) + sum(z^2)``.
+``family = "sr"`` (the SR pair, EDSR's loss): mean ``L1(HR, upscale(round(bicubic LR)))``: the network learns to
+upscale the 8-bit thumbnail a standard bicubic downscale stores; ``blocks`` / ``width`` are EDSR's residual blocks and
+channels (EDSR-baseline: 16, 64).
 
 Codec-robust models (``codec = "jpeg"``): the reconstruction term decodes what a JPEG of the rounded LR would
 give (:func:`~hcd_pipeline.codec_sim.jpeg_sim`, one quality per crop drawn from ``codec_q_min..codec_q_max``;
@@ -38,11 +41,18 @@ from .device import device_mode
 from .errors import SettingsError
 from .imageio import atomic_write_bytes, list_images, read_image
 from .metrics import score_pair
+from .models.edsr import EDSRConfig, SRRescaler
+from .models.edsr_weights import save_edsr
 from .models.irn import IRN, IRNConfig, quantize_ste
 from .models.weights import load_irn, save_weights
 from .resize import imresize
 
-__all__ = ["TrainConfig", "train", "load_training_images", "validate", "export_checkpoint"]
+__all__ = ["FAMILIES", "TrainConfig", "train", "load_training_images", "validate", "export_checkpoint", "build_model"]
+
+FAMILIES = ("irn", "sr")
+"""Model families ``hcd train`` trains: IRN, and the SR pair (bicubic down, EDSR up)."""
+
+Model = IRN | SRRescaler
 
 
 @dataclass(frozen=True)
@@ -82,13 +92,17 @@ class TrainConfig:
     codec_clean: float = 0.1  # share of crops that skip the codec
     val_quality: int = 90  # quality of the real codec in validation (with a codec)
     time_budget_s: float = 0.0  # > 0: end (and export) after about this many seconds; the schedule is fitted to it
+    family: str = "irn"  # "irn" or "sr" (bicubic down + EDSR up; blocks / width are EDSR's)
+    export_dtype: str = "float32"  # how the exported SR weights are stored ("float16" halves the file)
 
     def fit_weight(self) -> float:
         if self.lambda_fit is not None:
             return self.lambda_fit
         return 4.0 if self.scale == 2 else 16.0
 
-    def model_config(self) -> IRNConfig:
+    def model_config(self) -> IRNConfig | EDSRConfig:
+        if self.family == "sr":
+            return EDSRConfig(scale=self.scale, blocks=self.blocks, width=self.width)
         return IRNConfig(
             scale=self.scale,
             blocks=self.blocks,
@@ -100,6 +114,12 @@ class TrainConfig:
 
     def check(self) -> None:
         """Refuse settings that cannot train (clear errors before any work)."""
+        if self.family not in FAMILIES:
+            raise SettingsError(f"training family {self.family!r}: expected one of {FAMILIES}")
+        if self.family == "sr" and (self.codec != "none" or self.restore_blocks):
+            raise SettingsError("the SR family trains without a codec or an LR restorer (--codec none, --restore-blocks 0)")
+        if self.export_dtype not in ("float32", "float16"):
+            raise SettingsError(f"export dtype {self.export_dtype!r}: expected float32 or float16")
         if self.codec not in SIMULATED_CODECS:
             raise SettingsError(f"training codec {self.codec!r}: expected one of {SIMULATED_CODECS}")
         if not 1 <= self.codec_q_min <= self.codec_q_max <= 100:
@@ -151,6 +171,20 @@ def codec_batch(lr: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tup
     return torch.where(coded[:, None, None, None], jpeg_sim(lr, qualities), lr), coded
 
 
+def build_model(cfg: TrainConfig) -> Model:
+    """A freshly initialised model of ``cfg``'s family (initialisation draws from the global generator)."""
+    config = cfg.model_config()
+    return SRRescaler(config) if isinstance(config, EDSRConfig) else IRN(config)
+
+
+def sr_loss(model: SRRescaler, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """EDSR's objective for a batch ``hr`` (B, 3, P, P) in [0, 1]: mean L1 between ``hr`` and the upscale of its
+    bicubic LR rounded to 8 bits (what a stored thumbnail holds)."""
+    lr = (torch.round(imresize(hr, 1.0 / model.scale).clamp(0, 1) * 255) / 255).detach()
+    l_rec = (model.upscale(lr) - hr).abs().mean()
+    return l_rec, {"rec": l_rec.item()}
+
+
 def irn_loss(
     model: IRN,
     hr: torch.Tensor,
@@ -180,10 +214,13 @@ def irn_loss(
 
 
 @torch.no_grad()
-def validate(model: IRN, images: list[torch.Tensor], seed: int = 0, jpeg_quality: int | None = None) -> dict[str, float]:
+def validate(model: Model, images: list[torch.Tensor], seed: int = 0, jpeg_quality: int | None = None) -> dict[str, float]:
     """Mean Y-PSNR / SSIM on ``images`` (uint8 (3, H, W)) with z = 0 and with one z draw; with ``jpeg_quality``
     also ``psnr_jpeg`` (z = 0, the LR through the real codec at that quality) and ``lr_psnr_bicubic``
-    (Y-PSNR of the LR against the bicubic LR: how natural the stored image stays)."""
+    (Y-PSNR of the LR against the bicubic LR: how natural the stored image stays). A model without a latent (the
+    SR pair) has only ``psnr_z0`` / ``ssim_z0``."""
+    if isinstance(model, SRRescaler):
+        return _validate_sr(model, images)
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
@@ -212,6 +249,22 @@ def validate(model: IRN, images: list[torch.Tensor], seed: int = 0, jpeg_quality
     return {k: sum(v) / len(v) for k, v in res.items()}
 
 
+def _validate_sr(model: SRRescaler, images: list[torch.Tensor]) -> dict[str, float]:
+    model.eval()
+    dev = next(model.parameters()).device
+    s = model.scale
+    psnrs, ssims = [], []
+    for img in images:
+        h, w = img.shape[-2:]
+        hr = (img[:, : h - h % s, : w - w % s].float() / 255).unsqueeze(0).to(dev)
+        lr = quantize_ste(model.downscale(hr)[0].clamp(0, 1))
+        sc = score_pair(hr[0].cpu(), model.upscale(lr).clamp(0, 1)[0].cpu(), s)
+        psnrs.append(sc.psnr_y)
+        ssims.append(sc.ssim_y)
+    model.train()
+    return {"psnr_z0": sum(psnrs) / len(psnrs), "ssim_z0": sum(ssims) / len(ssims)}
+
+
 def _lr_at(cfg: TrainConfig, step: int, total: int | None = None) -> float:
     """Linear warm-up, then cosine decay from ``lr`` to ``lr_min`` at ``total`` (default ``cfg.steps``)."""
     total = cfg.steps if total is None else total
@@ -221,14 +274,23 @@ def _lr_at(cfg: TrainConfig, step: int, total: int | None = None) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def init_from(model: IRN, source: str) -> set[str]:
+def init_from(model: Model, source: str) -> set[str]:
     """Copy the weights of ``source`` (a model name of the table, or a weights file) into ``model``.
 
-    The chain (scale, blocks, width) must match; a restorer that ``source`` lacks stays new. Returns the names of
-    the parameters that were loaded (they train at ``init_lr_scale`` times the learning rate)."""
-    from .models.registry import weights_file
+    IRN: the chain (scale, blocks, width) must match; a restorer that ``source`` lacks stays new. SR pair: blocks and
+    width must match, the scale may differ (a x2 network starts a x4 run; the upsampler of another scale stays new).
+    Returns the names of the parameters that were loaded (they train at ``init_lr_scale`` times the learning rate)."""
+    from .models.registry import load_weights_file, weights_file
 
     path = weights_file(source) or Path(source)  # a model without weights fails below as a missing file, naming it
+    if isinstance(model, SRRescaler):
+        other = load_weights_file(path)
+        if not isinstance(other, SRRescaler) or (other.config.blocks, other.config.width) != (model.config.blocks, model.config.width):
+            raise SettingsError(f"{path}: init weights are not an EDSR of blocks={model.config.blocks} width={model.config.width}")
+        own_sd = model.state_dict()
+        got = {k: v for k, v in other.state_dict().items() if k in own_sd and own_sd[k].shape == v.shape}
+        model.load_state_dict(got, strict=False)
+        return {k for k in got if "_mean." not in k}
     src = load_irn(path, model.scale)
     mine, theirs = model.config, src.config
     if (mine.blocks, mine.width, mine.clamp, mine.channels) != (theirs.blocks, theirs.width, theirs.clamp, theirs.channels):
@@ -279,7 +341,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
     # and seed it from the run seed so every rank starts from the same weights.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = IRN(cfg.model_config())
+        model = build_model(cfg)
     loaded = init_from(model, cfg.init) if cfg.init else set()
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -328,7 +390,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
                 group["lr"] = _lr_at(cfg, step, total) * group.get("scale", 1.0)
             hr = sample_batch(images, cfg.patch, cfg.batch, gen).to(device)
 
-            loss, parts = irn_loss(model, hr, fit_w, cfg.lambda_ce, gen, cfg.z_train, cfg)
+            if isinstance(model, SRRescaler):
+                loss, parts = sr_loss(model, hr)
+            else:
+                loss, parts = irn_loss(model, hr, fit_w, cfg.lambda_ce, gen, cfg.z_train, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if distributed:
@@ -388,13 +453,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
     bar.close()
     if log is not None:
         log.close()
-    final = out / f"irn-x{cfg.scale}.safetensors"
+    final = out / f"{'edsr' if cfg.family == 'sr' else 'irn'}-x{cfg.scale}.safetensors"
     if rank == 0:
-        save_weights(
-            model,
-            final,
-            provenance={"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(asdict(cfg))},
-        )
+        provenance = {"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(asdict(cfg))}
+        _save(model, final, provenance, cfg.export_dtype)
     if distributed:
         # Record a hash of each rank's parameters: identical hashes show the ranks stayed in sync.
         digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
@@ -404,30 +466,42 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
     return final
 
 
-def export_checkpoint(checkpoint: str | Path, dest: str | Path, command: str = "", *, base: str | Path | None = None) -> int:
+def _save(model: Model, path: str | Path, provenance: dict[str, str], dtype: str = "float32", base: str | Path | None = None) -> None:
+    if isinstance(model, SRRescaler):
+        if base is not None:
+            raise SettingsError("--base applies to IRN weights only")
+        save_edsr(model, path, provenance, dtype=getattr(torch, dtype))
+    else:
+        save_weights(model, path, provenance=provenance, base=base)
+
+
+def export_checkpoint(
+    checkpoint: str | Path, dest: str | Path, command: str = "", *, base: str | Path | None = None, dtype: str | None = None
+) -> int:
     """Write the weights of a training checkpoint (or of a ``.safetensors`` file, e.g. one a GPU run exported) as
-    ``.safetensors``; with ``base``, only the tensors that differ from that file (see ``save_weights``).
+    ``.safetensors``; with ``base``, only the tensors that differ from that file (IRN, see ``save_weights``);
+    ``dtype`` (SR pair): float32 or float16, default the run's ``export_dtype``.
 
     Returns the step the checkpoint was taken at (for a weights file: its provenance's ``steps``, else 0).
     """
     if Path(checkpoint).suffix == ".safetensors":
-        from .models.weights import read_weights
+        from .models.edsr_weights import FORMAT as EDSR_FORMAT
+        from .models.registry import load_weights_file, safetensors_header
 
-        _, _, provenance = read_weights(checkpoint)
-        model = load_irn(checkpoint)
+        meta = safetensors_header(checkpoint)
+        provenance = json.loads(meta.get("provenance", "{}"))
+        model = load_weights_file(checkpoint)
         if command:
             provenance = {**provenance, "export_command": command}
-        save_weights(model, dest, provenance=provenance, base=base)
+        stored = meta.get("dtype", "float32") if meta.get("format") == EDSR_FORMAT else "float32"
+        _save(model, dest, provenance, dtype or stored, base)
         return int(provenance.get("steps", 0) or 0)
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig(**ck["config"])
-    model = IRN(cfg.model_config())
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(cfg)
     model.load_state_dict(ck["model"])
     step = int(ck["step"])
-    save_weights(
-        model,
-        dest,
-        provenance={"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(ck["config"])},
-        base=base,
-    )
+    provenance = {"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(ck["config"])}
+    _save(model, dest, provenance, dtype or cfg.export_dtype, base)
     return step

@@ -23,8 +23,11 @@ import torch
 
 from ..errors import SettingsError, WeightsError
 from .bicubic import BicubicRescaler
+from .edsr_weights import FORMAT as EDSR_FORMAT
+from .edsr_weights import edsr_from_state_dict, is_edsr_state_dict, load_edsr
 from .protocol import Rescaler
-from .weights import file_sha256, load_irn
+from .weights import FORMAT as IRN_FORMAT
+from .weights import file_sha256, load_irn, load_original_checkpoint, read_state_dict
 
 __all__ = [
     "ModelSpec",
@@ -38,6 +41,8 @@ __all__ = [
     "model_fingerprint",
     "weights_path",
     "weights_file",
+    "load_weights_file",
+    "safetensors_header",
 ]
 
 RESTORED_FORMATS = ("jpeg",)
@@ -50,7 +55,8 @@ class ModelSpec:
 
     Attributes:
         name: what users type (``--model``).
-        kind: ``"irn"`` (weights file) or ``"bicubic"`` (no weights, any integer scale).
+        kind: ``"irn"`` (IRN weights), ``"sr"`` (bicubic down + EDSR up, EDSR weights) or ``"bicubic"`` (no weights,
+            any integer scale).
         scale: fixed scale of the weights, or None for scale-free models.
         weights: file name under ``hcd_pipeline/weights/``, or None.
         description: one line for ``hcd models``.
@@ -133,6 +139,45 @@ def model_fingerprint(name: str, weights: str | Path | None = None) -> str:
     return file_sha256(weights_path(spec))
 
 
+def safetensors_header(path: str | Path) -> dict[str, str]:
+    """The metadata of a ``.safetensors`` file (``format``, ``config``, ``provenance``, ...)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable .safetensors file ({exc})") from exc
+
+
+def load_weights_file(path: str | Path, scale: int | None = None) -> torch.nn.Module:
+    """Load a weights file of any supported family, strictly, by its content (not its name).
+
+    ``.safetensors``: ours, IRN (``hcd_pipeline.irn/1``) or EDSR (``hcd_pipeline.edsr/1``) by the header's format.
+    Anything else is read as a PyTorch checkpoint: the original IRN's (Haar levels), the original EDSR code's
+    (``head.0``, ``body.K.body.N``, ``tail``) or BasicSR's (``conv_first``, ``conv_after_body``, ``upsample``).
+    ``scale`` (if given) must equal the file's. Raises :class:`WeightsError` naming the file otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: weights file not found")
+    if p.suffix == ".safetensors":
+        fmt = safetensors_header(p).get("format")
+        if fmt == EDSR_FORMAT:
+            return load_edsr(p, scale)
+        if fmt != IRN_FORMAT:
+            raise WeightsError(f"{p}: header format is {fmt!r}, expected {IRN_FORMAT!r} or {EDSR_FORMAT!r}")
+        return load_irn(p, scale)
+    sd = read_state_dict(p)
+    if is_edsr_state_dict(sd):
+        return edsr_from_state_dict(sd, str(p), scale)
+    if any(k.endswith("haar_weights") for k in sd):
+        return load_original_checkpoint(p, scale)
+    raise WeightsError(
+        f"{p}: tensors are neither IRN's (operations.K.haar_weights, ...) nor EDSR's (head.0.weight or conv_first.weight, "
+        f"...); found e.g. {sorted(sd)[:3]}"
+    )
+
+
 def for_lr_format(model: Rescaler, lr_format: str) -> Rescaler:
     """The model that upscales an LR stored as ``lr_format``: a codec-robust model (one with an LR restorer) uses
     its restorer only for the formats of :data:`RESTORED_FORMATS`, and is the plain chain for PNG (and WebP, which
@@ -179,19 +224,20 @@ def load_model(
     weights: str | Path | None = None,
     device: str | torch.device = "cpu",
 ) -> Rescaler:
-    """Load a model by table name, or IRN weights from a file.
+    """Load a model by table name, or from a weights file of any supported family.
 
     Args:
         name: a key of :data:`MODELS`; None picks the default model for ``scale`` (``irn-x2`` without one).
         scale: required for scale-free models (``bicubic``); checked against fixed-scale models.
-        weights: a ``.safetensors`` (ours) or ``.pth`` (original IRN) file; overrides the table's.
+        weights: a ``.safetensors`` (ours) or a PyTorch checkpoint (original IRN or EDSR, BasicSR's EDSR); overrides
+            the table's (see :func:`load_weights_file`).
         device: where to put the model (``"auto"``: CUDA if visible; see :func:`~hcd_pipeline.device.resolve_device`).
 
     Returns:
         A frozen (``requires_grad = False``) model in eval mode that follows :class:`Rescaler`.
     """
     if weights is not None:
-        model: torch.nn.Module = load_irn(weights, scale)
+        model: torch.nn.Module = load_weights_file(weights, scale)
     else:
         name = resolve_name(name, scale)
         spec = MODELS.get(name)
@@ -207,7 +253,7 @@ def load_model(
             path = weights_path(spec)
             if not path.is_file():
                 raise WeightsError(f"{path}: shipped weights for {name!r} are missing from the installation")
-            model = load_irn(path, spec.scale)
+            model = load_edsr(path, spec.scale) if spec.kind == "sr" else load_irn(path, spec.scale)
     from ..device import resolve_device
 
     for p in model.parameters():

@@ -36,6 +36,7 @@ __all__ = [
     "read_weights",
     "load_irn",
     "load_original_checkpoint",
+    "read_state_dict",
     "convert_checkpoint",
     "file_sha256",
 ]
@@ -128,7 +129,20 @@ def _unwrap(obj: object, name: str) -> dict[str, torch.Tensor]:
                 return _unwrap(obj[key], name)
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return {re.sub(r"^module\.", "", k): v for k, v in obj.items()}
-    raise WeightsError(f"{name}: expected an IRN state_dict (tensors named operations.K...), found {type(obj).__name__}")
+    raise WeightsError(f"{name}: expected a state_dict (a dict of tensors), found {type(obj).__name__}")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a PyTorch checkpoint (tensors only: ``weights_only`` loading), unwrapped from the usual
+    wrappers (``state_dict``, ``params``, ``params_ema``, ...) and without a ``module.`` prefix."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: checkpoint file not found")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(f"{p}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from exc
+    return _unwrap(obj, str(p))
 
 
 def load_original_checkpoint(path: str | Path, scale: int | None = None) -> IRN:
@@ -138,13 +152,7 @@ def load_original_checkpoint(path: str | Path, scale: int | None = None) -> IRN:
     agree (a x4 file asked for as x2 is refused).
     """
     p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"{p}: checkpoint file not found")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise WeightsError(f"{p}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from exc
-    sd = _unwrap(obj, str(p))
+    sd = read_state_dict(p)
     levels = sum(1 for k in sd if k.endswith("haar_weights"))
     if levels == 0:
         raise WeightsError(f"{p}: no Haar levels found; not an IRN checkpoint")

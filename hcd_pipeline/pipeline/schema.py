@@ -36,11 +36,11 @@ SETTINGS_TYPE = pa.struct([pa.field(f.name, _ARROW[get_type_hints(HCDSettings)[f
 """The ``settings`` column: :class:`~hcd_pipeline.hcd.HCDSettings` as a struct, one field per setting, so that
 queries filter on them (``settings.lr_steps``) without parsing ``settings_json``."""
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 """Written into every Parquet file's metadata (``hcd_pipeline.schema``); 1 = files without the key. 2 added
 ``kept``, 3 added ``device``, ``settings``, ``lr_format``, ``lr_quality`` and ``lr_bytes``, 4 added
 ``source_version``, ``source_bytes`` and ``source_sha256`` (output layout 2: tar member keys keep the shard's
-``.tar``)."""
+``.tar``), 5 added ``lr_psnr_bicubic``."""
 SCHEMA_METADATA = {"hcd_pipeline.schema": SCHEMA_VERSION}
 """The file metadata that stamps :data:`SCHEMA_VERSION`."""
 
@@ -80,6 +80,7 @@ METRICS_SCHEMA = pa.schema(
         pa.field("psnr_rgb", pa.float64()),
         pa.field("ssim_rgb", pa.float64()),
         pa.field("gain_y", pa.float64()),  # psnr_y - plain_psnr_y (dB)
+        pa.field("lr_psnr_bicubic", pa.float64()),  # Y-PSNR of the stored LR against the bicubic downscale; schema 5
         pa.field("changed_values", pa.int64()),  # LR values that differ from the plain LR
         pa.field("kept", pa.string()),  # "optimised", or "plain" when no iterate beat plain (no-harm rule); schema 2
         pa.field("device", pa.string()),  # "cpu" or "cuda:<GPU name>" of the model call; schema 3

@@ -347,6 +347,8 @@ def row_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:
         res.update({f"plain_{k}": float(plain[k]) for k in names})
         res.update({k: float(opt[k]) for k in names})
         res["gain_y"] = psnr_gain(res["psnr_y"], res["plain_psnr_y"])
+    if m.get("lr_vs_bicubic_psnr_y") is not None:
+        res["lr_psnr_bicubic"] = float(m["lr_vs_bicubic_psnr_y"])
     return res
 
 
