@@ -139,7 +139,7 @@ _DEVICE = click.option("--device", default="cpu", show_default=True, help="torch
 
 def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = _DEVICE(fn)
-    fn = click.option("--weights", type=click.Path(dir_okay=False), help="weights file: ours (.safetensors) or an original IRN, EDSR or BasicSR-EDSR checkpoint")(fn)
+    fn = click.option("--weights", type=click.Path(dir_okay=False), help=WEIGHTS_HELP)(fn)
     fn = click.option("--scale", type=int, help="scale factor; needed for scale-free models (bicubic)")(fn)
     fn = click.option("--model", default=None, help="model name (hcd models); default irn-x2 / irn-x4 by --scale, irn-x2 if neither")(fn)
     return fn
@@ -200,6 +200,7 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+WEIGHTS_HELP = "weights file: ours (.safetensors) or an original IRN, EDSR or BasicSR-EDSR checkpoint"
 _SET_HELP = "override one HCD setting of the preset (repeatable), e.g. --set judge=rgb --set lr_steps=10"
 
 

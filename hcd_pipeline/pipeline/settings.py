@@ -86,7 +86,7 @@ class PipelineSettings:
     output: str = _f(None, "output folder or s3:// prefix", spec="required", cli=False)
     model: str | None = _f(None, "model name (hcd models); default irn-x2 / irn-x4 by scale", fp="always")
     scale: int | None = _f(None, "scale factor; needed for scale-free models (bicubic)", fp="always")
-    weights: str | None = _f(None, "weights file instead of a named model (ours, or an original IRN / EDSR / BasicSR-EDSR checkpoint)", fp="always")
+    weights: str | None = _f(None, "weights file instead of a named model (ours, original IRN / EDSR, BasicSR EDSR)", fp="always")
     method: str = _f("hcd", "plain, lr, hr or hcd", choices=METHODS, fp="always")
     preset: str = _f(DEFAULT_PRESET, "HCD preset", choices=tuple(sorted(PRESETS)))
     overrides: dict[str, Any] = _f(dict, "HCD settings that differ from the preset (hcd run: --set KEY=VALUE)", cli=False)
