@@ -28,7 +28,9 @@ from .storage import Storage, StorageOptions, open_uri
 
 __all__ = ["load_tables", "build_report", "format_text", "render_html", "stored_label", "STAT_COLUMNS", "REPORT_COLUMNS"]
 
-STAT_COLUMNS = ("psnr_y", "plain_psnr_y", "gain_y", "ssim_y", "plain_ssim_y", "seconds")
+STAT_COLUMNS = ("psnr_y", "plain_psnr_y", "gain_y", "ssim_y", "plain_ssim_y", "seconds", "lr_psnr_bicubic")
+"""Per-group statistics; ``lr_psnr_bicubic`` is the stored LR's Y-PSNR against the bicubic thumbnail (``inf``, left
+out of the statistics and counted in ``n_inf``, when the LR is that thumbnail)."""
 
 
 # What a report reads: a projection, so that tables of millions of rows load only these columns.
@@ -166,9 +168,10 @@ def format_text(report: dict[str, Any]) -> str:
     lines = [f"images {c['images']}: {c['done']} done, {c['failed']} failed"]
     lines += [f"  failed ({reason}): {n}" for reason, n in sorted(c["failed_by_reason"].items())]
     head = f"{'model':19s} {'x':>2s} {'method':7s} {'preset':9s} {'stored':8s} {'n':>5s}  {'stat':6s} "
-    head += f"{'PSNR-Y':>8s} {'plain':>8s} {'gain':>7s} {'SSIM-Y':>7s} {'s/img':>7s} {'bits/px':>7s}"
+    head += f"{'PSNR-Y':>8s} {'plain':>8s} {'gain':>7s} {'SSIM-Y':>7s} {'s/img':>7s} {'bits/px':>7s} {'LR/bic':>7s}"
     lines.append(head)
-    cols = (("psnr_y", 8, 3), ("plain_psnr_y", 8, 3), ("gain_y", 7, 3), ("ssim_y", 7, 4), ("seconds", 7, 2), ("bits_per_px", 7, 3))
+    cols = (("psnr_y", 8, 3), ("plain_psnr_y", 8, 3), ("gain_y", 7, 3), ("ssim_y", 7, 4), ("seconds", 7, 2), ("bits_per_px", 7, 3),
+            ("lr_psnr_bicubic", 7, 2))  # fmt: skip
     for g in report["groups"]:
         for stat in ("mean", "median", "p5", "p95"):
             # a statistic a group lacks (no finite values, or a column older files lack) prints as "-"
@@ -243,7 +246,7 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
             "<td>"
             + " / ".join(f"{v:.3f}" if (v := g.get(col, {}).get(st)) is not None else "-" for st in ("mean", "median", "p5", "p95"))
             + "</td>"
-            for col in ("psnr_y", "gain_y", "ssim_y", "seconds", "bits_per_px")
+            for col in ("psnr_y", "gain_y", "ssim_y", "seconds", "bits_per_px", "lr_psnr_bicubic")
         )
         + "</tr>"
         for g in report["groups"]
@@ -298,7 +301,9 @@ figure{{display:inline-block;margin:6px;text-align:center;font-size:12px;vertica
 <p>{c["images"]} images: {c["done"]} done, {c["failed"]} failed (by reason: {reasons}).</p>
 <h2>Per model, scale, method and stored format</h2><p>cells: mean / median / 5th / 95th percentile</p>
 <table><tr><th>model</th><th>scale</th><th>method</th><th>preset</th><th>stored as</th><th>n</th><th>Y-PSNR (dB)</th>
-<th>gain over plain (dB)</th><th>SSIM-Y</th><th>seconds/image</th><th>bits per HR pixel</th></tr>{group_rows}</table>
+<th>gain over plain (dB)</th><th>SSIM-Y</th><th>seconds/image</th><th>bits per HR pixel</th>
+<th title="Y-PSNR of the stored LR against the MATLAB bicubic downscale; - when it is that thumbnail">LR vs bicubic (dB)</th></tr>
+{group_rows}</table>
 <h2>Gain over plain downscaling</h2><p>One bar per gain interval; the dashed line is no gain. Perfect reconstructions
 (infinite PSNR) are counted in the table's n, not plotted.{sample}</p>{hist}
 <h2>Plain vs HCD, per image</h2><p>Points above the dashed line gained; hover for the image.{sample}</p>{plot}

@@ -593,9 +593,9 @@ def lr_fidelity(hr_levels: torch.Tensor, lr_levels: torch.Tensor, scale: int) ->
     """How far a stored LR is from the standard thumbnail: Y-PSNR (dB, no border crop) of ``lr_levels`` (uint8
     (3, h, w)) against the MATLAB bicubic downscale of the source ``hr_levels`` (uint8 (C, H, W), padded to a multiple
     of ``scale`` as the LR was), rounded to 8 bits. ``inf`` when the LR is that thumbnail."""
-    hr = hr_levels.double() / 255
+    hr = hr_levels.float() / 255  # float32 as the models downscale, so that a plain bicubic LR scores inf
     hr = hr.expand(3, -1, -1) if hr.shape[0] == 1 else hr[:3]
-    bicubic = to_uint8_levels(imresize(pad_symmetric(hr, scale), 1.0 / scale))
+    bicubic = torch.round(imresize(pad_symmetric(hr, scale), 1.0 / scale).clamp(0, 1) * 255).double()  # as HCD rounds
     return psnr(rgb_to_y(bicubic), rgb_to_y(lr_levels.double()))
 
 

@@ -170,3 +170,16 @@ def test_sr_training_runs_resumes_and_exports(tmp_path):
     x4 = build_model(TrainConfig(family="sr", scale=4, blocks=1, width=8))
     taken = init_from(x4, str(path))
     assert {"net.head.0.weight", "net.tail.0.0.weight"} <= taken and not any(k.startswith("net.tail.0.2.") for k in taken)
+
+
+def test_lr_fidelity_is_inf_for_the_bicubic_thumbnail_and_reaches_the_rows():
+    from hcd_pipeline import Downscaler, DownscaleSettings, read_image
+    from hcd_pipeline.pipeline.stages import row_metrics
+
+    img = read_image(SAMPLES / "coffee_crop.png")
+    plain = Downscaler(DownscaleSettings(model="bicubic", scale=2, method="plain")).process(img)
+    assert plain.sidecar["metrics"]["lr_vs_bicubic_psnr_y"] == "inf"
+    assert row_metrics(plain.sidecar)["lr_psnr_bicubic"] == float("inf")
+    irn = Downscaler(DownscaleSettings(model="tiny-irn-x2", method="plain")).process(img)
+    fid = float(irn.sidecar["metrics"]["lr_vs_bicubic_psnr_y"])
+    assert 20 < fid < 60 and row_metrics(irn.sidecar)["lr_psnr_bicubic"] == fid  # IRN's LR is not the thumbnail
