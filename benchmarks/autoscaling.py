@@ -100,6 +100,7 @@ def max_concurrent(spans: list[tuple[float, float]]) -> int:
 
 
 def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_steps: int = 20, max_nodes: int | None = None,
+            hold: float = 0.0,
             release_wait: float = 120.0, run_timeout: float = 900.0) -> dict[str, Any]:  # fmt: skip
     """Run the pipeline on a fake autoscaling cluster and return the timeline and the checks (see the module doc)."""
     import pyarrow.parquet as pq
@@ -116,7 +117,7 @@ def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_s
     spec.write_text(
         f"name: autoscale\ninput: {inp}\noutput: {out}\nmodel: tiny-irn-x2\nmethod: hcd\noverrides: {{lr_steps: {lr_steps}}}\n"
         f"actors: {{min: 1, max: {max_actors}}}\nresources: {{num_gpus: 1, threads: 1}}\nbatch_size: 1\n"
-        f"simulated_gpus: true\naddress: {cluster.address}\nprogress_interval: 5\n"
+        f"simulated_gpus: true\naddress: {cluster.address}\nprogress_interval: 5\n" + (f"simulated_image_seconds: {hold}\n" if hold else "")
     )
     cluster.start(workdir)
     timeline: list[dict[str, Any]] = []
@@ -166,6 +167,7 @@ def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_s
             "simulated_gpus": True,
             "model": "tiny-irn-x2",
             "lr_steps": lr_steps,
+            "simulated_image_seconds": hold,
             "image_side": side,
             "batch_size": 1,
         },  # fmt: skip
@@ -212,6 +214,7 @@ def main() -> None:
     ap.add_argument("--max-actors", type=int, default=4)
     ap.add_argument("--side", type=int, default=48, help="image side in pixels")
     ap.add_argument("--lr-steps", type=int, default=20, help="HCD LR-domain steps (the work per image)")
+    ap.add_argument("--hold", type=float, default=0.0, help="simulated_image_seconds: least seconds per image on an actor")
     ap.add_argument("--out", default="docs/eval/autoscaling.json")
     ap.add_argument("--chart", default="docs/autoscaling.svg", help="the timeline as an SVG chart")
     ap.add_argument("--render-only", action="store_true", help="redraw the chart from --out")
@@ -220,7 +223,7 @@ def main() -> None:
         Path(args.chart).write_text(chart(json.loads(Path(args.out).read_text())))
         return
     with tempfile.TemporaryDirectory(prefix="hcd-autoscale-") as tmp:
-        res = measure(Path(tmp), images=args.images, max_actors=args.max_actors, side=args.side, lr_steps=args.lr_steps)
+        res = measure(Path(tmp), images=args.images, max_actors=args.max_actors, side=args.side, lr_steps=args.lr_steps, hold=args.hold)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
     Path(args.chart).write_text(chart(res))

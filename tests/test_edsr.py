@@ -183,3 +183,37 @@ def test_lr_fidelity_is_inf_for_the_bicubic_thumbnail_and_reaches_the_rows():
     irn = Downscaler(DownscaleSettings(model="tiny-irn-x2", method="plain")).process(img)
     fid = float(irn.sidecar["metrics"]["lr_vs_bicubic_psnr_y"])
     assert 20 < fid < 60 and row_metrics(irn.sidecar)["lr_psnr_bicubic"] == fid  # IRN's LR is not the thumbnail
+
+
+@pytest.mark.parametrize("name", ["edsr-x2", "edsr-x4"])
+def test_shipped_sr_model_in_the_original_layout_gives_the_same_outputs(tmp_path, name):
+    shipped = load_model(name)
+    assert isinstance(shipped, SRRescaler) and shipped.config == EDSRConfig(scale=int(name[-1]), blocks=16, width=64)
+    torch.save(to_original_state_dict(shipped), tmp_path / f"edsr_baseline_x{name[-1]}.pt")
+    again = load_model(weights=tmp_path / f"edsr_baseline_x{name[-1]}.pt")
+    lr = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(again.upscale(lr), shipped.upscale(lr))
+
+
+def test_pipeline_with_a_users_sr_checkpoint_matches_the_cli(ray_local, small_images, tmp_path):
+    from hcd_pipeline.pipeline import PipelineSettings, read_metrics, run_pipeline
+
+    ckpt = tmp_path / "edsr_baseline_x2.pt"
+    torch.save(to_original_state_dict(_random_sr(EDSRConfig(scale=2, blocks=1, width=8))), ckpt)
+    out = tmp_path / "out"
+    settings = PipelineSettings(
+        input=str(small_images), output=str(out), weights=str(ckpt), scale=2, overrides={"lr_steps": 3, "hr_steps": 1}
+    )
+    summary = run_pipeline(settings, progress=False)
+    assert (summary.done, summary.failed) == (4, 0)
+    table = read_metrics(str(out))
+    rows = {r["key"]: r for r in table.to_pylist()}
+    assert all(r["lr_psnr_bicubic"] is not None and r["gain_y"] >= 0 for r in rows.values())
+    # The plain LR of the SR pair is the bicubic thumbnail: rows kept plain score inf, the others finite.
+    assert all((r["lr_psnr_bicubic"] == float("inf")) == (r["kept"] == "plain") for r in rows.values())
+    cli = tmp_path / "cli"
+    subprocess.run([sys.executable, "-m", "hcd_pipeline.cli", "downscale", str(small_images / "a.png"), "-o", str(cli),
+                    "--weights", str(ckpt), "--scale", "2", "--set", "lr_steps=3", "--set", "hr_steps=1"],
+                   check=True, capture_output=True)  # fmt: skip
+    assert (cli / "a.png").read_bytes() == (out / "lr" / "a.png.png").read_bytes()

@@ -9,6 +9,8 @@ LR tied to bicubic (``--lambda-fit`` 8x its default): their own LRs differ, reco
 from PNG (``docs/training.md``), so they are for archives that store the LR as JPEG. ``irn-x2-jpeg-joint-v2`` /
 ``irn-x4-jpeg-joint-v2`` are the same recipes trained 3-4x longer (session 8): new names, because an LR must be
 upscaled by the weights that made it (sidecars pin their fingerprint), so existing joint archives keep theirs.
+``edsr-x2`` / ``edsr-x4`` are the SR pair (:mod:`.edsr`): the standard bicubic thumbnail, upscaled by an
+EDSR-baseline network trained here; HCD optimises the thumbnail for that network (weights stored as float16).
 ``tiny-irn-x2`` / ``tiny-irn-x4`` are test-sized models (one block per level,
 width 8, trained for a few hundred steps) that keep CI fast; they are not meant for real images.
 """
@@ -105,6 +107,12 @@ MODELS: dict[str, ModelSpec] = {
         4,
         "irn-x4-jpeg-joint-v2.safetensors",
         "irn-x4-jpeg-joint's recipe trained 3x longer on larger crops: for LRs stored as JPEG (its own LR)",
+    ),
+    "edsr-x2": ModelSpec(
+        "edsr-x2", "sr", 2, "edsr-x2.safetensors", "SR pair: MATLAB bicubic down + EDSR-baseline x2 up, trained here on BSD200"
+    ),
+    "edsr-x4": ModelSpec(
+        "edsr-x4", "sr", 4, "edsr-x4.safetensors", "SR pair: MATLAB bicubic down + EDSR-baseline x4 up, trained here on BSD200"
     ),
     "bicubic": ModelSpec("bicubic", "bicubic", None, None, "MATLAB bicubic down + bicubic up; needs --scale"),
     "tiny-irn-x2": ModelSpec("tiny-irn-x2", "irn", 2, "tiny-irn-x2.safetensors", "test-sized IRN x2 for CI"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,7 @@ class ModelStageCore:
                 "sees no CUDA device there; give GPU nodes the CUDA build of torch (docker/Dockerfile), or run with --num-gpus 0"
             )
         self.downscaler = Downscaler(cfg.downscale_settings())
+        self.hold_seconds = cfg.simulated_image_seconds  # 0 but on a simulated cluster
 
     def rows(self, rows: list[dict[str, Any]], pixels: list[bytes | None]) -> list[dict[str, Any]]:
         """Decoded rows (``DECODED_SCHEMA`` without ``pixels``) and their float32 pixel bytes -> modelled rows.
@@ -104,7 +106,10 @@ class ModelStageCore:
                 row["error"] = f"{type(exc).__name__}: {exc}"
                 continue
             todo.append((row, img))
+        t0 = time.monotonic()
         outs = self.downscaler.optimise_batch([img for _, img in todo])
+        if self.hold_seconds:
+            time.sleep(max(0.0, self.hold_seconds * len(todo) - (time.monotonic() - t0)))
         for (row, img), opt in zip(todo, outs, strict=True):
             if isinstance(opt, Exception):
                 row["error"] = f"{type(opt).__name__}: {opt}"

@@ -79,6 +79,9 @@ class PipelineSettings:
             with the same settings; refused by default, since their bytes differ (``job.json`` records the kind).
         simulated_gpus: model actors still ask Ray for ``num_gpus`` (so an autoscaler launches GPU nodes for them) but
             run on the CPU: for a simulated cluster whose "GPU" nodes have none (``benchmarks/autoscaling.py``).
+        simulated_image_seconds: with ``simulated_gpus``, the least time each image holds its model actor (the
+            actor sleeps out the rest): a GPU's work time that does not depend on how busy the simulating CPUs are, so
+            that the backlog, and the pool's growth, are the same on a laptop and in CI.
             Without it a GPU actor on a node without CUDA fails with one line, never falls back silently.
     """
 
@@ -115,6 +118,7 @@ class PipelineSettings:
                         fp="unless-default")  # fmt: skip
     lr_quality: int = _f(DEFAULT_QUALITY, "JPEG / WebP quality of the stored LR (1-100)", fp="unless-default")
     simulated_gpus: bool = _f(False, "GPU actors run on the CPU (tests of autoscaling on a simulated cluster only)", cli=False)
+    simulated_image_seconds: float = _f(0.0, "with simulated_gpus: each image holds its model actor at least this long", cli=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -137,6 +141,8 @@ class PipelineSettings:
                 raise SettingsError(f"{name} must be >= 1 or unset, got {v}")
         if self.limit is not None and self.limit < 1:
             raise SettingsError(f"limit must be >= 1, got {self.limit}")
+        if self.simulated_image_seconds and (not self.simulated_gpus or not 0 < self.simulated_image_seconds <= 60):
+            raise SettingsError("simulated_image_seconds: only with simulated_gpus, and in (0, 60] seconds")
         if not self.input or not self.output:
             raise SettingsError("input and output URIs are required")
         if self.scale is not None and (isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 2):
