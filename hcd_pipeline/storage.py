@@ -25,7 +25,20 @@ from .imageio import atomic_write_bytes
 if TYPE_CHECKING:
     import fsspec
 
-__all__ = ["StorageOptions", "Storage", "join_uri", "version_of"]
+__all__ = ["StorageOptions", "Storage", "join_uri", "version_of", "content_type", "ENDPOINT_VARIABLES"]
+
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "HCD_S3_ENDPOINT_URL")
+"""Environment variables that name the S3 endpoint when the settings do not, first set wins: the AWS SDKs' standard
+two, then this project's older name (kept so that existing setups go on working)."""
+
+_CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+                  ".json": "application/json", ".parquet": "application/vnd.apache.parquet", ".html": "text/html",
+                  ".svg": "image/svg+xml"}  # fmt: skip
+
+
+def content_type(key: str) -> str:
+    """The Content-Type an object of this name is stored with (browsers then show an LR instead of downloading it)."""
+    return _CONTENT_TYPES.get(posixpath.splitext(key)[1].lower(), "application/octet-stream")
 
 
 @dataclass(frozen=True)
@@ -42,7 +55,7 @@ class StorageOptions:
             return {}
         kw: dict[str, Any] = {"anon": self.anon, **self.extra}
         client: dict[str, Any] = {}
-        endpoint = self.endpoint_url or os.environ.get("HCD_S3_ENDPOINT_URL")
+        endpoint = self.endpoint_url or next((os.environ[v] for v in ENDPOINT_VARIABLES if os.environ.get(v)), None)
         if endpoint:
             client["endpoint_url"] = endpoint
         if self.region:
@@ -114,7 +127,7 @@ class Storage:
             with _storage_errors(f"writing {self.uri_of(key)}"):
                 atomic_write_bytes(self.full(key), data)
             return
-        with _storage_errors(f"writing {self.uri_of(key)}"), self.fs.open(self.full(key), "wb") as fh:
+        with _storage_errors(f"writing {self.uri_of(key)}"), self.fs.open(self.full(key), "wb", **self._put_kwargs(key)) as fh:
             fh.write(data)
 
     def put_file(self, local_path: str, key: str) -> None:
@@ -124,7 +137,10 @@ class Storage:
                 atomic_write_bytes(self.full(key), fh)
             return
         with _storage_errors(f"writing {self.uri_of(key)}"):
-            self.fs.put_file(local_path, self.full(key))
+            self.fs.put_file(local_path, self.full(key), **self._put_kwargs(key))
+
+    def _put_kwargs(self, key: str) -> dict[str, str]:
+        return {"ContentType": content_type(key)} if self.protocol in ("s3", "s3a") else {}
 
     def delete(self, key: str) -> None:
         if self.exists(key):

@@ -20,10 +20,10 @@ from tests.conftest import ROOT
 @pytest.mark.slow
 def test_pool_and_gpu_nodes_grow_with_the_backlog_and_shrink_after(tmp_path):
     # Its own process: it connects to the fake cluster's head, and this process may hold the suite's local Ray.
-    # Each image holds its actor 3 s (simulated_image_seconds: the GPU's work time, slept, so not slowed or sped up by
-    # how busy the 2 cores are): 60 s of backlog for one actor, time enough for the pool and the nodes to grow. Without
+    # Each image holds its actor 4 s (simulated_image_seconds: the GPU's work time, slept, so not slowed or sped up by
+    # how busy the 2 cores are): 80 s of backlog for one actor, time enough for the pool and the nodes to grow. Without
     # it the work took a few seconds of CPU and a busy CI machine ended it before a second node came up.
-    args = ["--images", "20", "--max-actors", "3", "--side", "40", "--lr-steps", "4", "--hold", "3", "--out", str(tmp_path / "a.json"),
+    args = ["--images", "20", "--max-actors", "3", "--side", "40", "--lr-steps", "4", "--hold", "4", "--out", str(tmp_path / "a.json"),
             "--chart", str(tmp_path / "a.svg")]  # fmt: skip
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "autoscaling.py"), *args], capture_output=True, text=True,
                           timeout=900)  # fmt: skip

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..storage import ENDPOINT_VARIABLES
 from .jobs import SPEC_ENV, SPEC_NAME_ENV, JobSpec, load_job
 
 __all__ = ["project_root", "runtime_env", "submit_job", "job_status", "job_logs", "DEFAULT_ADDRESS"]
@@ -46,7 +47,7 @@ def runtime_env(spec: JobSpec) -> dict[str, Any]:
     do: what travels is the validated mapping (:func:`~.jobs.load_job` refuses credential-like keys), not the file's
     text with its comments, and of this machine's environment only the endpoint and region.
     """
-    env_vars = {k: v for k, v in os.environ.items() if k in ("HCD_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")}
+    env_vars = {k: v for k, v in os.environ.items() if k in (*ENDPOINT_VARIABLES, "AWS_DEFAULT_REGION", "AWS_REGION")}
     env_vars.update({SPEC_ENV: json.dumps(spec.raw, sort_keys=True, default=str), SPEC_NAME_ENV: f"{spec.path.stem}.json"})
     return {"working_dir": str(project_root()), "excludes": _EXCLUDES, "env_vars": env_vars}
 
