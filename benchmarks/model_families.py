@@ -7,7 +7,9 @@ the standard bicubic thumbnail.
 
 Each run is MODEL:SCALE:SET[:LIMIT] (LIMIT: the first LIMIT images of the set in name order) through
 ``hcd_pipeline.evaluate`` (the field's protocol: modcrop, Y-PSNR / SSIM with ``scale`` border pixels ignored).
-``hcd`` is the default preset, ``official`` the original code's. Per run and method the JSON keeps the means, the
+``hcd`` is the default preset, ``official`` the original code's; ``hcd+KEY=VALUE[+KEY=VALUE]`` is the default preset
+with settings changed (``hcd+lr_radius=2/255``: each LR value within 2 levels of the plain LR; a fraction or a number).
+Per run and method the JSON keeps the means, the
 seconds per image (on the machine named in the file), the count of images below plain (the no-harm rule: must be
 0) and the stored LR's Y-PSNR against the MATLAB bicubic downscale (``lr_psnr_bicubic``: mean and worst; ``inf``
 when the LR is that thumbnail). Results are written after every run and method; a rerun skips what the file has.
@@ -21,6 +23,7 @@ import math
 import platform
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +53,20 @@ def _summary(result: dict, seconds: float) -> dict:
             {"image": r["image"], "psnr_y": r["psnr_y"], "gain_y": r["gain_y"], "lr_psnr_bicubic": r["lr_psnr_bicubic"]} for r in rows
         ],  # fmt: skip
     }
+
+
+def _method(name: str) -> tuple[str, tuple[tuple[str, object], ...]]:
+    """``hcd+lr_radius=2/255`` -> ("hcd", (("lr_radius", 0.00784...),)); values: fractions, numbers, else text."""
+    base, *pairs = name.split("+")
+    overrides = []
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            parsed: object = float(Fraction(value))
+        except ValueError:
+            parsed = value
+        overrides.append((key, parsed))
+    return base, tuple(overrides)
 
 
 def _fmt(v: object, spec: str) -> str:
@@ -102,7 +119,9 @@ def main() -> None:
             if method in doc["runs"].get(run, {}):
                 continue
             t0 = time.perf_counter()
-            res = evaluate(EvalSettings(model=model, scale=int(scale), data=data, method=method, limit=int(limit[0]) if limit else None))
+            base, overrides = _method(method)
+            res = evaluate(EvalSettings(model=model, scale=int(scale), data=data, method=base, overrides=overrides,
+                                        limit=int(limit[0]) if limit else None))  # fmt: skip
             doc["runs"].setdefault(run, {})[method] = _summary(res, time.perf_counter() - t0)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(doc, indent=1) + "\n")

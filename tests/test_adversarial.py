@@ -178,6 +178,32 @@ def test_overlapping_input_and_output_are_refused_before_anything_runs(tmp_path,
     assert _tree(tmp_path) == before and time.perf_counter() - t0 < 30  # refused before Ray starts: no job.json
 
 
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [("http://127.0.0.1:8265", "dashboard URL"), ("127.0.0.1:9", "cannot connect")],  # port 9: discard, closed here
+)
+def test_a_ray_address_that_cannot_be_joined_fails_in_one_line(tmp_path, address, says):
+    """RAY_ADDRESS set to the dashboard (as for hcd submit) or to a cluster that is down: one error line, nothing
+    written, before Ray spends minutes retrying."""
+    _image(tmp_path / "photos" / "a.png", 1)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_ADDRESS": address}
+    t0 = time.perf_counter()
+    proc = subprocess.run([HCD, "run", "--input", str(tmp_path / "photos"), "--output", str(tmp_path / "out"), *PLAIN],
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert proc.returncode == 1 and proc.stderr.startswith("error:") and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert says in proc.stderr and address in proc.stderr
+    assert not (tmp_path / "out").exists() and time.perf_counter() - t0 < 30
+
+
+def test_naming_the_default_model_resumes_the_same_output(ray_local, tmp_path):
+    """A rerun that names the default model (or its scale) is the same job: nothing redone, nothing refused."""
+    _image(tmp_path / "in" / "a.png", 1)
+    first = _hcd("run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--method", "plain")
+    assert first.returncode == 0, first.stderr
+    again = _hcd("run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--method", "plain", "--model", "irn-x2")
+    assert again.returncode == 0 and "1 skipped" in again.stderr + again.stdout, again.stderr
+
+
 def test_changed_and_replaced_sources_are_redone_and_another_input_is_refused(ray_local, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     _image(inp / "a.png", 1)

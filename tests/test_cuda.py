@@ -97,6 +97,26 @@ def test_outputs_of_another_device_kind_are_refused_unless_allowed(tmp_path):
         _check_job(out, _job(tmp_path, num_gpus=1.0, allow_mixed_devices=True, seed=3))  # other settings still refused
 
 
+def test_naming_the_default_model_is_the_same_setting(tmp_path):
+    """--model irn-x2, --scale 2 and neither are one setting (also against a job.json that recorded the default
+    unresolved, as earlier releases did); another model is refused."""
+    from hcd_pipeline.pipeline.runner import _check_job, _write_job
+    from hcd_pipeline.storage import Storage
+
+    out = Storage(str(tmp_path / "out"))
+    _write_job(out, _job(tmp_path))
+    for kw in ({"model": "irn-x2"}, {"scale": 2}, {"model": "irn-x2", "scale": 2}):
+        _check_job(out, _job(tmp_path, **kw))
+    with pytest.raises(SettingsError, match="differing: model, scale"):
+        _check_job(out, _job(tmp_path, scale=4))
+    record = json.loads((tmp_path / "out" / "job.json").read_text())
+    record["settings"].update(model=None, scale=None)  # as written before the model was resolved
+    (tmp_path / "out" / "job.json").write_text(json.dumps(record))
+    _check_job(out, _job(tmp_path, model="irn-x2"))
+    with pytest.raises(SettingsError, match="differing: model"):
+        _check_job(out, _job(tmp_path, model="edsr-x2"))
+
+
 def test_job_json_of_an_earlier_release_is_not_added_to(tmp_path):
     """job.json files of output layout 1 (names without the source's extension) are refused, whatever their settings:
     this release's names would sit beside the old ones and a key could have two LRs."""

@@ -4,6 +4,7 @@ format, conversion, training, and HCD through the CLI with a user's checkpoint."
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -183,6 +184,22 @@ def test_lr_fidelity_is_inf_for_the_bicubic_thumbnail_and_reaches_the_rows():
     irn = Downscaler(DownscaleSettings(model="tiny-irn-x2", method="plain")).process(img)
     fid = float(irn.sidecar["metrics"]["lr_vs_bicubic_psnr_y"])
     assert 20 < fid < 60 and row_metrics(irn.sidecar)["lr_psnr_bicubic"] == fid  # IRN's LR is not the thumbnail
+
+
+@pytest.mark.parametrize("radius", [1, 3])
+def test_lr_radius_bounds_how_far_the_thumbnail_moves(radius):
+    """With the default preset (no HR stage) every stored LR value stays within ``lr_radius`` of the bicubic
+    thumbnail, so its Y-PSNR against it is at least 20 log10(255 / (0.8588 r)) (0.8588: the largest change of BT.601
+    Y per level of R, G and B together)."""
+    from hcd_pipeline import Downscaler, DownscaleSettings, read_image
+
+    img = read_image(SAMPLES / "coffee_crop.png")
+    bicubic = torch.round(imresize(img.pixels.float(), 0.5).clamp(0, 1) * 255)
+    res = Downscaler(DownscaleSettings(model="bicubic", scale=2, overrides={"lr_radius": radius / 255})).process(img)
+    assert res.sidecar["kept"] == "optimised"
+    assert (res.lr * 255 - bicubic).abs().max().item() == pytest.approx(radius, abs=1e-3)  # reaches the bound, not past it
+    fid = float(res.sidecar["metrics"]["lr_vs_bicubic_psnr_y"])
+    assert 20 * math.log10(255 / (0.8588 * radius)) <= fid < 80
 
 
 @pytest.mark.parametrize("name", ["edsr-x2", "edsr-x4"])

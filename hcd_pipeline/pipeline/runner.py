@@ -43,7 +43,7 @@ from .keys import LAYOUT, check_disjoint
 from .plan import done_keys, final_rows, finalize, iter_manifest
 from .progress import Progress
 from .schema import METRICS_SCHEMA, read_part
-from .settings import PipelineSettings
+from .settings import PipelineSettings, canonical_model
 from .sources import check_input
 from .stages import ModelStage, decode_stage, write_stage
 
@@ -139,7 +139,9 @@ def _check_job(out: Storage, settings: PipelineSettings) -> None:
         )
     if job.get("input") != fp["input"]:
         raise SettingsError(f"{where}: output was made from the input {job.get('input')}, not {fp['input']}; use another output")
-    then = job.get("settings") or {}
+    then = dict(job.get("settings") or {})
+    if "model" in then:  # outputs of earlier releases recorded the model unresolved (None for the default)
+        then["model"], then["scale"] = canonical_model(then.get("model"), then.get("scale"), then.get("weights"))
     now = json.loads(json.dumps(fp["settings"]))  # as job.json holds it
     mixed = ("device", "gpu_mode") if settings.allow_mixed_devices else ()
     changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in mixed)
@@ -242,15 +244,47 @@ def _local(settings: PipelineSettings) -> bool:
     return not (settings.address or os.environ.get("RAY_ADDRESS"))
 
 
+def check_ray_address(address: str | None) -> None:
+    """Refuse a dashboard URL as the cluster to join (``address`` or ``$RAY_ADDRESS``): ``hcd submit`` and ``hcd
+    status`` talk to the dashboard (http://HEAD:8265), a run joins the cluster's GCS (HEAD:6379) or starts a local Ray.
+    Ray's own error is a multi-line ValueError after seconds of start-up."""
+    given, where = (address, "--address") if address else (os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS")
+    if given and given.split("://", 1)[0].lower() in ("http", "https"):
+        raise SettingsError(
+            f"{where}={given} is a Ray dashboard URL (for hcd submit / hcd status); hcd run joins a cluster by its GCS "
+            f"address (HEAD:6379 or 'auto'), or runs on a local Ray when {where} is unset (env -u RAY_ADDRESS hcd run ...)"
+        )
+
+
+def check_ray_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in one line when the cluster address (``host:port`` or ``ray://host:port``, from ``address`` or
+    ``$RAY_ADDRESS``) does not accept a TCP connection: Ray itself retries for minutes and logs every attempt."""
+    import socket
+
+    given = address or os.environ.get("RAY_ADDRESS")
+    if not given or given in ("auto", "local"):
+        return
+    hostport = given.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return  # not host:port: Ray's own parsing decides
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise SettingsError(f"Ray cluster {given}: cannot connect ({exc}); is the cluster up (hcd status, ray status)?") from exc
+
+
 def init_ray(settings: PipelineSettings, verbose: bool = False) -> None:
     """Start (or join) the Ray that ``settings`` name: ``address`` / ``$RAY_ADDRESS``, else a local one."""
     import ray
 
+    check_ray_address(settings.address)
     if not ray.is_initialized():
         # Workers' own logs (and Ray's start-up warnings) only when asked for: our errors come back as rows.
         level = "INFO" if verbose else "ERROR"
         if not _local(settings):
             # Inside a submitted job RAY_ADDRESS points at the cluster.
+            check_ray_reachable(settings.address)
             ray.init(address=settings.address or None, log_to_driver=verbose, logging_level=level)
         else:
             # One logical CPU beyond the machine's for the decode and write stages, which mostly wait on storage:
@@ -307,11 +341,12 @@ _OUR_ERROR = re.compile(r"hcd_pipeline\.errors\.(\w+): (.+)$", re.M)
 def preflight(settings: PipelineSettings) -> None:
     """The checks that need no Ray, so that a bad run fails in a second, in one line, writing nothing: the model,
     scale and preset (loaded on the CPU: the driver may have no GPU), input and output apart, the input present, an
-    existing output's ``job.json`` agreeing (it is written when the run starts)."""
+    existing output's ``job.json`` agreeing (it is written when the run starts), a Ray address that Ray can join."""
     from dataclasses import replace
 
     from ..service import Downscaler
 
+    check_ray_address(settings.address)
     Downscaler(replace(settings.downscale_settings(), device="cpu"))
     check_disjoint(settings.input, settings.output)
     check_input(settings.input, settings.storage)

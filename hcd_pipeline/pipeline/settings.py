@@ -11,6 +11,7 @@ from ..codecs import DEFAULT_QUALITY, LR_FORMATS
 from ..device import GPU_MODES
 from ..errors import SettingsError
 from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
+from ..models.registry import MODELS, resolve_name
 from ..service import MEMORY_CHOICES, DownscaleSettings
 from ..storage import StorageOptions
 
@@ -22,6 +23,7 @@ __all__ = [
     "setting_fields",
     "field_types",
     "parse_actors",
+    "canonical_model",
 ]
 
 GPU_MODEL_BATCH = 8
@@ -198,6 +200,7 @@ class PipelineSettings:
             v = getattr(self, f.name)
             if f.metadata["fp"] == "always" or (f.metadata["fp"] == "unless-default" and v != f.default):
                 out[f.name] = v
+        out["model"], out["scale"] = canonical_model(self.model, self.scale, self.weights)
         return {
             **out,
             **({"device": self.device_kind()} if self.device_kind() != "cpu" else {}),
@@ -211,6 +214,20 @@ class PipelineSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def canonical_model(model: str | None, scale: int | None, weights: str | None) -> tuple[str | None, int | None]:
+    """``(model, scale)`` as the fingerprint records them: a named model resolved (no model -> the default of the
+    scale, see :func:`resolve_name`) with its fixed scale, so that naming the default and leaving it out are one
+    setting. A weights file is kept as given (its model and scale are read from the file)."""
+    if weights:
+        return model, scale
+    try:
+        name = resolve_name(model, scale)
+    except SettingsError:
+        return model, scale  # refused with its own message where the model is loaded
+    spec = MODELS.get(name)
+    return name, (spec.scale if spec and spec.scale else scale)
 
 
 def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
