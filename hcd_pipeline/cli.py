@@ -26,7 +26,7 @@ from .codec_sim import SIMULATED_CODECS
 from .codecs import DEFAULT_QUALITY, LR_EXTENSIONS, LR_FORMATS
 from .errors import HcdError, SettingsError
 from .hcd import DEFAULT_PRESET, METHODS, PRESETS
-from .imageio import atomic_write_bytes, read_image, write_png
+from .imageio import atomic_write_bytes, list_images, read_image, write_png
 from .metrics import psnr_gain, score_pair
 from .service import MEMORY_CHOICES
 
@@ -129,12 +129,57 @@ def _quiet_ray_data() -> None:
             h.setLevel(logging.CRITICAL)
 
 
+def _expand_inputs(inputs: tuple[str, ...], out: Path) -> list[tuple[Path, Path]]:
+    """Files and folders named on the command line -> ``(file, output subfolder)`` pairs: a folder's images
+    (recursive, sorted) keep their subfolders under the output, and the output's own files are skipped when it
+    lies inside the folder (a rerun does not process its own results)."""
+    pairs: list[tuple[Path, Path]] = []
+    out_abs = out.resolve()
+    for item in map(Path, inputs):
+        if not item.is_dir():
+            pairs.append((item, Path(".")))
+            continue
+        for p in list_images(item):
+            if out_abs == p.resolve().parent or out_abs in p.resolve().parents:
+                continue
+            pairs.append((p, p.parent.relative_to(item)))
+    return pairs
+
+
+def _refuse_source(dest: Path, sources: set[Path]) -> None:
+    """Never write over an input of the same command (``-o`` naming the photos' own folder, with or without --force)."""
+    if dest.resolve() in sources:
+        raise FileExistsError(f"{dest}: is an input of this command; choose another output folder")
+
+
 def _refuse_overwrite(path: str | Path, force: bool) -> None:
     if Path(path).exists() and not force:
         raise FileExistsError(f"{path}: exists (use --force to overwrite)")
 
 
-_DEVICE = click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1, auto)")
+_DEVICE = click.option(
+    "--device", default="auto", show_default=True, help="torch device: cpu, cuda, cuda:1, or auto (CUDA when this process sees one)"
+)
+
+
+def _cores() -> int:
+    """CPU cores this process may run on (its affinity, as containers and job schedulers set it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _parse_threads(_ctx: Any, _param: Any, value: str | int | None) -> int | None:
+    """``--threads N`` or ``auto`` (this process's cores)."""
+    if value is None:
+        return None
+    if str(value) == "auto":
+        return _cores()
+    try:
+        n = int(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected a whole number or auto, got {value!r}") from exc
+    if n < 1:
+        raise click.BadParameter(f"expected >= 1, got {n}")
+    return n
 
 
 def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -162,6 +207,11 @@ def _downscaler(**opts: Any) -> Any:
 
     settings = DownscaleSettings(**opts)
     _hint_codec_model(settings)
+    if settings.device == "auto" and _verbosity() >= 0:
+        import torch
+
+        if torch.cuda.is_available():  # say so: the bytes differ from a CPU run's (the sidecar records the device)
+            click.echo(f"[hcd] computing on {torch.cuda.get_device_name(0)} (--device auto; --device cpu for the CPU)", err=True)
     return Downscaler(settings)
 
 
@@ -188,7 +238,8 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--tile", type=click.IntRange(min=0), default=None, help="LR tile side for tiled HCD; 0: whole image [default: tiles above 4 MP]"
     )(fn)
-    fn = click.option("--threads", type=int, default=1, show_default=True, help="torch threads; the output bits depend on it")(fn)
+    fn = click.option("--threads", default="1", show_default=True, callback=_parse_threads,
+                      help="torch threads, or auto (this machine's cores: faster; the output bits depend on the count)")(fn)  # fmt: skip
     fn = click.option("--lr-format", type=click.Choice(LR_FORMATS), default="png", show_default=True,
                       help="stored LR file; jpeg / webp are judged as decoded (never worse than plain at that format)")(fn)  # fmt: skip
     fn = click.option("--lr-quality", type=click.IntRange(1, 100), default=DEFAULT_QUALITY, show_default=True,
@@ -231,11 +282,15 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
     method = opts["method"]
     out = Path(out_dir)
     failures = []
-    claimed: dict[Path, str] = {}  # output name -> the input that took it in this command
-    for src in tqdm(inputs, desc="images", disable=_quiet() or len(inputs) < 2):
-        dest = out / (Path(src).stem + LR_EXTENSIONS[opts["lr_format"]])
+    claimed: dict[Path, Path] = {}  # output name -> the input that took it in this command
+    pairs = _expand_inputs(inputs, out)
+    sources = {p.resolve() for p, _ in pairs}
+    for src, sub in tqdm(pairs, desc="images", disable=_quiet() or len(pairs) < 2):
+        dest = out / sub / (src.stem + LR_EXTENSIONS[opts["lr_format"]])
         side = dest.with_suffix(".json")
         try:
+            _refuse_source(dest, sources)
+            _refuse_source(side, sources)
             if dest in claimed:  # x.png and x.jpg: --force must not let the second replace the first
                 raise FileExistsError(f"{src}: its output {dest} is {claimed[dest]}'s in this command; downscale it separately")
             claimed[dest] = src
@@ -243,7 +298,7 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
             _refuse_overwrite(side, force)
             img = read_image(src)
             steps = ds.hcd.hr_steps + ds.hcd.lr_steps if method != "plain" else 0
-            with tqdm(total=steps, desc=Path(src).name, leave=False, disable=_quiet() or steps == 0) as bar:
+            with tqdm(total=steps, desc=src.name, leave=False, disable=_quiet() or steps == 0) as bar:
                 res = ds.process(img, progress=lambda: bar.update(1))
             # The sidecar is written last: an LR with a sidecar is complete.
             atomic_write_bytes(dest, res.data)
@@ -256,8 +311,10 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
             failures.append(str(exc))
             click.echo(f"error: {exc}", err=True)
     if failures:
-        click.echo(f"{len(failures)} of {len(inputs)} failed", err=True)
+        click.echo(f"{len(failures)} of {len(pairs)} failed", err=True)
         sys.exit(1)
+    if not pairs:
+        raise HcdError(f"no images in {', '.join(inputs)} (outside the output folder {out_dir})")
 
 
 @main.command()
@@ -286,9 +343,11 @@ def upscale(
 
     out = Path(out_dir)
     failures = []
-    for src in inputs:
+    pairs = _expand_inputs(inputs, out)
+    sources = {p.resolve() for p, _ in pairs}
+    for src, sub in tqdm(pairs, desc="images", disable=_quiet() or len(pairs) < 2):
         try:
-            side_path = Path(src).with_suffix(".json")
+            side_path = src.with_suffix(".json")
             try:
                 side: dict[str, Any] = json.loads(side_path.read_text()) if side_path.exists() else {}
             except ValueError as exc:
@@ -296,7 +355,8 @@ def upscale(
             rec, alpha = upscale_stored(
                 read_image(src), side, model=model, scale=scale, weights=weights, device=device, seed=seed, decode=decode
             )
-            dest = out / (Path(src).stem + ".png")
+            dest = out / sub / (src.stem + ".png")
+            _refuse_source(dest, sources)
             _refuse_overwrite(dest, force)
             write_png(dest, rec, alpha, bit_depth=int(bit_depth))
             click.echo(f"{src} -> {dest}")
@@ -304,15 +364,17 @@ def upscale(
             failures.append(str(exc))
             click.echo(f"error: {exc}", err=True)
     if failures:
-        click.echo(f"{len(failures)} of {len(inputs)} failed", err=True)
+        click.echo(f"{len(failures)} of {len(pairs)} failed", err=True)
         sys.exit(1)
+    if not pairs:
+        raise HcdError(f"no images in {', '.join(inputs)} (outside the output folder {out_dir})")
 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @_model_options
 @_settings_options
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="also write the numbers as JSON")
+@click.option("-o", "--output", "--json", "json_out", type=click.Path(dir_okay=False), help="also write the numbers as JSON to this file")
 @_handle_errors
 def roundtrip(inputs: tuple[str, ...], json_out: str | None, **opts: Any) -> None:
     """Print per image PSNR/SSIM (Y and RGB) of plain downscaling vs the chosen method, and time."""
@@ -349,11 +411,13 @@ def _eval_row(r: dict[str, Any]) -> str:
 @click.option("--decode", type=click.Choice(["draw", "zero"]), default=None, help="decoder z policy (default: the preset's)")
 @click.option("--limit", type=int, default=None, help="only the first N images")
 @click.option(
+    "-o",
+    "--output",
     "--json",
     "json_out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="where to write the JSON (default: eval-<model>-x<scale>-<data>-<method>.json)",
+    help="also write the numbers as JSON to this file (default: print only)",
 )
 @_handle_errors
 def eval_cmd(
@@ -398,19 +462,16 @@ def eval_cmd(
         click.echo(f"{'image':18s} {'PSNR-Y':>8s} {'SSIM-Y':>7s} {'PSNR':>8s} {'SSIM':>7s} {'gain':>7s} {'sec':>6s}")
         for r in [*res["images"], {"image": "mean", **res["mean"]}]:  # type: ignore[dict-item]
             click.echo(_eval_row(r))
-    name = (
-        json_out
-        or f"eval-{(model or 'weights').replace('/', '_')}-x{results[methods[0]]['settings']['scale']}-{Path(data).name}-{method}.json"
-    )  # type: ignore[index]
-    atomic_write_bytes(name, (jsonutil.dumps(results if method == "all" else results[method], indent=1) + "\n").encode())
-    click.echo(f"wrote {name}")
+    if json_out:  # never into the current folder unasked
+        atomic_write_bytes(json_out, (jsonutil.dumps(results if method == "all" else results[method], indent=1) + "\n").encode())
+        click.echo(f"wrote {json_out}")
 
 
 @main.command()
 @click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
 @click.option("--data", default="../shared/data/BSD200/HR", show_default=True, type=click.Path(file_okay=False))
 @click.option("--val", default="../shared/data/Set5/HR", show_default=True, help="validation folder ('' for none)")
-@click.option("--out", default=None, help="run folder (default runs/irn-x<scale>)")
+@click.option("-o", "--output", "--out", "out", default=None, help="run folder (default runs/<family>-x<scale>)")
 @click.option("--blocks", type=int, default=4, show_default=True, help="coupling blocks per level")
 @click.option("--width", type=int, default=32, show_default=True, help="dense-block growth channels")
 @click.option("--patch", type=int, default=48, show_default=True, help="HR patch size")
@@ -554,6 +615,8 @@ def _print_summary(summary: Any, output: str) -> None:
 
 def _pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """One ``--flag`` per :class:`PipelineSettings` field marked ``cli`` (type, choices and help from the field)."""
+    from dataclasses import MISSING
+
     from .pipeline.settings import field_types, setting_fields
 
     for name, f in reversed(setting_fields().items()):
@@ -561,19 +624,23 @@ def _pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             continue
         types = field_types(name)
         flag = "--" + name.replace("_", "-")
+        # default=None so that a job spec's value stands unless the flag is given; the field's default is shown.
+        shown = f.metadata["help"] + (f" [default: {f.default}]" if f.default not in (None, MISSING) else "")
         if bool in types:
-            fn = click.option(flag, is_flag=True, default=None, help=f.metadata["help"])(fn)
+            fn = click.option(flag, is_flag=True, default=None, help=shown)(fn)
             continue
         kind: Any = click.Choice(f.metadata["choices"]) if f.metadata["choices"] else (float if float in types else types[0])
-        fn = click.option(flag, type=kind, default=None, help=f.metadata["help"])(fn)
+        fn = click.option(flag, type=kind, default=None, help=shown)(fn)
     return fn
 
 
 @main.command()
 @click.option("--job", "job_file", type=click.Path(dir_okay=False), help="job spec (YAML/TOML); flags below override it")
-@click.option("--input", "input_uri", help="folder, s3://bucket/prefix/, glob, list file (.txt) or .tar shard")
-@click.option("--output", "output_uri", help="output folder or s3:// prefix")
-@click.option("--actors", type=str, default=None, help="actor pool size N, or MIN-MAX to autoscale")
+@click.option("-i", "--input", "input_uri", help="folder, s3://bucket/prefix/, glob, list file (.txt) or .tar shard")
+@click.option("-o", "--output", "output_uri", help="output folder or s3:// prefix")
+@click.option(
+    "--actors", type=str, default=None, help="actor pool size N, MIN-MAX to autoscale, or auto (a core each, local runs) [default: 1]"
+)
 @click.option("--set", "overrides", multiple=True, callback=_parse_overrides, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, Ceph, ...)")
 @click.option("--anon", is_flag=True, default=None, help="anonymous object-storage access")
@@ -604,7 +671,12 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         upd["overrides"] = {**base.overrides, **flags["overrides"]}
     known = setting_fields()
     upd.update({k: v for k, v in flags.items() if k in known and known[k].metadata["cli"] and v is not None})
-    if flags.get("actors"):
+    if flags.get("actors") == "auto":  # one single-threaded actor per core of this machine, for a local Ray only
+        if base.address or os.environ.get("RAY_ADDRESS"):
+            raise HcdError("--actors auto sizes a local run by this machine's cores; on a cluster give N or MIN-MAX")
+        threads = flags.get("threads") or base.threads
+        upd["min_actors"] = upd["max_actors"] = max(1, _cores() // threads)
+    elif flags.get("actors"):
         upd["min_actors"], upd["max_actors"] = parse_actors(str(flags["actors"]))
     if flags.get("endpoint_url") or flags.get("anon"):
         upd["storage"] = StorageOptions(endpoint_url=flags.get("endpoint_url") or base.storage.endpoint_url, anon=bool(flags.get("anon")))
@@ -680,11 +752,17 @@ def logs(job_id: str, address: str | None) -> None:
 @main.command()
 @click.argument("uris", nargs=-1, required=True)
 @click.option("--worst", type=int, default=10, show_default=True, help="how many worst / best images to list")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="folder for report.json and report.html")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="JSON path [default: beside the HTML]")
 @click.option(
-    "--html", "html_out", type=click.Path(dir_okay=False), default=None, help="HTML path [default: OUT/report.html or ./report.html]"
+    "-o",
+    "--output",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="folder for report.json and report.html [default: the run output, when it is one local folder]",
 )
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="JSON path [default: beside the HTML]")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None, help="HTML path [default: OUTPUT/report.html]")
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint")
 @click.option("--anon", is_flag=True, help="anonymous object-storage access")
 @_handle_errors
@@ -695,7 +773,12 @@ def report(
     from .report import build_report, format_text, load_tables, render_html
     from .storage import StorageOptions
 
-    # Every file goes where the user pointed: --out for both, else the JSON beside the HTML.
+    # Every file goes where the user pointed: --output for both, else the JSON beside the HTML; unasked, into the run
+    # output when it is one local folder, never into the current folder.
+    if not (out_dir or html_out):
+        if len(uris) != 1 or "://" in uris[0]:
+            raise HcdError("say where the report goes: -o DIR (or --html FILE); the default is the run output, for one local folder only")
+        out_dir = uris[0]
     html_out = html_out or str(Path(out_dir or ".") / "report.html")
     json_out = json_out or str(Path(html_out).with_suffix(".json"))
 
@@ -713,7 +796,7 @@ def report(
 @click.option("--methods", default="bicubic,plain,lr,hr,hcd,official", show_default=True)
 @click.option("--draws", type=int, default=1, show_default=True)
 @click.option("--limit", type=int, default=None, help="only the first N images of each set")
-@click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False))
+@click.option("-o", "--output", "--out", "out", default="docs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--render-only", is_flag=True, help="rewrite results.md from results.json and eval/*.json without running anything")
 @_DEVICE
 @_handle_errors

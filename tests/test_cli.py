@@ -108,3 +108,38 @@ def test_weights_files_are_not_overwritten_without_force(tmp_path):
     ckpt = weights_path(MODELS["tiny-irn-x2"])
     proc = run("convert", str(ckpt), str(dst), check=False)
     assert proc.returncode == 1 and "use --force" in proc.stderr and dst.read_bytes() == b"keep"
+
+
+def test_folders_in_one_output_convention_and_nothing_in_the_current_folder(tmp_path):
+    """Folders are accepted where files are (subfolders kept, the output's own files skipped on a rerun); no command
+    writes over its own inputs, even with --force; eval and report write only where they are told (report: into the
+    run output by default), never into the current folder."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "a.png").write_bytes((SAMPLES / "coffee_crop.png").read_bytes())
+    (photos / "sub" / "b.png").write_bytes((SAMPLES / "astronaut_crop.png").read_bytes())
+    plain = ["--model", "bicubic", "--scale", "2", "--method", "plain"]
+    work = tmp_path / "cwd"
+    work.mkdir()
+
+    def hcd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([HCD, *args], capture_output=True, text=True, timeout=600, cwd=work)
+        assert not check or proc.returncode == 0, proc.stderr
+        return proc
+
+    for _ in range(2):  # the second run skips photos/lr (its own output) and overwrites only with --force
+        hcd("downscale", str(photos), "--output", str(photos / "lr"), *plain, "--force", "--threads", "auto")
+    assert sorted(str(p.relative_to(photos)) for p in photos.rglob("*.png")) == ["a.png", "lr/a.png", "lr/sub/b.png", "sub/b.png"]
+    before = (photos / "a.png").read_bytes()
+    proc = hcd("downscale", str(photos / "a.png"), "-o", str(photos), *plain, "--force", check=False)
+    assert proc.returncode == 1 and "is an input of this command" in proc.stderr
+    assert (photos / "a.png").read_bytes() == before
+    hcd("upscale", str(photos / "lr"), "-o", str(tmp_path / "up"))
+    assert sorted(str(p.relative_to(tmp_path / "up")) for p in (tmp_path / "up").rglob("*.png")) == ["a.png", "sub/b.png"]
+    proc = hcd("eval", *plain, "--data", str(photos / "sub"))
+    assert "b.png" in proc.stdout and "wrote" not in proc.stdout
+    hcd("eval", *plain, "--data", str(photos / "sub"), "-o", str(tmp_path / "e.json"))
+    assert json.loads((tmp_path / "e.json").read_text())["images"][0]["image"] == "b.png"
+    assert list(work.iterdir()) == []
+    proc = hcd("downscale", "--threads", "0", str(photos / "a.png"), "-o", str(tmp_path / "x"), check=False)
+    assert proc.returncode == 2 and "--threads" in proc.stderr

@@ -167,6 +167,11 @@ def test_report_files_go_where_pointed_and_weights_are_not_pooled(tmp_path):
     proc = subprocess.run([HCD, "report", str(tmp_path / "a"), "--html", str(out / "x.html")], capture_output=True, text=True,
                           timeout=120, cwd=work)  # fmt: skip
     assert proc.returncode == 0 and (out / "x.json").is_file() and list(work.iterdir()) == []
+    # Unasked: into the run output when it is one local folder; for several, the user must say where.
+    proc = subprocess.run([HCD, "report", str(tmp_path / "b")], capture_output=True, text=True, timeout=120, cwd=work)
+    assert proc.returncode == 0 and {"report.html", "report.json"} <= {p.name for p in (tmp_path / "b").iterdir()}
+    proc = subprocess.run([HCD, "report", str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True, text=True, timeout=120, cwd=work)
+    assert proc.returncode == 1 and "-o DIR" in proc.stderr and list(work.iterdir()) == []
 
 
 def test_report_pictures_rebuild_what_the_run_measured(tmp_path):
