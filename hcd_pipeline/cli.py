@@ -162,6 +162,26 @@ _DEVICE = click.option(
 )
 
 
+EXTRAS = {"pipeline": ("ray", "pyarrow", "fsspec", "yaml"), "s3": ("s3fs",), "report": ("pyarrow", "fsspec")}
+"""What each optional part of the install brings (pyproject.toml's extras): the core (downscale, upscale, eval,
+models on local files) needs none of them."""
+
+
+def _need(extra: str) -> None:
+    """One line naming the extra to install when a command's optional packages are missing."""
+    import importlib.util
+
+    def absent(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):  # a broken or blocked installation counts as missing
+            return True
+
+    missing = [m for m in EXTRAS[extra] if absent(m)]
+    if missing:
+        raise HcdError(f"this command needs {', '.join(missing)}: pip install 'hcd_pipeline[{extra}]' (or [all])")
+
+
 def _cores() -> int:
     """CPU cores this process may run on (its affinity, as containers and job schedulers set it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -650,6 +670,7 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
     """Run the pipeline: images from a folder or object storage -> optimised LR + Parquet metrics."""
     from dataclasses import replace
 
+    _need("pipeline")
     from .pipeline import PipelineSettings, run_pipeline
     from .pipeline.jobs import load_job
     from .pipeline.runner import preflight
@@ -714,6 +735,7 @@ def submit(spec: str, address: str | None, wait: bool) -> None:
     """Submit a job spec to a Ray cluster (Job Submission API); prints the job id."""
     import time
 
+    _need("pipeline")
     from .pipeline.submit import job_logs, job_status, submit_job
 
     job_id = submit_job(spec, address)
@@ -733,6 +755,7 @@ def submit(spec: str, address: str | None, wait: bool) -> None:
 @_handle_errors
 def status(job_id: str, address: str | None) -> None:
     """Status of a submitted job (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
+    _need("pipeline")
     from .pipeline.submit import job_status
 
     click.echo(job_status(job_id, address))
@@ -744,6 +767,7 @@ def status(job_id: str, address: str | None) -> None:
 @_handle_errors
 def logs(job_id: str, address: str | None) -> None:
     """Logs of a submitted job."""
+    _need("pipeline")
     from .pipeline.submit import job_logs
 
     click.echo(job_logs(job_id, address), nl=False)
@@ -770,6 +794,7 @@ def report(
     uris: tuple[str, ...], worst: int, out_dir: str | None, json_out: str | None, html_out: str | None, endpoint_url: str | None, anon: bool
 ) -> None:
     """Quality report over the Parquet tables of one or more run outputs (local or s3://)."""
+    _need("report")
     from .report import build_report, format_text, load_tables, render_html
     from .storage import StorageOptions
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .codecs import decode_lr, encode_lr
+from .errors import SettingsError
 
 __all__ = [
     "JpegCoefficients",
@@ -100,8 +101,10 @@ class JpegResult:
 def _jpeglib():  # noqa: ANN202 - the module
     try:
         import jpeglib
-    except ImportError as exc:  # pragma: no cover - a dependency; a clear message where it is missing
-        raise ImportError("JPEG coefficient optimisation needs the jpeglib package (pip install jpeglib)") from exc
+    except ImportError as exc:  # an optional dependency (the [jpeg] extra): one line where it is missing
+        raise SettingsError(
+            "HCD in the JPEG file (--lr-format jpeg) needs the jpeglib package: pip install 'hcd_pipeline[jpeg]' (PNG and WebP LRs do not)"
+        ) from exc
     return jpeglib
 
 

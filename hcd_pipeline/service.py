@@ -226,6 +226,10 @@ class Downscaler:
             load_model(settings.model, scale=settings.scale, weights=settings.weights, device=self.device), settings.lr_format
         )
         self.scale = int(self.model.scale)
+        if self._jpeg_file_mode():
+            from .jpeg_hcd import _jpeglib
+
+            _jpeglib()  # before any work: a missing optional package is one line, not a failure per image
         if settings.weights:
             self.model_name = settings.model or f"file:{Path(settings.weights).name}"
         else:
