@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (see README "Quick start"):
-#   make demo  - set up .venv, run the pipeline on samples/ with the default model on a local Ray
+#   make demo  - set up .venv, run the pipeline on samples/ with the default model on a local Ray, and its report
 #   make test  - set up .venv with the test extras, lint, run the test suite
 PY ?= python3
 VENV ?= .venv
@@ -19,6 +19,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/hcd run --input samples --output $(DEMO_OUT) --seed 0
+	$(BIN)/hcd report $(DEMO_OUT)
 
 lint: install
 	$(BIN)/ruff check hcd_pipeline tests benchmarks

@@ -176,7 +176,7 @@ def _markdown(results: dict[str, Any], sets: list[str], scales: list[int], out: 
         "",
         f"Made by `{results['command']}` on this project's 2-core CPU machine; every number is in `results.json`.",
         f"Mean over the images of each set; {results['draws']} z draw(s) per image (seeds 0..). Y-PSNR / SSIM on Y with the",
-        "standard protocol (see README). `bicubic` is the MATLAB bicubic pair; the other rows use the default IRN of the scale.",
+        "standard protocol (see docs/quality.md). `bicubic` is the MATLAB bicubic pair; the other rows use the default IRN of the scale.",
         "Gain is over plain downscaling with the same model. Peak RSS is the process high-water mark during the row.",
         "",
     ]

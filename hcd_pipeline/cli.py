@@ -3,8 +3,9 @@
 Every command prints a one-line ``error: <file>: <reason>`` and exits with status 1 on bad input
 (status 2 for usage errors) and writes outputs atomically. Overwriting: commands that write into a folder of
 per-image outputs (``downscale``, ``upscale``) and commands that write weights (``export``, ``convert``) refuse to
-replace an existing file without ``--force``; commands whose output is a result they regenerate (``eval --json``,
-``roundtrip --json``, ``report``, ``bench``) replace it (README, "Command line").
+replace an existing file without ``--force``; commands whose output is a result they regenerate (``eval -o``,
+``roundtrip -o``, ``report``, ``bench``) replace it (README, "Commands"). Nothing is written where no ``-o`` points,
+but for ``report`` (into the run output it reads, when that is one local folder).
 """
 
 from __future__ import annotations

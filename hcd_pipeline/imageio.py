@@ -1,6 +1,6 @@
 """Reading and writing images: every common format and mode in, lossless PNG out, atomically.
 
-Policy (documented in the README):
+Policy (documented in docs/outputs.md, "Image policy"):
 
 * colour: grayscale stays one channel (``"L"``), everything else becomes RGB (palette, CMYK, YCbCr,
   1-bit). Rescaling models work on RGB; a grayscale image is replicated to RGB for the model and the

@@ -1,6 +1,6 @@
 """JSON for numbers that JSON cannot hold: a perfect reconstruction's PSNR is infinite.
 
-Convention (README "Infinite and undefined values"): ``inf`` / ``-inf`` / NaN are written as the strings
+Convention (docs/quality.md, "Infinite and undefined values"): ``inf`` / ``-inf`` / NaN are written as the strings
 ``"inf"`` / ``"-inf"`` / ``"nan"``, which ``float()`` reads back; standard JSON parsers accept the files.
 """
 

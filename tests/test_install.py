@@ -65,3 +65,15 @@ def test_core_dependencies_and_the_tested_versions():
     ray_pin = re.search(r'"ray\[[^]]*\]==([0-9.]+)"', (ROOT / "pyproject.toml").read_text())
     assert ray_pin and ray_pin.group(1) == pins["ray"]
     assert "-c constraints.txt" in (ROOT / "Makefile").read_text() and "-c constraints.txt" in (ROOT / "docker" / "Dockerfile").read_text()
+
+
+def test_readme_is_for_newcomers():
+    """At most 200 lines; Quick start gives exactly two commands; no internal references (issue numbers, the
+    development machine's shared folders); every relative link resolves."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    quick = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    assert [line for line in quick.splitlines() if line.strip()] == ["make demo", "make test"]
+    assert "../shared" not in text and not re.search(r"(?<![\w/])#\d+", text)
+    for target in re.findall(r"\]\(([^)#\s]+)", text):
+        assert "://" in target or (ROOT / target).exists(), target

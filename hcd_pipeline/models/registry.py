@@ -221,7 +221,7 @@ def codec_model_hint(name: str | None, scale: int | None, lr_format: str) -> str
     return (
         f"note: {chosen}'s upscaler never saw {lr_format.upper()}; from {lr_format.upper()} LRs --model {chosen}-jpeg-joint-v2 "
         f"reconstructs {joint} dB better (q90), --model {chosen}-jpeg {same_lr} dB better with {chosen}'s own LR "
-        "(README, 'LR formats')"
+        "(docs/lr_formats.md)"
     )
 
 

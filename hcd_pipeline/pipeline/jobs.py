@@ -15,7 +15,7 @@ A spec names the input and output URIs and the settings of :class:`PipelineSetti
     storage: {endpoint_url: null, anon: false, region: eu-west-1}
 
 Every other field of :class:`PipelineSettings` whose ``spec`` metadata is ``top`` is a top-level key of the same
-name (e.g. ``batch_size``, ``hcd_batch``, ``gpu_mode``, ``progress_interval``); the README lists them all.
+name (e.g. ``batch_size``, ``hcd_batch``, ``gpu_mode``, ``progress_interval``); `hcd run --help` lists them all.
 """
 
 from __future__ import annotations

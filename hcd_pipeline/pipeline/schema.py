@@ -1,6 +1,6 @@
 """The Parquet metric table: one row per image and attempt; its schema is stable and documented.
 
-See the README section "Parquet quality reports" for the meaning of each column.
+See docs/outputs.md ("Parquet quality reports") for the meaning of each column.
 """
 
 from __future__ import annotations
