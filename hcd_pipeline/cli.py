@@ -27,7 +27,8 @@ from .codec_sim import SIMULATED_CODECS
 from .codecs import DEFAULT_QUALITY, LR_EXTENSIONS, LR_FORMATS
 from .errors import HcdError, SettingsError
 from .hcd import DEFAULT_PRESET, METHODS, PRESETS
-from .imageio import atomic_write_bytes, list_images, read_image, write_png
+from .imageio import atomic_write_bytes, encode_png, list_images, read_image
+from .metadata import METADATA_POLICIES, embed_metadata
 from .metrics import psnr_gain, score_pair
 from .service import MEMORY_CHOICES
 
@@ -265,6 +266,8 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                       help="stored LR file; jpeg / webp are judged as decoded (never worse than plain at that format)")(fn)  # fmt: skip
     fn = click.option("--lr-quality", type=click.IntRange(1, 100), default=DEFAULT_QUALITY, show_default=True,
                       help="JPEG / WebP quality")(fn)  # fmt: skip
+    fn = click.option("--metadata", type=click.Choice(METADATA_POLICIES), default="keep", show_default=True,
+                      help="the source's ICC profile and EXIF in the LR file: keep (GPS dropped), all, none")(fn)  # fmt: skip
     fn = click.option("--seed", type=int, default=0, show_default=True, help="seed for z and random starts")(fn)
     fn = click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True)(fn)
     fn = click.option("--method", type=click.Choice(METHODS), default="hcd", show_default=True)(fn)
@@ -373,13 +376,15 @@ def upscale(
                 side: dict[str, Any] = json.loads(side_path.read_text()) if side_path.exists() else {}
             except ValueError as exc:
                 raise SettingsError(f"{side_path}: not a JSON sidecar ({exc})") from exc
-            rec, alpha = upscale_stored(
-                read_image(src), side, model=model, scale=scale, weights=weights, device=device, seed=seed, decode=decode
-            )
+            lr_image = read_image(src)
+            rec, alpha = upscale_stored(lr_image, side, model=model, scale=scale, weights=weights, device=device, seed=seed, decode=decode)
             dest = out / sub / (src.stem + ".png")
             _refuse_source(dest, sources)
             _refuse_overwrite(dest, force)
-            write_png(dest, rec, alpha, bit_depth=int(bit_depth))
+            # The LR's ICC profile and EXIF (what its policy kept of the source's) go on to the upscaled image.
+            size = (int(rec.shape[-1]), int(rec.shape[-2]))
+            data, _ = embed_metadata(encode_png(rec, alpha, bit_depth=int(bit_depth)), "png", lr_image.metadata, "all", size)
+            atomic_write_bytes(dest, data)
             click.echo(f"{src} -> {dest}")
         except (HcdError, FileExistsError, OSError, ValueError, KeyError) as exc:
             failures.append(str(exc))

@@ -23,7 +23,7 @@ import struct
 import tempfile
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, ImageWriteError
+from .metadata import SourceMetadata, read_metadata
 from .png16 import decode_png16, encode_png16, png_header
 
 __all__ = [
@@ -61,6 +62,7 @@ class DecodedImage:
         bit_depth: 8 or 16, the precision of the source samples.
         source_mode: the Pillow mode of the file as stored (e.g. ``"P"``, ``"CMYK"``, ``"I;16"``).
         name: where it came from (path or key), used in messages.
+        metadata: the source's ICC profile and EXIF (:mod:`.metadata`), or None.
     """
 
     pixels: torch.Tensor
@@ -68,6 +70,7 @@ class DecodedImage:
     bit_depth: int
     source_mode: str
     name: str
+    metadata: SourceMetadata | None = None
 
     @property
     def height(self) -> int:
@@ -114,11 +117,11 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
         alpha = head[3] in (4, 6)
         pixels, a = _split(arr, 65535.0, alpha)
         mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[head[3]]
-        return DecodedImage(pixels, a, 16, mode, name)
+        return DecodedImage(pixels, a, 16, mode, name, _metadata_of(data))
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         tiff16 = _decode_tiff16(data, name, max_pixels)
         if tiff16 is not None:
-            return tiff16
+            return replace(tiff16, metadata=_metadata_of(data))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -130,6 +133,7 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
                 raise ImageReadError(f"{name}: {frames} frames (animated or multi-page); only single images are read")
             mode = im.mode
             im.load()
+            meta = read_metadata(im)  # before the orientation is applied (and removed from the image's EXIF)
             im = ImageOps.exif_transpose(im)
     except ImageReadError:
         raise
@@ -139,7 +143,16 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
         raise ImageReadError(f"{name}: image too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError) as exc:
         raise ImageReadError(f"{name}: truncated or corrupt image data ({exc})") from exc
-    return _from_pil(im, mode, name)
+    return replace(_from_pil(im, mode, name), metadata=meta)
+
+
+def _metadata_of(data: bytes) -> SourceMetadata | None:
+    """ICC profile and EXIF of a file decoded by another codec (16-bit PNG, TIFF): Pillow reads only the headers."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return read_metadata(im)
+    except Exception:  # noqa: BLE001 - metadata Pillow cannot read is dropped, never a failed image
+        return None
 
 
 _ORIENT = {  # EXIF/TIFF orientation -> (transpose, flip rows, flip columns) applied to (H, W, C)

@@ -38,6 +38,7 @@ from .hcd import (
 )
 from .imageio import DecodedImage
 from .jsonutil import json_float
+from .metadata import METADATA_POLICIES, SourceMetadata, embed_metadata
 from .metrics import Scores, psnr, rgb_to_y, score_levels, to_uint8_levels
 from .models.protocol import Rescaler
 from .models.registry import for_lr_format, load_model, model_fingerprint, resolve_name
@@ -119,9 +120,12 @@ class DownscaleSettings:
     lr_format: str = "png"  # codecs.LR_FORMATS: the stored LR file (lossy formats are judged as decoded)
     lr_quality: int = DEFAULT_QUALITY  # JPEG / WebP quality
     codec_aware: bool = True  # with lr_format jpeg: optimise the JPEG file's DCT coefficients (jpeg_hcd)
+    metadata: str = "keep"  # METADATA_POLICIES: the source's ICC profile and EXIF in the LR file (keep: without GPS)
 
     def __post_init__(self) -> None:
         check_format(self.lr_format, self.lr_quality)
+        if self.metadata not in METADATA_POLICIES:
+            raise SettingsError(f"metadata {self.metadata!r}: expected one of {METADATA_POLICIES}")
         if self.memory not in MEMORY_CHOICES:
             raise SettingsError(f"unknown memory mode {self.memory!r}; expected one of {MEMORY_CHOICES}")
         if self.gpu_mode not in GPU_MODES:
@@ -145,10 +149,11 @@ class ImageInfo:
     channels: int
     bit_depth: int
     source_mode: str
+    metadata: SourceMetadata | None = None
 
     @classmethod
     def of(cls, image: DecodedImage) -> ImageInfo:
-        return cls(image.name, image.width, image.height, int(image.pixels.shape[0]), image.bit_depth, image.source_mode)
+        return cls(image.name, image.width, image.height, int(image.pixels.shape[0]), image.bit_depth, image.source_mode, image.metadata)
 
 
 @dataclass
@@ -586,6 +591,9 @@ class Downscaler:
             },
         }
         data = opt.lr_file or encode_lr(lr, lr_alpha, self.settings.lr_format, self.settings.lr_quality)
+        # Spliced into the file, pixels untouched: the scores above hold for what is stored.
+        size = (int(lr.shape[-1]), int(lr.shape[-2]))
+        data, sidecar["metadata"] = embed_metadata(data, self.settings.lr_format, info.metadata, self.settings.metadata, size)
         sidecar["lr_bytes"] = len(data)
         return DownscaleOutput(
             lr=lr, lr_alpha=lr_alpha, data=data, ext=LR_EXTENSIONS[self.settings.lr_format], sidecar=sidecar, plain=plain_scores,

@@ -56,6 +56,8 @@ def decoded_row(key: str, uri: str, data: bytes, version: str | None = None) -> 
         "bit_depth": img.bit_depth,
         "source_mode": img.source_mode,
         "alpha": None if img.alpha is None else img.alpha.contiguous().numpy().tobytes(),
+        "icc": img.metadata.icc if img.metadata else None,
+        "exif": img.metadata.exif if img.metadata else None,
         "pixels": img.pixels.contiguous().numpy().tobytes(),
     }
 

@@ -11,6 +11,7 @@ from ..codecs import DEFAULT_QUALITY, LR_FORMATS
 from ..device import GPU_MODES
 from ..errors import SettingsError
 from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
+from ..metadata import METADATA_POLICIES
 from ..models.registry import MODELS, resolve_name
 from ..service import MEMORY_CHOICES, DownscaleSettings
 from ..storage import StorageOptions
@@ -119,6 +120,8 @@ class PipelineSettings:
     lr_format: str = _f("png", "stored LR file: png, jpeg or webp (lossy files are judged as decoded)", choices=LR_FORMATS,
                         fp="unless-default")  # fmt: skip
     lr_quality: int = _f(DEFAULT_QUALITY, "JPEG / WebP quality of the stored LR (1-100)", fp="unless-default")
+    metadata: str = _f("keep", "the source's ICC profile and EXIF in the LR file: keep (without GPS), all, none", choices=METADATA_POLICIES,
+                       fp="unless-default")  # fmt: skip
     simulated_gpus: bool = _f(False, "GPU actors run on the CPU (tests of autoscaling on a simulated cluster only)", cli=False)
     simulated_image_seconds: float = _f(0.0, "with simulated_gpus: each image holds its model actor at least this long", cli=False)
 
@@ -183,6 +186,7 @@ class PipelineSettings:
             gpu_mode=self.gpu_mode,
             lr_format=self.lr_format,
             lr_quality=self.lr_quality,
+            metadata=self.metadata,
         )
 
     def device_kind(self) -> str:

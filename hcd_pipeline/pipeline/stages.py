@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 
 from .. import jsonutil
 from ..errors import ImageReadError, StorageError
+from ..metadata import SourceMetadata
 from ..metrics import psnr_gain
 from ..service import Downscaler, ImageInfo, Optimised
 from ..storage import Storage, StorageOptions, open_uri
@@ -65,6 +66,8 @@ _META = [
     pa.field("source_bytes", pa.int64()),
     pa.field("source_sha256", pa.string()),
     pa.field("alpha", pa.large_binary()),  # float32 (1, H, W) bytes, null without transparency
+    pa.field("icc", pa.large_binary()),  # the source's ICC profile, null without one (hcd_pipeline.metadata)
+    pa.field("exif", pa.large_binary()),  # the source's EXIF (TIFF structure), null without
 ]
 DECODED_SCHEMA = pa.schema([*_META, pa.field("pixels", pa.large_binary())])
 """Decode stage -> model stage: ``pixels`` is float32 (C, H, W) in [0, 1], C = ``channels``."""
@@ -284,7 +287,8 @@ def _prepare_one(ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> t
         return res, None
     try:
         c, h, w = row["channels"], row["height"], row["width"]
-        info = ImageInfo(row["source_uri"], w, h, c, row["bit_depth"], row["source_mode"])
+        meta = SourceMetadata(icc=row.get("icc"), exif=row.get("exif"))
+        info = ImageInfo(row["source_uri"], w, h, c, row["bit_depth"], row["source_mode"], meta)
         alpha = pixels_tensor(row["alpha"], np.dtype(np.float32), (1, h, w))
         hr8 = pixels_tensor(row["hr8"], np.dtype(np.uint8), (c, h, w))
         done = ds.finish(info, _optimised_of(row), alpha=alpha, hr_levels=hr8)
