@@ -614,6 +614,20 @@ def _parse_range(text: str, flag: str) -> tuple[int, int]:
         raise click.BadParameter(f"expected MIN-MAX integers (e.g. 70-95), got {text!r}", param_hint=flag) from None
 
 
+def _run_header(settings: Any) -> str:
+    """One line before Ray starts: what runs, where, on what (the model resolved, as the fingerprint records it)."""
+    from .pipeline.settings import canonical_model
+
+    model, scale = canonical_model(settings.model, settings.scale, settings.weights)
+    what = f"weights {settings.weights}" if settings.weights else f"model {model}"
+    pool = f"{settings.min_actors}" if settings.min_actors == settings.max_actors else f"{settings.min_actors}-{settings.max_actors}"
+    where = settings.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
+    gpus = f", {settings.num_gpus:g} GPU each" if settings.num_gpus else ""
+    method = settings.method if settings.method == "plain" else f"{settings.method} (preset {settings.preset})"
+    return (f"[hcd] {settings.input} -> {settings.output}: {what}" + (f" x{scale}" if scale else "") + f", {method}, "
+            f"{settings.lr_format} LRs; {pool} model actor(s) x {settings.threads} thread(s){gpus} on {where}; starting ...")  # fmt: skip
+
+
 def _print_summary(summary: Any, output: str) -> None:
     click.echo(
         f"run {summary.run_id}: {summary.items} items, {summary.done} done, {summary.failed} failed, "
@@ -713,6 +727,8 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
         raise HcdError(str(exc)) from exc
     _hint_codec_model(settings)
     preflight(settings)  # before Ray starts: a bad input or output is one line at once
+    if _verbosity() >= 0:  # something on screen at once: Ray and the stages' workers take seconds to start
+        click.echo(_run_header(settings), err=True)
     if _verbosity() <= 0:
         _quiet_ray_data()
         _start_ray_quietly(settings)
