@@ -58,7 +58,10 @@ def test_gpu_actor_on_a_node_without_cuda_is_one_line_not_a_silent_cpu_run(tmp_p
     finally:
         cluster.stop()
     assert proc.returncode == 1
-    assert proc.stderr.startswith("error: a model actor could not start: ") and "sees no CUDA device" in proc.stderr, proc.stderr
-    # One line on stderr. (Ray's driver prints the cluster's error notices, "(raylet) ...", on stdout whatever we ask.)
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    # One line on stderr after the run's header. (Ray's driver prints the cluster's error notices, "(raylet) ...", on
+    # stdout whatever we ask.)
+    header, *rest = proc.stderr.splitlines()
+    assert header.startswith("[hcd] ") and "tiny-irn-x2" in header and "1 GPU each" in header, proc.stderr
+    assert len(rest) == 1 and rest[0].startswith("error: a model actor could not start: ") and "sees no CUDA device" in rest[0], proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not list((tmp_path / "out").glob("lr/*"))  # nothing was made on the CPU behind the user's back

@@ -284,7 +284,6 @@ def init_ray(settings: PipelineSettings, verbose: bool = False) -> None:
         level = "INFO" if verbose else "ERROR"
         if not _local(settings):
             # Inside a submitted job RAY_ADDRESS points at the cluster.
-            check_ray_reachable(settings.address)
             ray.init(address=settings.address or None, log_to_driver=verbose, logging_level=level)
         else:
             # One logical CPU beyond the machine's for the decode and write stages, which mostly wait on storage:
@@ -347,6 +346,8 @@ def preflight(settings: PipelineSettings) -> None:
     from ..service import Downscaler
 
     check_ray_address(settings.address)
+    if not _local(settings):
+        check_ray_reachable(settings.address)
     Downscaler(replace(settings.downscale_settings(), device="cpu"))
     check_disjoint(settings.input, settings.output)
     check_input(settings.input, settings.storage)
