@@ -338,7 +338,7 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
         click.echo(f"{len(failures)} of {len(pairs)} failed", err=True)
         sys.exit(1)
     if not pairs:
-        raise HcdError(f"no images in {', '.join(inputs)} (outside the output folder {out_dir})")
+        raise HcdError(f"{', '.join(inputs)}: no image files in this directory (outside the output folder {out_dir})")
 
 
 @main.command()
@@ -393,7 +393,7 @@ def upscale(
         click.echo(f"{len(failures)} of {len(pairs)} failed", err=True)
         sys.exit(1)
     if not pairs:
-        raise HcdError(f"no images in {', '.join(inputs)} (outside the output folder {out_dir})")
+        raise HcdError(f"{', '.join(inputs)}: no image files in this directory (outside the output folder {out_dir})")
 
 
 @main.command()
@@ -817,7 +817,7 @@ def report(
 ) -> None:
     """Quality report over the Parquet tables of one or more run outputs (local or s3://)."""
     _need("report")
-    from .report import build_report, format_text, load_tables, render_html
+    from .report import build_report, format_text, load_tables, render_html, run_info
     from .storage import StorageOptions
 
     # Every file goes where the user pointed: --output for both, else the JSON beside the HTML; unasked, into the run
@@ -830,7 +830,7 @@ def report(
     json_out = json_out or str(Path(html_out).with_suffix(".json"))
 
     opts = StorageOptions(endpoint_url=endpoint_url, anon=anon)
-    rep = build_report(load_tables(list(uris), opts), worst=worst)
+    rep = {"runs": run_info(list(uris), opts), **build_report(load_tables(list(uris), opts), worst=worst)}
     click.echo(format_text(rep))
     atomic_write_bytes(json_out, (jsonutil.dumps({k: v for k, v in rep.items() if k != "points"}, indent=1) + "\n").encode())
     atomic_write_bytes(html_out, render_html(rep, opts).encode())

@@ -24,9 +24,10 @@ from PIL import Image
 from .errors import SettingsError, StorageError
 from .pipeline.keys import input_root, inside
 from .pipeline.runner import read_metrics
+from .pipeline.settings import canonical_model
 from .storage import Storage, StorageOptions, open_uri
 
-__all__ = ["load_tables", "build_report", "format_text", "render_html", "stored_label", "STAT_COLUMNS", "REPORT_COLUMNS"]
+__all__ = ["load_tables", "run_info", "build_report", "format_text", "render_html", "stored_label", "STAT_COLUMNS", "REPORT_COLUMNS"]
 
 STAT_COLUMNS = ("psnr_y", "plain_psnr_y", "gain_y", "ssim_y", "plain_ssim_y", "seconds", "lr_psnr_bicubic")
 """Per-group statistics; ``lr_psnr_bicubic`` is the stored LR's Y-PSNR against the bicubic thumbnail (``inf``, left
@@ -35,7 +36,8 @@ out of the statistics and counted in ``n_inf``, when the LR is that thumbnail)."
 
 # What a report reads: a projection, so that tables of millions of rows load only these columns.
 REPORT_COLUMNS = ("key", "status", "error", "finished_at", "model", "weights_sha256", "scale", "method", "preset",
-                  "lr_format", "lr_quality", "lr_bytes", "source_uri", "lr_uri", "width", "height", *STAT_COLUMNS)  # fmt: skip
+                  "lr_format", "lr_quality", "lr_bytes", "source_uri", "lr_uri", "width", "height", "kept", "device", "run_id",
+                  "psnr_rgb", "plain_psnr_rgb", *STAT_COLUMNS)  # fmt: skip
 MAX_POINTS = 5000  # per-image points kept for the charts (evenly spaced by gain beyond this)
 MAX_FAILURES = 1000  # failed rows listed (all are counted)
 
@@ -54,6 +56,35 @@ def load_tables(uris: list[str], options: StorageOptions | None = None, columns:
         t = read_metrics(uri, options, columns=None if columns is None else list(columns))
         tables.append(t.append_column("run_output", pa.array([uri] * t.num_rows, pa.string())))
     return pa.concat_tables(tables) if tables else pa.table({})
+
+
+_RUN_FIELDS = ("run_id", "items", "skipped", "done", "failed", "seconds", "images_per_second")
+
+
+def run_info(uris: list[str], options: StorageOptions | None = None) -> list[dict[str, Any]]:
+    """The report's header, one entry per run output: its input and settings (``job.json``) and its runs
+    (``runs/<id>.json``: counts, seconds, images/s), oldest first. What cannot be read is left out, never an error."""
+    info = []
+    for uri in uris:
+        st = Storage(uri, options)
+        entry: dict[str, Any] = {"output": uri, "input": None, "settings": {}, "runs": []}
+        try:
+            job = json.loads(st.read("job.json"))
+            settings = {k: v for k, v in (job.get("settings") or {}).items() if k != "hcd"}
+            if "model" in settings:  # resolved as the fingerprint does (earlier releases recorded None for the default)
+                resolved = canonical_model(settings.get("model"), settings.get("scale"), settings.get("weights"))
+                settings["model"], settings["scale"] = resolved
+            entry.update(input=job.get("input"), settings=settings)
+        except (OSError, ValueError, StorageError, AttributeError):
+            pass
+        try:
+            for key in sorted(k for k in st.iter_keys("runs") if k.endswith(".json")):
+                r = json.loads(st.read(key))
+                entry["runs"].append({k: r.get(k) for k in _RUN_FIELDS})
+        except (OSError, ValueError, StorageError, AttributeError):
+            pass
+        info.append(entry)
+    return info
 
 
 def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -87,7 +118,7 @@ def _reason(error: str | None) -> str:
 # Grouped by the weights too (two trainings of one model name must not be pooled) and by the stored format and
 # quality (a JPEG q90 run and a PNG run of one model differ by several dB).
 _GROUP_COLUMNS = ("model", "weights_sha256", "scale", "method", "preset", "lr_format", "lr_quality")
-_PICK = ("key", "run_output", "source_uri", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height")
+_PICK = ("key", "run_output", "source_uri", "lr_uri", "plain_psnr_y", "psnr_y", "gain_y", "ssim_y", "width", "height", "lr_psnr_bicubic")
 
 
 def build_report(table: pa.Table, worst: int = 10, *, max_points: int = MAX_POINTS, max_failures: int = MAX_FAILURES) -> dict[str, Any]:
@@ -115,8 +146,12 @@ def build_report(table: pa.Table, worst: int = 10, *, max_points: int = MAX_POIN
             mask = m if mask is None else pc.and_(mask, m)
         rows = ok.filter(mask)
         bits = 8 * _floats(rows["lr_bytes"]) / (_floats(rows["width"]) * _floats(rows["height"]))
+        gain_rgb = _floats(rows["psnr_rgb"]) - _floats(rows["plain_psnr_rgb"])
         per_group.append({**g, "weights_sha256": g["weights_sha256"] or None, **{c: _stats(_floats(rows[c])) for c in STAT_COLUMNS},
-                          "bits_per_px": _stats(bits)})  # fmt: skip
+                          "bits_per_px": _stats(bits), "gain_rgb": _stats(gain_rgb),
+                          # the no-harm rule's count: images whose stored LR is the plain one (nothing beat it)
+                          "kept_plain": int(pc.sum(pc.fill_null(pc.equal(rows["kept"], "plain"), False)).as_py() or 0),
+                          "devices": dict(Counter(str(d) for d in rows["device"].to_pylist() if d is not None))})  # fmt: skip
     gain = _floats(ok["gain_y"]) if ok.num_rows else np.zeros(0)
     scored = np.flatnonzero(~np.isnan(gain))
     scored = scored[np.argsort(gain[scored], kind="stable")]  # stable: equal gains keep the table's order
@@ -165,7 +200,16 @@ def stored_label(group: dict[str, Any]) -> str:
 def format_text(report: dict[str, Any]) -> str:
     """The report as the terminal table ``hcd report`` prints."""
     c = report["counts"]
-    lines = [f"images {c['images']}: {c['done']} done, {c['failed']} failed"]
+    lines = []
+    for r in report.get("runs", []):
+        s = r["settings"]
+        what = f"model {s['model']} x{s.get('scale')}" if s.get("model") else f"weights {s.get('weights')}"
+        lines.append(f"{r['input'] or '?'} -> {r['output']}: {what}, {s.get('method', '?')}"
+                     f"{', ' + s['lr_format'] if s.get('lr_format') else ''}; {len(r['runs'])} run(s)")  # fmt: skip
+        for run in r["runs"][-3:]:
+            lines.append(f"  run {run['run_id']}: {run['done']} done, {run['failed']} failed, {run['skipped']} skipped, "
+                         f"{run['seconds']} s, {run['images_per_second']} img/s")  # fmt: skip
+    lines.append(f"images {c['images']}: {c['done']} done, {c['failed']} failed")
     lines += [f"  failed ({reason}): {n}" for reason, n in sorted(c["failed_by_reason"].items())]
     head = f"{'model':19s} {'x':>2s} {'method':7s} {'preset':9s} {'stored':8s} {'n':>5s}  {'stat':6s} "
     head += f"{'PSNR-Y':>8s} {'plain':>8s} {'gain':>7s} {'SSIM-Y':>7s} {'s/img':>7s} {'bits/px':>7s} {'LR/bic':>7s}"
@@ -180,6 +224,10 @@ def format_text(report: dict[str, Any]) -> str:
                 f"{model_label(g):19s} {g['scale']:>2} {g['method']:7s} {g['preset']:9s} {stored_label(g):8s} {g['psnr_y']['n']:5d}  "
                 f"{stat:6s} {cells}"
             )
+    for g in report["groups"]:
+        rgb = g.get("gain_rgb", {}).get("mean")
+        lines.append(f"{model_label(g)} x{g['scale']} {g['method']} {stored_label(g)}: {g.get('kept_plain', 0)} of {g['psnr_y']['n']} "
+                     f"kept the plain LR (nothing beat it); mean RGB gain {'-' if rgb is None else f'{rgb:+.3f} dB'}")  # fmt: skip
     if report["worst"]:
         lines.append("worst images by gain:")
         lines += [f"  {w['gain_y']:+.3f} dB  {w['key']}  ({w['plain_psnr_y']:.2f} -> {w['psnr_y']:.2f})" for w in report["worst"]]
@@ -226,6 +274,21 @@ def _thumb(uri: str | None, options: StorageOptions | None, size: int = 160) -> 
     return f'<img alt="LR" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def _run_html(r: dict[str, Any]) -> str:
+    """The header of one run output: where from, where to, with what, and its runs."""
+    esc = html.escape
+    shown = ("model", "scale", "weights", "method", "seed", "threads", "lr_format", "lr_quality", "device")
+    what = ", ".join(f"{k} {esc(str(v))}" for k, v in r["settings"].items() if v is not None and k in shown)
+    runs = "".join(
+        f"<tr><td>{esc(str(x['run_id']))}</td><td>{x['done']}</td><td>{x['failed']}</td><td>{x['skipped']}</td>"
+        f"<td>{x['seconds']}</td><td>{x['images_per_second']}</td></tr>"
+        for x in r["runs"]
+    )
+    head = "<tr><th>run</th><th>done</th><th>failed</th><th>skipped</th><th>seconds</th><th>images/s</th></tr>"
+    where = f"<b>{esc(str(r['input'] or '?'))}</b> &rarr; <b>{esc(r['output'])}</b>"
+    return f"<p>{where}: {what or 'settings unknown (no job.json)'}</p><table>{head}{runs}</table>"
+
+
 def render_html(report: dict[str, Any], options: StorageOptions | None = None, *, compare: int = 3) -> str:
     """A self-contained HTML page of the report (works offline: inline SVG charts, images as data URIs).
 
@@ -233,7 +296,7 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
     with a zoomed crop, rebuilt from the source and the stored LR (:mod:`.report_images`); the rest as LR
     thumbnails.
     """
-    from .report_images import ZOOM, comparison_html, rebuild
+    from .report_images import ERROR_GAIN, ZOOM, comparison_html, rebuild
     from .svgplot import histogram, scatter
 
     cache: dict[str, Any] = {}
@@ -246,11 +309,13 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
             "<td>"
             + " / ".join(f"{v:.3f}" if (v := g.get(col, {}).get(st)) is not None else "-" for st in ("mean", "median", "p5", "p95"))
             + "</td>"
-            for col in ("psnr_y", "gain_y", "ssim_y", "seconds", "bits_per_px", "lr_psnr_bicubic")
+            for col in ("psnr_y", "gain_y", "gain_rgb", "ssim_y", "seconds", "bits_per_px", "lr_psnr_bicubic")
         )
+        + f"<td>{g.get('kept_plain', 0)}</td><td>{esc(', '.join(f'{d} ({n})' for d, n in g.get('devices', {}).items()) or '-')}</td>"
         + "</tr>"
         for g in report["groups"]
     )
+    header = "".join(_run_html(r) for r in report.get("runs", []))
 
     roots: dict[str | None, list[str]] = {}
 
@@ -283,11 +348,12 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
     n_pts, n_all = len(report["points"]), report.get("points_total", len(report["points"]))
     sample = f" A sample of {n_pts} of the {n_all} images, evenly spaced by gain." if n_all > n_pts else ""
     hist = histogram(gains, xlabel="gain over plain downscaling, Y-PSNR (dB)", ylabel="images", mark=0.0)
+    # Gain against the plain PSNR (not HCD against plain: at thousands of images that is one diagonal line).
     plot = scatter(
-        [(p["plain"], p["hcd"]) for p in report["points"]],
-        xlabel="plain: Y-PSNR of the reconstruction (dB)",
-        ylabel="HCD: Y-PSNR of the reconstruction (dB)",
-        diagonal=True,
+        [(p["plain"], p["gain"]) for p in report["points"]],
+        xlabel="plain downscaling: Y-PSNR of the reconstruction (dB)",
+        ylabel="gain of HCD over plain, Y-PSNR (dB)",
+        hline=0.0,
         names=[str(p["key"]) for p in report["points"]],
     )
 
@@ -298,17 +364,22 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
 figure{{display:inline-block;margin:6px;text-align:center;font-size:12px;vertical-align:top}}
 .cmp{{border-bottom:1px solid #ddd;padding:4px 0}}</style></head><body>
 <h1>HCD quality report</h1>
+{header}
 <p>{c["images"]} images: {c["done"]} done, {c["failed"]} failed (by reason: {reasons}).</p>
 <h2>Per model, scale, method and stored format</h2><p>cells: mean / median / 5th / 95th percentile</p>
 <table><tr><th>model</th><th>scale</th><th>method</th><th>preset</th><th>stored as</th><th>n</th><th>Y-PSNR (dB)</th>
-<th>gain over plain (dB)</th><th>SSIM-Y</th><th>seconds/image</th><th>bits per HR pixel</th>
-<th title="Y-PSNR of the stored LR against the MATLAB bicubic downscale; - when it is that thumbnail">LR vs bicubic (dB)</th></tr>
+<th>gain over plain (dB)</th><th>RGB gain (dB)</th><th>SSIM-Y</th><th>seconds/image</th><th>bits per HR pixel</th>
+<th title="Y-PSNR of the stored LR against the MATLAB bicubic downscale; - when it is that thumbnail">LR vs bicubic (dB)</th>
+<th title="images whose stored LR is the plain one: no iterate beat it (the no-harm rule)">kept plain</th><th>device</th></tr>
 {group_rows}</table>
 <h2>Gain over plain downscaling</h2><p>One bar per gain interval; the dashed line is no gain. Perfect reconstructions
 (infinite PSNR) are counted in the table's n, not plotted.{sample}</p>{hist}
-<h2>Plain vs HCD, per image</h2><p>Points above the dashed line gained; hover for the image.{sample}</p>{plot}
-<h2>Worst images by gain</h2><p>The first {compare}: the source with the crop marked, then HR, plain and HCD reconstructions
-of the crop at {ZOOM}x (where HCD reduced the error most).</p>{gallery(report["worst"])}
+<h2>Gain against plain quality, per image</h2><p>Points above the dashed line gained (the no-harm rule keeps every
+point on or above it); hover for the image.{sample}</p>{plot}
+<h2>Worst images by gain</h2><p>The first {compare}: the source with the crop marked; the stored LR at 1x beside the standard
+bicubic thumbnail, with their Y-PSNR against each other; the crop of HR, plain and HCD reconstructions at {ZOOM}x (where HCD
+reduced the error most) and their errors against HR (absolute, Y, amplified {ERROR_GAIN}x: black is no error).</p>
+{gallery(report["worst"])}
 <h2>Best images by gain</h2>{gallery(report["best"])}
 <h2>Failures</h2><ul>{failures or "<li>none</li>"}</ul>
 </body></html>

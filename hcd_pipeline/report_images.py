@@ -22,20 +22,26 @@ from PIL import Image, ImageDraw
 from .codecs import DEFAULT_QUALITY, decode_lr
 from .imageio import decode_image
 from .metrics import psnr, rgb_to_y, to_uint8_levels
-from .service import Downscaler, DownscaleSettings, upscale_lr
+from .resize import imresize
+from .service import Downscaler, DownscaleSettings, lr_fidelity, pad_symmetric, upscale_lr
 from .storage import StorageOptions, open_uri
 
-__all__ = ["Comparison", "rebuild", "comparison_html", "CROP", "ZOOM"]
+__all__ = ["Comparison", "rebuild", "comparison_html", "CROP", "ZOOM", "ERROR_GAIN"]
 
 CROP = 48
 """Side of the zoomed crop in HR pixels."""
 ZOOM = 4
 """Display magnification of the crop (nearest neighbour, so pixels stay visible)."""
+ERROR_GAIN = 8
+"""Error maps show |reconstruction - HR| on Y times this (an error of 32 levels is white)."""
+LR_SIDE = 256
+"""Largest side of the stored LR and the bicubic thumbnail shown at 1x (larger ones are cropped to their centre)."""
 
 
 @dataclass
 class Comparison:
-    """HR and the two reconstructions as float (C, H, W) in [0, 1], the crop's top-left corner, Y-PSNRs (dB)."""
+    """HR and the two reconstructions as float (C, H, W) in [0, 1], the crop's top-left corner, Y-PSNRs (dB); the
+    stored LR and the MATLAB bicubic thumbnail of the source (3, h, w) in [0, 1] and their Y-PSNR against each other."""
 
     key: str
     hr: torch.Tensor
@@ -44,6 +50,9 @@ class Comparison:
     crop_yx: tuple[int, int]
     psnr_plain: float
     psnr_hcd: float
+    lr: torch.Tensor | None = None
+    bicubic_lr: torch.Tensor | None = None
+    lr_vs_bicubic: float | None = None
 
 
 def _read(uri: str, options: StorageOptions | None) -> bytes:
@@ -98,7 +107,13 @@ def rebuild(row: dict[str, Any], options: StorageOptions | None = None, cache: d
     def y_psnr(rec: torch.Tensor) -> float:
         return psnr(rgb_to_y(hr * 255), rgb_to_y(rec * 255), s)
 
-    return Comparison(str(row["key"]), hr, rec_plain, rec_hcd, _best_crop(hr, rec_plain, rec_hcd, CROP), y_psnr(rec_plain), y_psnr(rec_hcd))
+    hr3 = hr.expand(3, -1, -1) if hr.shape[0] == 1 else hr[:3]
+    bicubic = torch.round(imresize(pad_symmetric(src.pixels.expand(3, -1, -1) if src.pixels.shape[0] == 1 else src.pixels[:3], s),
+                                   1.0 / s).clamp(0, 1) * 255) / 255  # fmt: skip
+    stored = lr.pixels[:3]
+    fid = lr_fidelity(torch.round(hr3 * 255).to(torch.uint8), torch.round(stored * 255).to(torch.uint8), s)
+    return Comparison(str(row["key"]), hr, rec_plain, rec_hcd, _best_crop(hr, rec_plain, rec_hcd, CROP), y_psnr(rec_plain), y_psnr(rec_hcd),
+                      stored, bicubic, fid)  # fmt: skip
 
 
 def _png(t: torch.Tensor, box: tuple[int, int, int] | None = None, max_side: int | None = None) -> str:
@@ -118,7 +133,8 @@ def _png(t: torch.Tensor, box: tuple[int, int, int] | None = None, max_side: int
 
 
 def comparison_html(c: Comparison, gain: float | None = None) -> str:
-    """A row of figures: the HR with the crop marked, then the crop of HR, plain and HCD at ``ZOOM``x."""
+    """A row of figures: the HR with the crop marked; the stored LR and the bicubic thumbnail at 1x; the crop of HR,
+    plain and HCD at ``ZOOM``x; the plain and HCD errors of the crop (:func:`_error`)."""
     y, x = c.crop_yx
     side = min(CROP, c.hr.shape[-2], c.hr.shape[-1])
     crops = [(label, t[:, y : y + side, x : x + side]) for label, t in
@@ -126,7 +142,25 @@ def comparison_html(c: Comparison, gain: float | None = None) -> str:
     px = side * ZOOM
     figs = [f'<figure><img alt="HR" src="data:image/png;base64,{_png(c.hr, (y, x, side), 220)}"><figcaption>{html.escape(c.key)}'
             f"{'' if gain is None else f' ({gain:+.3f} dB)'}</figcaption></figure>"]  # fmt: skip
-    for label, t in crops:
+    if c.lr is not None and c.bicubic_lr is not None:
+        fid = "identical" if c.lr_vs_bicubic is None or c.lr_vs_bicubic == float("inf") else f"{c.lr_vs_bicubic:.1f} dB apart"
+        for label, t in ((f"stored LR, 1x ({fid})", c.lr), ("bicubic thumbnail, 1x", c.bicubic_lr)):
+            h, w = t.shape[-2:]
+            t = t[:, max(0, (h - LR_SIDE) // 2) :, max(0, (w - LR_SIDE) // 2) :][:, :LR_SIDE, :LR_SIDE]  # the centre of a large LR
+            figs.append(f'<figure><img alt="{html.escape(label)}" width="{t.shape[-1]}" height="{t.shape[-2]}" '
+                        f'src="data:image/png;base64,{_png(t)}"><figcaption>{html.escape(label)}</figcaption></figure>')  # fmt: skip
+    hr_crop = crops[0][1]
+    errors = [(f"{name} error, {ERROR_GAIN}x", _error(t, hr_crop)) for name, t in (("plain", crops[1][1]), ("HCD", crops[2][1]))]
+    for label, t in (*crops, *errors):
         figs.append(f'<figure><img alt="{html.escape(label)}" width="{px}" height="{px}" style="image-rendering:pixelated" '
                     f'src="data:image/png;base64,{_png(t)}"><figcaption>{html.escape(label)}</figcaption></figure>')  # fmt: skip
     return '<div class="cmp">' + "".join(figs) + "</div>"
+
+
+def _error(rec: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """|rec - hr| on Y (BT.601 luma, in [0, 1]) times :data:`ERROR_GAIN`, as a gray image (1, h, w)."""
+
+    def luma(t: torch.Tensor) -> torch.Tensor:
+        return t if t.shape[0] == 1 else rgb_to_y(t[:3] * 255) / 255
+
+    return ((luma(rec) - luma(hr)).abs() * ERROR_GAIN).clamp(0, 1).reshape(1, *rec.shape[-2:])

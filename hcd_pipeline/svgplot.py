@@ -149,9 +149,10 @@ def histogram(
 
 def scatter(
     points: Sequence[tuple[float, float]], *, xlabel: str, ylabel: str, title: str = "", diagonal: bool = False,
-    names: Sequence[str] | None = None, width: int = 420, height: int = 360,
+    names: Sequence[str] | None = None, width: int = 420, height: int = 360, hline: float | None = None,
 ) -> str:  # fmt: skip
-    """Points (x, y), optional names as tooltips, an optional dashed y = x line (e.g. 'no change')."""
+    """Points (x, y), optional names as tooltips, an optional dashed y = x line (e.g. 'no change') or a dashed
+    horizontal line at ``hline`` (e.g. 'no gain'), always inside the plotted range."""
     pts = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
     if not pts:
         return "<p>no finite values to plot</p>"
@@ -160,7 +161,7 @@ def scatter(
         lo, hi = min(xs + ys), max(xs + ys)
         xr = yr = (lo - 0.02 * (hi - lo + 1), hi + 0.02 * (hi - lo + 1))
     else:
-        xr, yr = (min(xs), max(xs)), (min(ys), max(ys))
+        xr, yr = (min(xs), max(xs)), (min(ys + ([hline] if hline is not None else [])), max(ys + ([hline] if hline is not None else [])))
     ax = _Axes(64, 28 if title else 12, width - 84, height - (76 if title else 60), xr, yr)
     body = (
         [f'<text x="{width / 2}" y="16" text-anchor="middle" font-family="sans-serif" font-size="13">{html.escape(title)}</text>']
@@ -173,6 +174,9 @@ def scatter(
         body.append(
             f'<line x1="{ax.sx(a):.1f}" y1="{ax.sy(a):.1f}" x2="{ax.sx(b):.1f}" y2="{ax.sy(b):.1f}" stroke="#888" stroke-dasharray="4"/>'
         )
+    if hline is not None:
+        body.append(f'<line x1="{ax.sx(ax.xr[0]):.1f}" y1="{ax.sy(hline):.1f}" x2="{ax.sx(ax.xr[1]):.1f}" y2="{ax.sy(hline):.1f}" '
+                    'stroke="#888" stroke-dasharray="4"/>')  # fmt: skip
     for i, (x, y) in enumerate(pts):
         tip = f"<title>{html.escape(names[i])}: {_fmt(x)}, {_fmt(y)}</title>" if names and i < len(names) else ""
         body.append(f'<circle cx="{ax.sx(x):.1f}" cy="{ax.sy(y):.1f}" r="3" fill="{PALETTE[1]}" fill-opacity="0.7">{tip}</circle>')

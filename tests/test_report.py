@@ -211,6 +211,13 @@ def test_report_pictures_rebuild_what_the_run_measured(tmp_path):
         assert shown, r["key"]
         assert float(shown.group(2)) == pytest.approx(r["plain_psnr_y"], abs=0.006)
         assert float(shown.group(3)) == pytest.approx(r["psnr_y"], abs=0.006)
+    # The product itself: the stored LR at 1x beside the bicubic thumbnail, with the distance the sidecar recorded,
+    # and both reconstructions' errors.
+    side = json.loads((out / "lr" / "astronaut_crop.json").read_text())
+    fid = side["metrics"]["lr_vs_bicubic_psnr_y"]
+    assert f"stored LR, 1x ({'identical' if fid == 'inf' else f'{float(fid):.1f} dB apart'})" in page
+    for label in ("bicubic thumbnail, 1x", "plain error, 8x", "HCD error, 8x"):
+        assert page.count(f"<figcaption>{label}</figcaption>") == 4, label
     # An LR that cannot be read back: the report still renders, saying why.
     (out / "lr" / "astronaut_crop.json").unlink()
     page = render_html(rep, compare=2)
@@ -252,3 +259,31 @@ def test_curve_panels_join_each_series_in_x_order():
     xs = [float(p.split(",")[0]) for p in lines[0].split()]
     assert xs == sorted(xs)  # joined left to right (q50 before q90)
     assert ">q50<" in doc and ">q90<" in doc and doc.count("<circle") == 3
+
+
+def test_report_header_counts_kept_plain_and_draws_gain_against_plain(tmp_path):
+    """The run's header (input, output, settings, runs), the kept-plain count and RGB gain per group, and a scatter of
+    gain against plain quality with the no-gain line, also when every point lies above it."""
+    from hcd_pipeline.report import format_text, render_html, run_info
+
+    out = tmp_path / "run"
+    rows = [{"key": f"k{i}.png", "status": "ok", "model": "irn-x2", "scale": 2, "method": "hcd", "preset": "default", "run_id": "r1",
+             "plain_psnr_y": 30.0 + i, "psnr_y": 30.0 + i + 0.1 * i, "gain_y": 0.1 * i, "plain_psnr_rgb": 29.0, "psnr_rgb": 29.0 + 0.2 * i,
+             "kept": "plain" if i == 0 else "optimised", "device": "cpu", "finished_at": datetime.now(UTC)} for i in range(4)]  # fmt: skip
+    (out / "metrics" / "parts").mkdir(parents=True)
+    pq.write_table(rows_to_table(rows), out / "metrics" / "parts" / "r1-00000.parquet")
+    job = {"input": "/photos", "layout": 2, "settings": {"model": None, "scale": None, "method": "hcd"}}  # as earlier releases wrote it
+    (out / "job.json").write_text(json.dumps(job))
+    (out / "runs").mkdir()
+    (out / "runs" / "r1.json").write_text(json.dumps({"run_id": "r1", "items": 4, "skipped": 0, "done": 4, "failed": 0, "seconds": 8.0,
+                                                      "images_per_second": 0.5}))  # fmt: skip
+    rep = {"runs": run_info([str(out)]), **build_report(load_tables([str(out)]))}
+    (g,) = rep["groups"]
+    assert g["kept_plain"] == 1 and g["gain_rgb"]["mean"] == pytest.approx(0.3) and g["devices"] == {"cpu": 4}
+    assert rep["runs"][0]["settings"]["model"] == "irn-x2" and rep["runs"][0]["runs"][0]["images_per_second"] == 0.5
+    text = format_text(rep)
+    assert f"/photos -> {out}: model irn-x2 x2, hcd" in text and "1 of 4 kept the plain LR" in text and "+0.300 dB" in text
+    page = render_html(rep)
+    assert "<b>/photos</b> &rarr;" in page and "<td>r1</td><td>4</td>" in page
+    svg = page[page.index("Gain against plain quality") :]
+    assert 'stroke-dasharray="4"' in svg.split("</svg>")[0]  # the no-gain line, though no point lies below it
