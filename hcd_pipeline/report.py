@@ -355,6 +355,8 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
         ylabel="gain of HCD over plain, Y-PSNR (dB)",
         hline=0.0,
         names=[str(p["key"]) for p in report["points"]],
+        width=640,
+        height=380,
     )
 
     failures = "".join(f"<li><code>{esc(f['key'])}</code>: {esc(str(f['error']))}</li>" for f in report["failures"][:200])

@@ -30,7 +30,7 @@ __all__ = ["Comparison", "rebuild", "comparison_html", "CROP", "ZOOM", "ERROR_GA
 
 CROP = 48
 """Side of the zoomed crop in HR pixels."""
-ZOOM = 4
+ZOOM = 3
 """Display magnification of the crop (nearest neighbour, so pixels stay visible)."""
 ERROR_GAIN = 8
 """Error maps show |reconstruction - HR| on Y times this (an error of 32 levels is white)."""

@@ -118,11 +118,12 @@ def histogram(
     values: Sequence[float], *, xlabel: str, ylabel: str = "images", title: str = "", bins: int = 30, mark: float | None = 0.0,
     width: int = 520, height: int = 280,
 ) -> str:  # fmt: skip
-    """Histogram of the finite ``values`` with counts on the y axis; a dashed line at ``mark`` (e.g. no gain)."""
+    """Histogram of the finite ``values`` with counts on the y axis; a dashed line at ``mark`` (e.g. no gain), always
+    inside the plotted range (where every value lies on one side of it, that is the point of the line)."""
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return "<p>no finite values to plot</p>"
-    lo, hi = min(vals), max(vals)
+    lo, hi = min(vals + ([mark] if mark is not None else [])), max(vals + ([mark] if mark is not None else []))
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5, hi + 0.5
     edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)]
