@@ -55,6 +55,16 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (HcdError, FileNotFoundError, FileExistsError, PermissionError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except ConnectionError as exc:  # a Ray cluster or an object store that does not answer
+            if _verbosity() > 0:
+                raise
+            click.echo(f"error: {exc} (is it up? the address comes from --address or RAY_ADDRESS)", err=True)
+            sys.exit(1)
+        except Exception as exc:  # what we did not foresee: one line; the traceback with --verbose
+            if _verbosity() > 0:
+                raise
+            click.echo(f"error: {type(exc).__name__}: {exc} (hcd --verbose ... shows where)", err=True)
+            sys.exit(1)
 
     return inner
 

@@ -143,3 +143,13 @@ def test_folders_in_one_output_convention_and_nothing_in_the_current_folder(tmp_
     assert list(work.iterdir()) == []
     proc = hcd("downscale", "--threads", "0", str(photos / "a.png"), "-o", str(tmp_path / "x"), check=False)
     assert proc.returncode == 2 and "--threads" in proc.stderr
+
+
+def test_unforeseen_errors_are_one_line_and_tracebacks_need_verbose():
+    """A cluster that does not answer (hcd status against a closed port): one error line; the traceback only with
+    --verbose."""
+    proc = run("status", "raysubmit_x", "--address", "http://127.0.0.1:9", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "127.0.0.1:9" in proc.stderr
+    loud = run("--verbose", "status", "raysubmit_x", "--address", "http://127.0.0.1:9", check=False)
+    assert loud.returncode == 1 and "Traceback" in loud.stderr
