@@ -307,6 +307,23 @@ def test_submit_ships_the_validated_spec_not_its_text(tmp_path):
     assert not any(k.startswith("AWS_SECRET") or k == "AWS_ACCESS_KEY_ID" for k in env)
 
 
+def test_submit_from_an_installed_package_uploads_only_the_package(tmp_path, monkeypatch):
+    """From a source checkout the project is the working directory; from a wheel install (no pyproject.toml beside
+    the package) only hcd_pipeline/ travels, never the site-packages around it."""
+    from hcd_pipeline.pipeline import submit
+    from hcd_pipeline.pipeline.jobs import load_job
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("input: s3://b/in/\noutput: s3://b/out/\n")
+    checkout = submit.runtime_env(load_job(spec))
+    assert checkout["working_dir"] == str(submit.project_root()) and "py_modules" not in checkout
+    site = tmp_path / "site-packages"
+    (site / "hcd_pipeline").mkdir(parents=True)
+    monkeypatch.setattr(submit, "project_root", lambda: site)
+    installed = submit.runtime_env(load_job(spec))
+    assert installed["py_modules"] == [str(site / "hcd_pipeline")] and "working_dir" not in installed
+
+
 class _Counter(BaseHTTPRequestHandler):
     hits: list[str] = []
 

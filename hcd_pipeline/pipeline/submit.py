@@ -26,7 +26,8 @@ _EXCLUDES = [".venv", "runs", "out", "checkpoints", ".git", "**/__pycache__", ".
 
 
 def project_root() -> Path:
-    """The folder holding ``hcd_pipeline/`` (what the runtime environment uploads)."""
+    """The folder holding ``hcd_pipeline/``: a source checkout (with ``pyproject.toml``, uploaded whole) or, for an
+    installed package, its site-packages (of which only ``hcd_pipeline/`` is uploaded)."""
     return Path(__file__).resolve().parents[2]
 
 
@@ -49,7 +50,11 @@ def runtime_env(spec: JobSpec) -> dict[str, Any]:
     """
     env_vars = {k: v for k, v in os.environ.items() if k in (*ENDPOINT_VARIABLES, "AWS_DEFAULT_REGION", "AWS_REGION")}
     env_vars.update({SPEC_ENV: json.dumps(spec.raw, sort_keys=True, default=str), SPEC_NAME_ENV: f"{spec.path.stem}.json"})
-    return {"working_dir": str(project_root()), "excludes": _EXCLUDES, "env_vars": env_vars}
+    root = project_root()
+    if (root / "pyproject.toml").is_file():  # a source checkout: the project as the job's working directory
+        return {"working_dir": str(root), "excludes": _EXCLUDES, "env_vars": env_vars}
+    # An installed package (a wheel in site-packages): only the package travels, never the environment around it.
+    return {"py_modules": [str(root / "hcd_pipeline")], "excludes": _EXCLUDES, "env_vars": env_vars}
 
 
 def submit_job(spec_path: str | Path, address: str | None = None, *, submission_id: str | None = None) -> str:
