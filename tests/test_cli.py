@@ -153,3 +153,16 @@ def test_unforeseen_errors_are_one_line_and_tracebacks_need_verbose():
     assert "Traceback" not in proc.stderr and "127.0.0.1:9" in proc.stderr
     loud = run("--verbose", "status", "raysubmit_x", "--address", "http://127.0.0.1:9", check=False)
     assert loud.returncode == 1 and "Traceback" in loud.stderr
+
+
+def test_a_16bit_lzw_tiff_scan_through_the_cli_and_defaults_in_help(tmp_path):
+    import numpy as np
+    import tifffile
+
+    scan = np.random.default_rng(4).integers(0, 65536, size=(24, 20, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "scan.tif", scan, photometric="rgb", compression="lzw")
+    run("downscale", str(tmp_path / "scan.tif"), "-o", str(tmp_path / "lr"), "--model", "bicubic", "--scale", "2", "--method", "plain")
+    side = json.loads((tmp_path / "lr" / "scan.json").read_text())
+    assert side["source_bit_depth"] == 16 and side["lr_size"] == [10, 12]
+    helptext = run("run", "--help").stdout
+    assert "[default: hcd]" in helptext and "[default: 1]" in helptext and "[default: keep]" in helptext
