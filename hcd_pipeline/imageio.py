@@ -33,7 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, ImageWriteError
 from .metadata import SourceMetadata, read_metadata
-from .png16 import decode_png16, encode_png16, png_header
+from .png16 import check_image_data_size, decode_png16, encode_png16, png_header
 
 __all__ = [
     "DecodedImage",
@@ -154,6 +154,7 @@ def _decode_png16(data: bytes) -> np.ndarray:
         import imagecodecs
     except ImportError:
         return decode_png16(data)
+    check_image_data_size(data)  # libpng would read what the header allows and ignore a bomb's rest: refuse it as ours does
     try:
         arr = imagecodecs.png_decode(data)
     except Exception as exc:  # noqa: BLE001 - imagecodecs raises its own error types

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["png_header", "decode_png16", "encode_png16"]
+__all__ = ["png_header", "decode_png16", "encode_png16", "check_image_data_size"]
 
 _SIG = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
@@ -43,6 +43,42 @@ def _chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
         if ctype == b"IEND":
             return
     raise ValueError("truncated PNG: no IEND chunk")
+
+
+def _raw_size(w: int, h: int, bpp: int, interlace: int) -> int:
+    """Bytes of filtered image data that a header allows: rows of ``w * bpp`` bytes plus a filter byte each, over
+    the seven Adam7 passes when interlaced."""
+    if not interlace:
+        return h * (w * bpp + 1)
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    total = 0
+    for x0, y0, dx, dy in passes:
+        pw, ph = (w - x0 + dx - 1) // dx, (h - y0 + dy - 1) // dy
+        total += ph * (pw * bpp + 1) if pw > 0 and ph > 0 else 0
+    return total
+
+
+def check_image_data_size(data: bytes) -> None:
+    """Refuse a 16-bit PNG whose image data inflate to more than its header allows (a decompression bomb: a
+    small file that holds gigabytes of zeros), inflating at most one byte more than allowed. Raises ValueError."""
+    head = png_header(data)
+    if head is None:
+        raise ValueError("not a PNG file")
+    w, h, depth, ctype, interlace = head
+    if ctype not in _CHANNELS:
+        raise ValueError(f"unsupported PNG colour type {ctype}")
+    expected = _raw_size(w, h, _CHANNELS[ctype] * depth // 8, interlace)
+    inflater = zlib.decompressobj()
+    size = 0
+    for kind, body in _chunks(data):
+        if kind != b"IDAT":
+            continue
+        try:
+            size += len(inflater.decompress(body, expected + 1 - size))
+        except zlib.error as exc:
+            raise ValueError(f"PNG image data is not valid zlib data ({exc})") from exc
+        if size > expected or inflater.unconsumed_tail:
+            raise ValueError(f"PNG image data inflates to more than the {expected} bytes its {w}x{h} header allows (decompression bomb?)")
 
 
 def _paeth_row(cur: bytearray, prev: bytes, bpp: int) -> None:
