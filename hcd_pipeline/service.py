@@ -123,6 +123,8 @@ class DownscaleSettings:
     metadata: str = "keep"  # METADATA_POLICIES: the source's ICC profile and EXIF in the LR file (keep: without GPS)
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SettingsError(f"unknown method {self.method!r}; expected one of {METHODS}")
         check_format(self.lr_format, self.lr_quality)
         if self.metadata not in METADATA_POLICIES:
             raise SettingsError(f"metadata {self.metadata!r}: expected one of {METADATA_POLICIES}")
@@ -218,23 +220,17 @@ class DownscaleOutput:
         return self.data
 
 
-class Downscaler:
-    """Loads a model once and downscales images with it (thread-compatible, not thread-safe)."""
+class Recorder:
+    """What turns a model call's result into files (:meth:`finish`: scores, sidecar, the LR file) and describes the
+    settings, without the model: the pipeline's write stage records on CPU workers that never load weights.
 
-    def __init__(self, settings: DownscaleSettings) -> None:
-        if settings.method not in METHODS:
-            raise SettingsError(f"unknown method {settings.method!r}; expected one of {METHODS}")
+    ``scale``: the model's scale factor (the model stage that ran it knows it). The weights hash is the file's SHA-256.
+    """
+
+    def __init__(self, settings: DownscaleSettings, scale: int) -> None:
         self.settings = settings
         self.hcd = settings.hcd_settings()
-        self.device = resolve_device(settings.device)
-        self.model: Rescaler = for_lr_format(
-            load_model(settings.model, scale=settings.scale, weights=settings.weights, device=self.device), settings.lr_format
-        )
-        self.scale = int(self.model.scale)
-        if self._jpeg_file_mode():
-            from .jpeg_hcd import _jpeglib
-
-            _jpeglib()  # before any work: a missing optional package is one line, not a failure per image
+        self.scale = int(scale)
         if settings.weights:
             self.model_name = settings.model or f"file:{Path(settings.weights).name}"
         else:
@@ -269,6 +265,79 @@ class Downscaler:
 
         name = self._jpeg_optimizer_name()
         return {"name": name, **optimizer_constants(name)}
+
+    def _jpeg_file_mode(self) -> bool:
+        """JPEG with ``codec_aware``: optimise the file's DCT coefficients (:mod:`.jpeg_hcd`) instead of LR pixels."""
+        return self.settings.lr_format == "jpeg" and self.settings.codec_aware and self.settings.method in ("lr", "hcd")
+
+    def finish(self, info: ImageInfo, opt: Optimised, *, alpha: torch.Tensor | None, hr_levels: torch.Tensor | None) -> DownscaleOutput:
+        """The CPU part of :meth:`process`: alpha, scores, sidecar and the PNG.
+
+        ``alpha``: the source alpha (1, H, W) in [0, 1] or None; ``hr_levels``: the source rounded to 8-bit
+        levels (uint8 (C, H, W)), needed only when ``opt`` carries reconstructions.
+        """
+        s = self.scale
+        lr = opt.lr.float() / 255
+        lr_alpha = None
+        if alpha is not None:
+            a = imresize(pad_symmetric(alpha.double(), s), 1.0 / s)
+            lr_alpha = (torch.round(a.clamp(0, 1) * 255) / 255).float()
+        plain_scores = opt_scores = None
+        lr_vs_bicubic = None
+        if opt.plain_rec is not None and opt.rec is not None and hr_levels is not None:
+            plain_scores = score_levels(hr_levels, opt.plain_rec, s)
+            opt_scores = plain_scores if opt.rec is opt.plain_rec else score_levels(hr_levels, opt.rec, s)
+            lr_vs_bicubic = lr_fidelity(hr_levels, opt.lr, s)
+        sidecar: dict[str, object] = {
+            **self.describe(),
+            "source": info.name,
+            "source_size": [info.width, info.height],
+            "source_mode": info.source_mode,
+            "source_bit_depth": info.bit_depth,
+            "channels": info.channels,
+            "lr_size": [int(lr.shape[-1]), int(lr.shape[-2])],
+            "decode_z": self.hcd.decode,
+            "tile": opt.tile or None,
+            "memory": opt.memory,
+            "changed_values": opt.changed,
+            "kept": opt.kept,
+            "judge": self.hcd.judge,
+            "judged": {k: json_float(v) for k, v in opt.judged.items()},
+            "device": opt.device,
+            "batch": opt.batch,
+            "losses": [round(v, 10) for v in opt.losses],
+            "seconds": round(opt.seconds, 4),
+            "stage_seconds": {k: round(v, 4) for k, v in opt.stage_seconds.items()},
+            "metrics": {
+                "plain": _scores_json(plain_scores),
+                "optimised": _scores_json(opt_scores),
+                "lr_vs_bicubic_psnr_y": None if lr_vs_bicubic is None else json_float(lr_vs_bicubic),
+            },
+        }
+        data = opt.lr_file or encode_lr(lr, lr_alpha, self.settings.lr_format, self.settings.lr_quality)
+        # Spliced into the file, pixels untouched: the scores above hold for what is stored.
+        size = (int(lr.shape[-1]), int(lr.shape[-2]))
+        data, sidecar["metadata"] = embed_metadata(data, self.settings.lr_format, info.metadata, self.settings.metadata, size)
+        sidecar["lr_bytes"] = len(data)
+        return DownscaleOutput(
+            lr=lr, lr_alpha=lr_alpha, data=data, ext=LR_EXTENSIONS[self.settings.lr_format], sidecar=sidecar, plain=plain_scores,
+            optimised=opt_scores,
+        )  # fmt: skip
+
+
+class Downscaler(Recorder):
+    """Loads a model once and downscales images with it (thread-compatible, not thread-safe)."""
+
+    def __init__(self, settings: DownscaleSettings) -> None:
+        self.device = resolve_device(settings.device)
+        self.model: Rescaler = for_lr_format(
+            load_model(settings.model, scale=settings.scale, weights=settings.weights, device=self.device), settings.lr_format
+        )
+        super().__init__(settings, int(self.model.scale))
+        if self._jpeg_file_mode():
+            from .jpeg_hcd import _jpeglib
+
+            _jpeglib()  # before any work: a missing optional package is one line, not a failure per image
 
     def layout(self, height: int, width: int) -> tuple[int, str]:
         """(LR tile side or 0 for the whole image, memory mode) for an HR image of this size.
@@ -325,10 +394,6 @@ class Downscaler:
             self.model, [im.pixels for im in ims], channels=self.hcd.judge, crop=self.scale,
             view=[lambda rec, im=im: _source_view(rec, im) for im in ims], decoded=None if as_decoded else self._decoded(),
         )  # fmt: skip
-
-    def _jpeg_file_mode(self) -> bool:
-        """JPEG with ``codec_aware``: optimise the file's DCT coefficients (:mod:`.jpeg_hcd`) instead of LR pixels."""
-        return self.settings.lr_format == "jpeg" and self.settings.codec_aware and self.settings.method in ("lr", "hcd")
 
     def _run_jpeg(
         self, images: list[DecodedImage], hr: torch.Tensor, gens: list[torch.Generator], memory: str, metrics: bool, t0: float
@@ -545,60 +610,6 @@ class Downscaler:
             plain_rec=plain_rec,
             rec=rec,
         )
-
-    def finish(self, info: ImageInfo, opt: Optimised, *, alpha: torch.Tensor | None, hr_levels: torch.Tensor | None) -> DownscaleOutput:
-        """The CPU part of :meth:`process`: alpha, scores, sidecar and the PNG.
-
-        ``alpha``: the source alpha (1, H, W) in [0, 1] or None; ``hr_levels``: the source rounded to 8-bit
-        levels (uint8 (C, H, W)), needed only when ``opt`` carries reconstructions.
-        """
-        s = self.scale
-        lr = opt.lr.float() / 255
-        lr_alpha = None
-        if alpha is not None:
-            a = imresize(pad_symmetric(alpha.double(), s), 1.0 / s)
-            lr_alpha = (torch.round(a.clamp(0, 1) * 255) / 255).float()
-        plain_scores = opt_scores = None
-        lr_vs_bicubic = None
-        if opt.plain_rec is not None and opt.rec is not None and hr_levels is not None:
-            plain_scores = score_levels(hr_levels, opt.plain_rec, s)
-            opt_scores = plain_scores if opt.rec is opt.plain_rec else score_levels(hr_levels, opt.rec, s)
-            lr_vs_bicubic = lr_fidelity(hr_levels, opt.lr, s)
-        sidecar: dict[str, object] = {
-            **self.describe(),
-            "source": info.name,
-            "source_size": [info.width, info.height],
-            "source_mode": info.source_mode,
-            "source_bit_depth": info.bit_depth,
-            "channels": info.channels,
-            "lr_size": [int(lr.shape[-1]), int(lr.shape[-2])],
-            "decode_z": self.hcd.decode,
-            "tile": opt.tile or None,
-            "memory": opt.memory,
-            "changed_values": opt.changed,
-            "kept": opt.kept,
-            "judge": self.hcd.judge,
-            "judged": {k: json_float(v) for k, v in opt.judged.items()},
-            "device": opt.device,
-            "batch": opt.batch,
-            "losses": [round(v, 10) for v in opt.losses],
-            "seconds": round(opt.seconds, 4),
-            "stage_seconds": {k: round(v, 4) for k, v in opt.stage_seconds.items()},
-            "metrics": {
-                "plain": _scores_json(plain_scores),
-                "optimised": _scores_json(opt_scores),
-                "lr_vs_bicubic_psnr_y": None if lr_vs_bicubic is None else json_float(lr_vs_bicubic),
-            },
-        }
-        data = opt.lr_file or encode_lr(lr, lr_alpha, self.settings.lr_format, self.settings.lr_quality)
-        # Spliced into the file, pixels untouched: the scores above hold for what is stored.
-        size = (int(lr.shape[-1]), int(lr.shape[-2]))
-        data, sidecar["metadata"] = embed_metadata(data, self.settings.lr_format, info.metadata, self.settings.metadata, size)
-        sidecar["lr_bytes"] = len(data)
-        return DownscaleOutput(
-            lr=lr, lr_alpha=lr_alpha, data=data, ext=LR_EXTENSIONS[self.settings.lr_format], sidecar=sidecar, plain=plain_scores,
-            optimised=opt_scores,
-        )  # fmt: skip
 
 
 def lr_fidelity(hr_levels: torch.Tensor, lr_levels: torch.Tensor, scale: int) -> float:

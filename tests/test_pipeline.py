@@ -183,3 +183,31 @@ def test_storage_outage_fails_cleanly_and_rerun_completes(ray_local, s3_server, 
     assert sorted(ok) == sorted(names)  # nothing lost, nothing duplicated
     assert sorted(k.rsplit("/", 1)[-1] for k in direct.find("outage/out/lr") if k.endswith(".png")) == sorted(n + ".png" for n in names)
     proxy.stop()
+
+
+def test_the_write_stage_records_without_loading_weights(small_images, tmp_path, monkeypatch):
+    """The write stage turns modelled rows into files with a Recorder (settings, the scale the model stage ran at,
+    the weights file's hash): loading a model there is refused, and its LR equals the single-image path's."""
+    import pyarrow as pa
+
+    import hcd_pipeline.service as service
+    from hcd_pipeline import Downscaler, DownscaleSettings, read_image
+    from hcd_pipeline.pipeline.stages import ModelStage, _Writer, decode_stage, write_stage
+
+    sd = PipelineSettings(input=str(small_images), output=str(tmp_path / "out"), model="tiny-irn-x4", overrides={"lr_steps": 2}).to_dict()
+    batch = pa.table({"kind": ["file"], "uri": [str(small_images / "a.png")], "key": ["a.png"], "version": ["v1"]})
+    modelled = ModelStage(sd)(pa.concat_tables(list(decode_stage(batch, sd))))
+    assert modelled["scale"].to_pylist() == [4]
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the write stage loaded a model")
+
+    monkeypatch.setattr(service, "load_model", no_weights)
+    monkeypatch.setattr(_Writer, "_cache", {})
+    summary = write_stage(modelled, sd, "r1").to_pylist()[0]
+    assert (summary["ok"], summary["failed"]) == (1, 0), summary
+    monkeypatch.undo()
+    alone = Downscaler(DownscaleSettings(model="tiny-irn-x4", overrides={"lr_steps": 2})).process(read_image(small_images / "a.png"))
+    assert (tmp_path / "out" / "lr" / "a.png.png").read_bytes() == alone.data
+    side = json.loads((tmp_path / "out" / "lr" / "a.png.json").read_text())
+    assert side["scale"] == 4 and side["weights_sha256"] == alone.sidecar["weights_sha256"]

@@ -93,7 +93,8 @@ class ModelStageCore:
         """
         todo: list[tuple[dict[str, Any], DecodedImage]] = []
         for row, px in zip(rows, pixels, strict=True):
-            row.update(hr8=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diag=None, lr_file=None)
+            row.update(hr8=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diag=None, lr_file=None,
+                       scale=self.downscaler.scale)  # fmt: skip
             if row["error"] is not None:
                 continue
             try:

@@ -33,7 +33,7 @@ from .. import jsonutil
 from ..errors import ImageReadError, StorageError
 from ..metadata import SourceMetadata
 from ..metrics import psnr_gain
-from ..service import Downscaler, ImageInfo, Optimised
+from ..service import Downscaler, ImageInfo, Optimised, Recorder
 from ..storage import Storage, StorageOptions, open_uri
 from .keys import UnsafeKey, check_key, lr_key, sidecar_key
 from .model_stage import DIAG_FIELDS, ModelStageCore, decoded_row, failed_row, pixels_tensor
@@ -82,6 +82,7 @@ MODELLED_SCHEMA = pa.schema(
         pa.field("rec", pa.large_binary()),  # uint8 (C, H, W); null when equal to plain_rec
         pa.field("diag", pa.string()),  # JSON of DIAG_FIELDS: tile, memory, changed, losses, seconds, kept, ...
         pa.field("lr_file", pa.binary()),  # the stored file when the model stage made it (JPEG coefficients)
+        pa.field("scale", pa.int8()),  # the model's scale factor (the write stage records without loading the model)
     ]
 )
 """Model stage -> write stage."""
@@ -246,25 +247,28 @@ def _optimised_of(row: dict[str, Any]) -> Optimised:
 
 
 class _Writer:
-    """Per-process cache of what the write stage needs: the output storage and a CPU Downscaler.
+    """Per-process cache of what the write stage needs: the output storage and a :class:`Recorder` per scale.
 
-    ``finish`` needs the settings, the scale and the model's description; the weights load once per worker
-    process on the CPU and are not used (the model stage holds the accelerator).
+    ``finish`` needs the settings, the scale (each modelled row carries the one its model ran at) and the model's
+    description (its name and the weights file's hash): no weights are loaded here; the model stage holds them.
     """
 
-    _cache: dict[str, tuple[Storage, Downscaler]] = {}
+    _cache: dict[tuple[str, int | None], tuple[Storage, Recorder]] = {}
 
     @classmethod
-    def get(cls, settings: dict[str, Any]) -> tuple[Storage, Downscaler]:
-        k = json.dumps(settings, sort_keys=True, default=str)
+    def get(cls, settings: dict[str, Any], scale: int | None) -> tuple[Storage, Recorder]:
+        k = (json.dumps(settings, sort_keys=True, default=str), scale)
         if k not in cls._cache:
             cfg = settings_from_dict(settings)
-            cls._cache[k] = (Storage(cfg.output, cfg.storage), Downscaler(replace(cfg.downscale_settings(), device="cpu")))
+            ds = replace(cfg.downscale_settings(), device="cpu")
+            # Without a modelled row (an empty batch) the scale comes from the model itself, as before.
+            recorder = Recorder(ds, scale) if scale is not None else Downscaler(ds)
+            cls._cache[k] = (Storage(cfg.output, cfg.storage), recorder)
         return cls._cache[k]
 
 
 def settings_columns(d: dict[str, Any]) -> dict[str, Any]:
-    """The settings columns of a metric row from ``Downscaler.describe()`` (or a sidecar, which holds it)."""
+    """The settings columns of a metric row from ``Recorder.describe()`` (or a sidecar, which holds it)."""
     return {
         "model": d["model"],
         "scale": d["scale"],
@@ -277,7 +281,7 @@ def settings_columns(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _prepare_one(ds: Downscaler, row: dict[str, Any], base: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes, str, bytes] | None]:
+def _prepare_one(ds: Recorder, row: dict[str, Any], base: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes, str, bytes] | None]:
     """The CPU part of writing one image: (its metric row, (LR key, LR file, sidecar key, sidecar) or None if it failed)."""
     res: dict[str, Any] = {**base, **{k: row.get(k) for k in ("key", "source_uri", *SOURCE_FIELDS)}}
     if row["width"] is not None:
@@ -363,7 +367,8 @@ def write_stage(batch: pa.Table, settings: dict[str, Any], run_id: str) -> pa.Ta
     A failed part write is reported in the summary's ``fatal`` column: the output store is gone and the driver
     stops the run with :class:`~hcd_pipeline.errors.StorageError`.
     """
-    out, ds = _Writer.get(settings)
+    scales = {s for s in batch.column("scale").to_pylist() if s is not None} if "scale" in batch.column_names else set()
+    out, ds = _Writer.get(settings, min(scales) if scales else None)  # one model per run: one scale
     base = {**settings_columns(ds.describe()), "run_id": run_id, "worker": f"{socket.gethostname()}:{os.getpid()}"}
     prepared = [_prepare_one(ds, r, base) for r in batch.to_pylist()]
     # The files go out concurrently (storage latency overlaps); each image's PNG still precedes its sidecar.
