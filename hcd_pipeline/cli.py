@@ -55,15 +55,13 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (HcdError, FileNotFoundError, FileExistsError, PermissionError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-        except ConnectionError as exc:  # a Ray cluster or an object store that does not answer
-            if _verbosity() > 0:
-                raise
-            click.echo(f"error: {exc} (is it up? the address comes from --address or RAY_ADDRESS)", err=True)
-            sys.exit(1)
         except Exception as exc:  # what we did not foresee: one line; the traceback with --verbose
             if _verbosity() > 0:
                 raise
-            click.echo(f"error: {type(exc).__name__}: {exc} (hcd --verbose ... shows where)", err=True)
+            if isinstance(exc, ConnectionError):  # a Ray cluster or an object store that does not answer
+                click.echo(f"error: {exc} (is it up? the address comes from --address or RAY_ADDRESS)", err=True)
+            else:
+                click.echo(f"error: {type(exc).__name__}: {exc} (hcd --verbose ... shows where)", err=True)
             sys.exit(1)
 
     return inner
@@ -144,17 +142,16 @@ def _quiet_ray_data() -> None:
 def _expand_inputs(inputs: tuple[str, ...], out: Path) -> list[tuple[Path, Path]]:
     """Files and folders named on the command line -> ``(file, output subfolder)`` pairs: a folder's images
     (recursive, sorted) keep their subfolders under the output, and the output's own files are skipped when it
-    lies inside the folder (a rerun does not process its own results)."""
+    lies inside the folder (a rerun does not process its own results). Raises when that leaves nothing."""
     pairs: list[tuple[Path, Path]] = []
     out_abs = out.resolve()
     for item in map(Path, inputs):
         if not item.is_dir():
             pairs.append((item, Path(".")))
             continue
-        for p in list_images(item):
-            if out_abs == p.resolve().parent or out_abs in p.resolve().parents:
-                continue
-            pairs.append((p, p.parent.relative_to(item)))
+        pairs += [(p, p.parent.relative_to(item)) for p in list_images(item) if out_abs not in p.resolve().parents]
+    if not pairs:
+        raise HcdError(f"{', '.join(inputs)}: no image files in this directory (outside the output folder {out})")
     return pairs
 
 
@@ -347,8 +344,6 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
     if failures:
         click.echo(f"{len(failures)} of {len(pairs)} failed", err=True)
         sys.exit(1)
-    if not pairs:
-        raise HcdError(f"{', '.join(inputs)}: no image files in this directory (outside the output folder {out_dir})")
 
 
 @main.command()
@@ -402,8 +397,6 @@ def upscale(
     if failures:
         click.echo(f"{len(failures)} of {len(pairs)} failed", err=True)
         sys.exit(1)
-    if not pairs:
-        raise HcdError(f"{', '.join(inputs)}: no image files in this directory (outside the output folder {out_dir})")
 
 
 @main.command()

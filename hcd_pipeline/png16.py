@@ -58,6 +58,20 @@ def _raw_size(w: int, h: int, bpp: int, interlace: int) -> int:
     return total
 
 
+def _inflate_image_data(data: bytes, expected: int, w: int, h: int) -> bytes:
+    """The IDAT data inflated, never more than ``expected`` bytes (what the header allows) plus one: a small file whose
+    data inflates to gigabytes (a bomb) is refused here. Raises ValueError."""
+    idat = b"".join(body for kind, body in _chunks(data) if kind == b"IDAT")
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(idat, expected + 1)
+    except zlib.error as exc:
+        raise ValueError(f"PNG image data is not valid zlib data ({exc})") from exc
+    if len(raw) > expected or inflater.unconsumed_tail:
+        raise ValueError(f"PNG image data inflates to more than the {expected} bytes its {w}x{h} header allows (decompression bomb?)")
+    return raw
+
+
 def check_image_data_size(data: bytes) -> None:
     """Refuse a 16-bit PNG whose image data inflate to more than its header allows (a decompression bomb: a
     small file that holds gigabytes of zeros), inflating at most one byte more than allowed. Raises ValueError."""
@@ -67,18 +81,7 @@ def check_image_data_size(data: bytes) -> None:
     w, h, depth, ctype, interlace = head
     if ctype not in _CHANNELS:
         raise ValueError(f"unsupported PNG colour type {ctype}")
-    expected = _raw_size(w, h, _CHANNELS[ctype] * depth // 8, interlace)
-    inflater = zlib.decompressobj()
-    size = 0
-    for kind, body in _chunks(data):
-        if kind != b"IDAT":
-            continue
-        try:
-            size += len(inflater.decompress(body, expected + 1 - size))
-        except zlib.error as exc:
-            raise ValueError(f"PNG image data is not valid zlib data ({exc})") from exc
-        if size > expected or inflater.unconsumed_tail:
-            raise ValueError(f"PNG image data inflates to more than the {expected} bytes its {w}x{h} header allows (decompression bomb?)")
+    _inflate_image_data(data, _raw_size(w, h, _CHANNELS[ctype] * depth // 8, interlace), w, h)
 
 
 def _paeth_row(cur: bytearray, prev: bytes, bpp: int) -> None:
@@ -105,16 +108,8 @@ def decode_png16(data: bytes) -> np.ndarray:
     ch = _CHANNELS[ctype]
     bpp = 2 * ch
     stride = w * bpp
-    idat = b"".join(body for kind, body in _chunks(data) if kind == b"IDAT")
-    expected = h * (stride + 1)
-    # Inflate no more than the header allows: a small file whose data inflates to gigabytes (a bomb) stops here.
-    inflater = zlib.decompressobj()
-    try:
-        raw = inflater.decompress(idat, expected + 1)
-    except zlib.error as exc:
-        raise ValueError(f"PNG image data is not valid zlib data ({exc})") from exc
-    if len(raw) > expected or inflater.unconsumed_tail:
-        raise ValueError(f"PNG image data inflates to more than the {expected} bytes its {w}x{h} header allows (decompression bomb?)")
+    expected = _raw_size(w, h, bpp, 0)
+    raw = _inflate_image_data(data, expected, w, h)
     if len(raw) != expected:
         raise ValueError(f"PNG image data has {len(raw)} bytes, expected {expected}")
     out = np.empty((h, stride), dtype=np.uint8)

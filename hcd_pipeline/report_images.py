@@ -22,8 +22,7 @@ from PIL import Image, ImageDraw
 from .codecs import DEFAULT_QUALITY, decode_lr
 from .imageio import decode_image
 from .metrics import psnr, rgb_to_y, to_uint8_levels
-from .resize import imresize
-from .service import Downscaler, DownscaleSettings, lr_fidelity, pad_symmetric, upscale_lr
+from .service import Downscaler, DownscaleSettings, bicubic_thumbnail, lr_fidelity, upscale_lr
 from .storage import StorageOptions, open_uri
 
 __all__ = ["Comparison", "rebuild", "comparison_html", "CROP", "ZOOM", "ERROR_GAIN"]
@@ -107,13 +106,12 @@ def rebuild(row: dict[str, Any], options: StorageOptions | None = None, cache: d
     def y_psnr(rec: torch.Tensor) -> float:
         return psnr(rgb_to_y(hr * 255), rgb_to_y(rec * 255), s)
 
-    hr3 = hr.expand(3, -1, -1) if hr.shape[0] == 1 else hr[:3]
-    bicubic = torch.round(imresize(pad_symmetric(src.pixels.expand(3, -1, -1) if src.pixels.shape[0] == 1 else src.pixels[:3], s),
-                                   1.0 / s).clamp(0, 1) * 255) / 255  # fmt: skip
+    hr8 = torch.round(hr * 255).to(torch.uint8)
+    thumbnail = bicubic_thumbnail(hr8, s)  # shown, and what the stored LR's distance is measured against
     stored = lr.pixels[:3]
-    fid = lr_fidelity(torch.round(hr3 * 255).to(torch.uint8), torch.round(stored * 255).to(torch.uint8), s)
+    fid = lr_fidelity(hr8, torch.round(stored * 255).to(torch.uint8), s, thumbnail=thumbnail)
     return Comparison(str(row["key"]), hr, rec_plain, rec_hcd, _best_crop(hr, rec_plain, rec_hcd, CROP), y_psnr(rec_plain), y_psnr(rec_hcd),
-                      stored, bicubic, fid)  # fmt: skip
+                      stored, (thumbnail / 255).float(), fid)  # fmt: skip
 
 
 def _png(t: torch.Tensor, box: tuple[int, int, int] | None = None, max_side: int | None = None) -> str:

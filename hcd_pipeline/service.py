@@ -612,13 +612,19 @@ class Downscaler(Recorder):
         )
 
 
-def lr_fidelity(hr_levels: torch.Tensor, lr_levels: torch.Tensor, scale: int) -> float:
-    """How far a stored LR is from the standard thumbnail: Y-PSNR (dB, no border crop) of ``lr_levels`` (uint8
-    (3, h, w)) against the MATLAB bicubic downscale of the source ``hr_levels`` (uint8 (C, H, W), padded to a multiple
-    of ``scale`` as the LR was), rounded to 8 bits. ``inf`` when the LR is that thumbnail."""
-    hr = hr_levels.float() / 255  # float32 as the models downscale, so that a plain bicubic LR scores inf
+def bicubic_thumbnail(hr_levels: torch.Tensor, scale: int) -> torch.Tensor:
+    """The standard thumbnail of a source: the MATLAB bicubic downscale of ``hr_levels`` (uint8 (C, H, W), padded to a
+    multiple of ``scale`` as the LR was; gray as RGB) rounded to 8 bits -> float64 levels (3, h, w)."""
+    hr = hr_levels.float() / 255  # float32 as the models downscale, so that a plain bicubic LR equals it
     hr = hr.expand(3, -1, -1) if hr.shape[0] == 1 else hr[:3]
-    bicubic = torch.round(imresize(pad_symmetric(hr, scale), 1.0 / scale).clamp(0, 1) * 255).double()  # as HCD rounds
+    return torch.round(imresize(pad_symmetric(hr, scale), 1.0 / scale).clamp(0, 1) * 255).double()  # as HCD rounds
+
+
+def lr_fidelity(hr_levels: torch.Tensor, lr_levels: torch.Tensor, scale: int, *, thumbnail: torch.Tensor | None = None) -> float:
+    """How far a stored LR is from the standard thumbnail: Y-PSNR (dB, no border crop) of ``lr_levels`` (uint8
+    (3, h, w)) against :func:`bicubic_thumbnail` of ``hr_levels`` (or ``thumbnail``, made by it already). ``inf`` when
+    the LR is that thumbnail."""
+    bicubic = bicubic_thumbnail(hr_levels, scale) if thumbnail is None else thumbnail
     return psnr(rgb_to_y(bicubic), rgb_to_y(lr_levels.double()))
 
 

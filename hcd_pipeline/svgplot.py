@@ -123,7 +123,8 @@ def histogram(
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return "<p>no finite values to plot</p>"
-    lo, hi = min(vals + ([mark] if mark is not None else [])), max(vals + ([mark] if mark is not None else []))
+    ranged = vals + ([mark] if mark is not None else [])
+    lo, hi = min(ranged), max(ranged)
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5, hi + 0.5
     edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)]
@@ -162,7 +163,8 @@ def scatter(
         lo, hi = min(xs + ys), max(xs + ys)
         xr = yr = (lo - 0.02 * (hi - lo + 1), hi + 0.02 * (hi - lo + 1))
     else:
-        xr, yr = (min(xs), max(xs)), (min(ys + ([hline] if hline is not None else [])), max(ys + ([hline] if hline is not None else [])))
+        ys_ranged = ys + ([hline] if hline is not None else [])
+        xr, yr = (min(xs), max(xs)), (min(ys_ranged), max(ys_ranged))
     ax = _Axes(64, 28 if title else 12, width - 84, height - (76 if title else 60), xr, yr)
     body = (
         [f'<text x="{width / 2}" y="16" text-anchor="middle" font-family="sans-serif" font-size="13">{html.escape(title)}</text>']
