@@ -72,9 +72,9 @@ def baseline(inp: str, out: str) -> None:
     import ray
     import ray.data
 
-    from hcd_pipeline.imageio import decode_image
-    from hcd_pipeline.service import Downscaler, DownscaleSettings
-    from hcd_pipeline.storage import Storage
+    from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+    from hcd_pipeline.io.images import decode_image
+    from hcd_pipeline.io.storage import Storage
 
     state: dict[str, object] = {}
 

@@ -193,7 +193,7 @@ def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_s
 
 def chart(res: dict[str, Any]) -> str:
     """The timeline as an SVG: GPU nodes and model actors (alive, waiting for a node) against time; images done."""
-    from hcd_pipeline.svgplot import curve_panels
+    from hcd_pipeline.report.svgplot import curve_panels
 
     tl = res["timeline"]
     series = {

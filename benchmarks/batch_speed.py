@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from hcd_pipeline.evaluate import resolve_dataset  # noqa: E402
-from hcd_pipeline.hcd import collaborative_downscale, get_preset  # noqa: E402
-from hcd_pipeline.imageio import list_images, read_image  # noqa: E402
+from hcd_pipeline.evaluation.evaluate import resolve_dataset  # noqa: E402
+from hcd_pipeline.hcd.optimise import collaborative_downscale  # noqa: E402
+from hcd_pipeline.hcd.settings import get_preset
+from hcd_pipeline.io.images import list_images, read_image  # noqa: E402
 from hcd_pipeline.models import load_model  # noqa: E402
 
 

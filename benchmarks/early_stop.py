@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from hcd_pipeline.evaluate import EvalSettings, evaluate
+    from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate
 
     torch.set_num_threads(1)
     rows = []

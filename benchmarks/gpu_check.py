@@ -40,11 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from hcd_pipeline.device import device_mode, device_record, free_memory, resolve_device  # noqa: E402
-from hcd_pipeline.hcd import collaborative_downscale, get_preset  # noqa: E402
-from hcd_pipeline.imageio import DecodedImage, decode_image, list_images, read_image  # noqa: E402
+from hcd_pipeline.core.device import device_mode, device_record, free_memory, resolve_device  # noqa: E402
+from hcd_pipeline.core.resize import pad_symmetric
+from hcd_pipeline.downscaler import MEMORY_MODES, STEP_BYTES_PER_PIXEL, Downscaler, DownscaleSettings  # noqa: E402
+from hcd_pipeline.hcd.optimise import collaborative_downscale  # noqa: E402
+from hcd_pipeline.hcd.settings import get_preset
+from hcd_pipeline.io.images import DecodedImage, decode_image, list_images, read_image  # noqa: E402
 from hcd_pipeline.models import load_model  # noqa: E402
-from hcd_pipeline.service import MEMORY_MODES, STEP_BYTES_PER_PIXEL, Downscaler, DownscaleSettings, pad_symmetric  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +68,7 @@ def _peak_mib(dev: torch.device) -> float | None:
 def _images(data: str | None, limit: int, crop: int | None) -> list[DecodedImage]:
     """Up to ``limit`` images of the set (centre crops of ``crop`` when given), sides cut to multiples of 4."""
     if data:
-        from hcd_pipeline.evaluate import resolve_dataset
+        from hcd_pipeline.evaluation.evaluate import resolve_dataset
 
         paths = list_images(resolve_dataset(data))
     else:
@@ -225,7 +227,7 @@ def repeatability(dev: torch.device, args: argparse.Namespace, images: list[Deco
 
 
 def pipeline_stage(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
-    from hcd_pipeline.imageio import encode_png
+    from hcd_pipeline.io.images import encode_png
     from hcd_pipeline.pipeline.model_stage import ModelStageCore, decoded_row
     from hcd_pipeline.pipeline.settings import PipelineSettings
 
@@ -277,7 +279,7 @@ def main() -> None:
         data = str(inside)
     if data is None:
         try:
-            from hcd_pipeline.evaluate import resolve_dataset
+            from hcd_pipeline.evaluation.evaluate import resolve_dataset
 
             resolve_dataset("Set5")
             data = "Set5"

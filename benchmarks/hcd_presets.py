@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from hcd_pipeline.evaluate import EvalSettings, evaluate
+from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate
 
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "official": ("official", {}),

@@ -31,8 +31,8 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from hcd_pipeline import load_model, read_image
-from hcd_pipeline.bench_sections import section
-from hcd_pipeline.memstats import peak_rss_mib, reset_peak_rss, rss_mib
+from hcd_pipeline.core.memstats import peak_rss_mib, reset_peak_rss, rss_mib
+from hcd_pipeline.evaluation.sections import section
 from hcd_pipeline.models.irn import IRN, quantize_ste
 
 Chain = Callable[[torch.Tensor], torch.Tensor]

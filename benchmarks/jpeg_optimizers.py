@@ -28,10 +28,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks.lr_formats import interpolate_log  # noqa: E402
-from hcd_pipeline import jpeg_hcd  # noqa: E402
-from hcd_pipeline.evaluate import resolve_dataset  # noqa: E402
-from hcd_pipeline.imageio import decode_image, list_images  # noqa: E402
-from hcd_pipeline.service import Downscaler, DownscaleSettings  # noqa: E402
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings  # noqa: E402
+from hcd_pipeline.evaluation.evaluate import resolve_dataset  # noqa: E402
+from hcd_pipeline.hcd import jpeg_file as jpeg_hcd  # noqa: E402
+from hcd_pipeline.io.images import decode_image, list_images  # noqa: E402
 
 MODEL = "irn-x2-jpeg-joint"
 BB_QUALITIES = (85, 88, 90, 93)

@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from hcd_pipeline.codecs import decode_lr, encode_lr  # noqa: E402
-from hcd_pipeline.evaluate import _modcrop  # noqa: E402
-from hcd_pipeline.imageio import read_image  # noqa: E402
-from hcd_pipeline.metrics import score_pair  # noqa: E402
+from hcd_pipeline.core.metrics import score_pair  # noqa: E402
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, upscale_lr  # noqa: E402
+from hcd_pipeline.evaluation.evaluate import _modcrop  # noqa: E402
+from hcd_pipeline.io.images import read_image  # noqa: E402
+from hcd_pipeline.io.lr_formats import decode_lr, encode_lr  # noqa: E402
 from hcd_pipeline.models import load_model  # noqa: E402
-from hcd_pipeline.service import Downscaler, DownscaleSettings, upscale_lr  # noqa: E402
 
 
 def _tile(img: torch.Tensor, box: tuple[int, int, int], zoom: int, title: str) -> Image.Image:

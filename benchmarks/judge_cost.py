@@ -26,8 +26,8 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from hcd_pipeline.imageio import DecodedImage, read_image
-    from hcd_pipeline.service import Downscaler, DownscaleSettings
+    from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+    from hcd_pipeline.io.images import DecodedImage, read_image
 
     torch.set_num_threads(1)
     img = read_image(args.image)

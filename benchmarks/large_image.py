@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from hcd_pipeline.bench_sections import section
+from hcd_pipeline.evaluation.sections import section
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from hcd_pipeline.codecs import decode_lr, encode_lr  # noqa: E402
-from hcd_pipeline.evaluate import _modcrop, resolve_dataset  # noqa: E402
-from hcd_pipeline.imageio import list_images, read_image  # noqa: E402
-from hcd_pipeline.metrics import score_pair  # noqa: E402
+from hcd_pipeline.core.metrics import score_pair  # noqa: E402
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings  # noqa: E402
+from hcd_pipeline.evaluation.evaluate import _modcrop, resolve_dataset  # noqa: E402
+from hcd_pipeline.io.images import list_images, read_image  # noqa: E402
+from hcd_pipeline.io.lr_formats import decode_lr, encode_lr  # noqa: E402
 from hcd_pipeline.models import load_model  # noqa: E402
 from hcd_pipeline.models.registry import RESTORED_FORMATS, weights_file  # noqa: E402
-from hcd_pipeline.service import Downscaler, DownscaleSettings  # noqa: E402
 
 
 def _series(variant: str) -> tuple[str, str]:
@@ -57,7 +57,7 @@ def _charted(variant: str) -> bool:
 
 def chart(docs: list[dict], path: Path) -> None:
     """Rate against distortion, one panel per JSON (set means), one curve per method and format, as SVG."""
-    from hcd_pipeline.svgplot import curve_panels
+    from hcd_pipeline.report.svgplot import curve_panels
 
     panels = []
     for doc in docs:

@@ -6,7 +6,7 @@ the standard bicubic thumbnail.
     python benchmarks/model_families.py --out docs/eval/model_families.json --table      # print the Markdown tables
 
 Each run is MODEL:SCALE:SET[:LIMIT] (LIMIT: the first LIMIT images of the set in name order) through
-``hcd_pipeline.evaluate`` (the field's protocol: modcrop, Y-PSNR / SSIM with ``scale`` border pixels ignored).
+``hcd_pipeline.evaluation.evaluate`` (the field's protocol: modcrop, Y-PSNR / SSIM with ``scale`` border pixels ignored).
 ``hcd`` is the default preset, ``official`` the original code's; ``hcd+KEY=VALUE[+KEY=VALUE]`` is the default preset
 with settings changed (``hcd+lr_radius=2/255``: each LR value within 2 levels of the plain LR; a fraction or a number).
 Per run and method the JSON keeps the means, the
@@ -107,7 +107,7 @@ def main() -> None:
 
     import torch
 
-    from hcd_pipeline.evaluate import EvalSettings, evaluate
+    from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)

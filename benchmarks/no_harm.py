@@ -3,7 +3,7 @@
     python benchmarks/no_harm.py --runs bicubic:2:Set14 irn-x2:2:Set5 irn-x4:4:Set5 --out docs/eval/no_harm.json
     python benchmarks/no_harm.py --merge A.json B.json --out docs/eval/no_harm.json     # join runs made apart
 
-Each run is MODEL:SCALE:SET (a set name or folder) through ``hcd_pipeline.evaluate`` (the field's protocol:
+Each run is MODEL:SCALE:SET (a set name or folder) through ``hcd_pipeline.evaluation.evaluate`` (the field's protocol:
 Y-PSNR with border crop, modcrop) with the default preset, plus the synthetic images of
 ``tests/test_no_harm.py`` (flat, gradient, text-like bars, noise) at 64 x 64 for each model. A row per image
 gives plain and stored Y-PSNR and the gain; the summary counts images below plain (must be 0).
@@ -62,10 +62,10 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(merged, indent=1) + "\n")
         print(f"wrote {args.out}")
         return
-    from hcd_pipeline.evaluate import EvalSettings, evaluate
-    from hcd_pipeline.imageio import DecodedImage
-    from hcd_pipeline.metrics import psnr_gain
-    from hcd_pipeline.service import Downscaler, DownscaleSettings
+    from hcd_pipeline.core.metrics import psnr_gain
+    from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+    from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate
+    from hcd_pipeline.io.images import DecodedImage
 
     out: dict = {"command": "python benchmarks/no_harm.py " + " ".join(sys.argv[1:]), "runs": []}
     for spec in args.runs:
@@ -85,7 +85,7 @@ def main() -> None:
                "summary": _summary(rows), "synthetic_summary": _summary(synth), "images": rows, "synthetic": synth}  # fmt: skip
         print(json.dumps({k: v for k, v in run.items() if k not in ("images", "synthetic")}), flush=True)
         out["runs"].append(run)
-    from hcd_pipeline import jsonutil
+    from hcd_pipeline.io import jsonfile as jsonutil
 
     Path(args.out).write_text(jsonutil.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

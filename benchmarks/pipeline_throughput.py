@@ -18,8 +18,8 @@ from pathlib import Path
 from PIL import Image
 
 from hcd_pipeline import Downscaler, DownscaleSettings, read_image
-from hcd_pipeline.bench_sections import section
-from hcd_pipeline.imageio import list_images
+from hcd_pipeline.evaluation.sections import section
+from hcd_pipeline.io.images import list_images
 from hcd_pipeline.pipeline import PipelineSettings, run_pipeline
 
 

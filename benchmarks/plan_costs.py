@@ -84,8 +84,8 @@ def _rows(keys: list[str], versions: dict[str, str]) -> list[dict]:
 
 
 def synth_output(out: Path, inp: Path, n: int, part_rows: int = 4096) -> list[str]:
+    from hcd_pipeline.io.storage import Storage
     from hcd_pipeline.pipeline.schema import rows_to_table, write_part
-    from hcd_pipeline.storage import Storage
 
     keys = [f"{i // 1000:05d}/{i:08d}.png" for i in range(n)]
     for k in keys:  # the sources first: the rows record the version their listing shows
@@ -104,8 +104,8 @@ def s3_listing(n: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import s3fs
 
+    from hcd_pipeline.io.storage import StorageOptions
     from hcd_pipeline.pipeline.sources import iter_inputs
-    from hcd_pipeline.storage import StorageOptions
     from tests.services import S3Server
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -133,10 +133,10 @@ def main() -> None:
     ap.add_argument("--s3-keys", type=int, default=5000, help="objects put on the local S3 server for the listing rate (0: skip)")
     ap.add_argument("--out", default="docs/eval/plan_costs.json")
     args = ap.parse_args()
+    from hcd_pipeline.io.storage import Storage
     from hcd_pipeline.pipeline.plan import done_keys, finalize, iter_manifest
     from hcd_pipeline.pipeline.settings import PipelineSettings
     from hcd_pipeline.pipeline.sources import iter_inputs
-    from hcd_pipeline.storage import Storage
 
     res: dict = {"command": "python benchmarks/plan_costs.py " + " ".join(sys.argv[1:]), "keys": args.keys}
     with tempfile.TemporaryDirectory(prefix="hcd-plan-") as tmp:

@@ -6,7 +6,7 @@
 
 Every image goes through every variant before the next image starts (variants interleaved per image, so that a
 change of machine load hits all of them alike), 1 torch thread, the shipped model of the scale, the field's
-protocol (``hcd_pipeline.evaluate``: modcrop, Y-PSNR with border crop). Per variant: mean gain over plain
+protocol (``hcd_pipeline.evaluation.evaluate``: modcrop, Y-PSNR with border crop). Per variant: mean gain over plain
 downscaling, share of images improved, worst gain, seconds per image, and the time ratio official / variant
 computed per image and over the whole set.
 """
@@ -43,9 +43,9 @@ VARIANTS: dict[str, tuple[str, str, dict[str, object]]] = {
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from hcd_pipeline.evaluate import _modcrop, resolve_dataset
-    from hcd_pipeline.imageio import list_images, read_image
-    from hcd_pipeline.service import Downscaler, DownscaleSettings
+    from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+    from hcd_pipeline.evaluation.evaluate import _modcrop, resolve_dataset
+    from hcd_pipeline.io.images import list_images, read_image
 
     torch.set_num_threads(1)
     # Variant names hold commas: with ";" in --only it separates names, else "," does (names without commas).
@@ -104,7 +104,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def chart(docs: list[dict], path: Path) -> None:
     """Gain vs seconds per image, one panel per scale, on the set where every variant ran, as a self-contained SVG."""
-    from hcd_pipeline.svgplot import scatter_panels
+    from hcd_pipeline.report.svgplot import scatter_panels
 
     panels = []
     for doc in docs:
@@ -118,7 +118,7 @@ def chart(docs: list[dict], path: Path) -> None:
 
 def table(docs: list[dict]) -> str:
     """The runs' tables as results.md shows them (``hcd bench --render-only`` renders the same section)."""
-    from hcd_pipeline.bench_sections import preset_cost_section
+    from hcd_pipeline.evaluation.sections import preset_cost_section
 
     return "\n".join(preset_cost_section(docs))
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hcd_pipeline.pipeline.schema import METRICS_SCHEMA
-from hcd_pipeline.report import build_report, load_tables
+from hcd_pipeline.report.build import build_report, load_tables
 
 
 def _rss_mib() -> float:

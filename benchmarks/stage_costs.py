@@ -36,7 +36,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from hcd_pipeline.imageio import list_images
+    from hcd_pipeline.io.images import list_images
     from hcd_pipeline.pipeline.settings import PipelineSettings
     from hcd_pipeline.pipeline.stages import ModelStage, decode_stage, write_stage
 

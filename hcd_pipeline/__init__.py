@@ -4,14 +4,15 @@ Layers, bottom up: maths (:mod:`.resize`, :mod:`.metrics`, :mod:`.hcd`) <- model
 <- single-image service (:mod:`.service`) <- pipeline (:mod:`.pipeline`) <- CLI (:mod:`.cli`).
 """
 
-from ._version import __version__
-from .errors import HcdError, ImageReadError, ImageWriteError, SettingsError, WeightsError
-from .hcd import PRESETS, HCDResult, HCDSettings, collaborative_downscale, get_preset
-from .imageio import DecodedImage, decode_image, encode_png, read_image, write_png
-from .metrics import Scores, psnr, rgb_to_y, score_pair, ssim
-from .models import IRN, BicubicRescaler, IRNConfig, Rescaler, load_model
-from .resize import imresize
-from .service import Downscaler, DownscaleSettings, upscale_lr
+from hcd_pipeline._version import __version__
+from hcd_pipeline.core.errors import HcdError, ImageReadError, ImageWriteError, SettingsError, WeightsError
+from hcd_pipeline.core.metrics import Scores, psnr, rgb_to_y, score_pair, ssim
+from hcd_pipeline.core.resize import imresize
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, upscale_lr
+from hcd_pipeline.hcd.optimise import HCDResult, collaborative_downscale
+from hcd_pipeline.hcd.settings import PRESETS, HCDSettings, get_preset
+from hcd_pipeline.io.images import DecodedImage, decode_image, encode_png, read_image, write_png
+from hcd_pipeline.models import IRN, BicubicRescaler, IRNConfig, Rescaler, load_model
 
 __all__ = [
     "__version__",

@@ -28,11 +28,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from hcd_pipeline.errors import ImageReadError, SettingsError, StorageError
-from hcd_pipeline.imageio import decode_image
+from hcd_pipeline.core.errors import ImageReadError, SettingsError, StorageError
+from hcd_pipeline.io.images import decode_image
+from hcd_pipeline.io.storage import Storage
 from hcd_pipeline.pipeline.keys import UnsafeKey, check_key
 from hcd_pipeline.pipeline.schema import rows_to_table
-from hcd_pipeline.storage import Storage
 
 HCD = str(Path(sys.executable).parent / "hcd")
 PLAIN = ["--model", "bicubic", "--scale", "2", "--method", "plain"]

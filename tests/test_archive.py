@@ -172,7 +172,7 @@ def test_run_output_is_readable_with_older_schema_parts(ray_local, small_images,
     assert meta[b"hcd_pipeline.schema"] == SCHEMA_VERSION.encode()
     assert json.loads((out / "job.json").read_text())["fingerprint"]
     # And reports over them (the old-schema parts; without metrics.parquet, from the parts).
-    from hcd_pipeline.report import build_report, load_tables
+    from hcd_pipeline.report.build import build_report, load_tables
 
     (out / "metrics.parquet").unlink()
     rep = build_report(load_tables([str(out)]))
@@ -194,7 +194,7 @@ def test_stages_are_not_fused(ray_local, small_images, tmp_path):
 
 
 def test_settings_that_cannot_all_run_are_refused():
-    from hcd_pipeline.errors import SettingsError
+    from hcd_pipeline.core.errors import SettingsError
     from hcd_pipeline.pipeline.runner import check_fits
 
     s = PipelineSettings(input="in", output="out", min_actors=2, max_actors=2)

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from hcd_pipeline import Downscaler, DownscaleSettings
-from hcd_pipeline.errors import ImageReadError
-from hcd_pipeline.imageio import DecodedImage
+from hcd_pipeline.core.errors import ImageReadError
+from hcd_pipeline.io.images import DecodedImage
 from tests.conftest import SAMPLES
 
 HCD = str(Path(sys.executable).parent / "hcd")

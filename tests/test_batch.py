@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hcd_pipeline.hcd import collaborative_downscale, get_preset
+from hcd_pipeline.hcd.optimise import collaborative_downscale
+from hcd_pipeline.hcd.settings import get_preset
 from hcd_pipeline.models import load_model
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -80,8 +81,8 @@ def test_bb_beats_adam_at_equal_steps():
 def test_downscaler_batch_equals_alone_and_keeps_failures_apart():
     """optimise_batch: same-size images together (one grey, one with an odd size padded to the same), a bad image
     failing alone, each result's bytes and choice equal to optimise() of that image."""
-    from hcd_pipeline.imageio import DecodedImage
-    from hcd_pipeline.service import Downscaler, DownscaleSettings
+    from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+    from hcd_pipeline.io.images import DecodedImage
 
     hr = _crops(3)
     images = [
@@ -103,7 +104,7 @@ def test_downscaler_batch_equals_alone_and_keeps_failures_apart():
 
 
 def test_tiles_batched_equal_tiles_one_at_a_time():
-    from hcd_pipeline.tiles import tiled_collaborative_downscale
+    from hcd_pipeline.hcd.tiles import tiled_collaborative_downscale
 
     model = load_model("tiny-irn-x2")
     hr = _crops(1, 96)

@@ -53,7 +53,7 @@ def test_render_only_names_a_bad_json(tmp_path):
 def test_peak_rss_sees_an_allocation_after_a_reset():
     import torch
 
-    from hcd_pipeline.memstats import peak_rss_mib, reset_peak_rss, rss_mib
+    from hcd_pipeline.core.memstats import peak_rss_mib, reset_peak_rss, rss_mib
 
     if not reset_peak_rss():
         import pytest

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hcd_pipeline.imageio import read_image
-from hcd_pipeline.metrics import score_pair
+from hcd_pipeline.core.metrics import score_pair
+from hcd_pipeline.io.images import read_image
 from tests.conftest import SAMPLES
 
 HCD = str(Path(sys.executable).parent / "hcd")
@@ -80,8 +80,7 @@ def test_alpha_values_and_16_bit_upscale(tmp_path):
     --bit-depth 16 writes a 16-bit PNG whose values round to the 8-bit output's."""
     import torch
 
-    from hcd_pipeline.resize import imresize
-    from hcd_pipeline.service import pad_symmetric
+    from hcd_pipeline.core.resize import imresize, pad_symmetric
 
     src = SAMPLES / "chelsea_crop_alpha.png"
     run("downscale", str(src), "-o", str(tmp_path / "lr"), "--model", "tiny-irn-x2", "--set", "lr_steps=2")

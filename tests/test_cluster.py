@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hcd_pipeline.errors import SettingsError
+from hcd_pipeline.core.errors import SettingsError
 from hcd_pipeline.pipeline.jobs import load_job
 from tests.conftest import ROOT
 from tests.services import free_port

@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from hcd_pipeline.codec_sim import jpeg_sim, quant_tables
-from hcd_pipeline.codecs import roundtrip
-from hcd_pipeline.errors import SettingsError
-from hcd_pipeline.imageio import read_image
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.io.images import read_image
+from hcd_pipeline.io.lr_formats import roundtrip
+from hcd_pipeline.jpeg.simulate import jpeg_sim, quant_tables
 from hcd_pipeline.models import IRN, IRNConfig
 from hcd_pipeline.models.registry import for_lr_format, load_model
 from hcd_pipeline.models.weights import load_irn, save_weights
-from hcd_pipeline.train import TrainConfig, codec_batch, train
+from hcd_pipeline.training.train import TrainConfig, codec_batch, train
 from tests.conftest import SAMPLES
 
 
@@ -137,7 +137,7 @@ def test_training_settings_are_checked():
 def test_weights_that_hold_only_a_difference_need_their_exact_base(tmp_path):
     import shutil
 
-    from hcd_pipeline.errors import WeightsError
+    from hcd_pipeline.core.errors import WeightsError
     from hcd_pipeline.models.weights import read_weights
 
     base_file = tmp_path / "base.safetensors"

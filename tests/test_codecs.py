@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hcd_pipeline.codecs import decode_lr, encode_lr, roundtrip
-from hcd_pipeline.imageio import read_image
-from hcd_pipeline.metrics import score_pair
-from hcd_pipeline.service import Downscaler, DownscaleSettings
+from hcd_pipeline.core.metrics import score_pair
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+from hcd_pipeline.io.images import read_image
+from hcd_pipeline.io.lr_formats import decode_lr, encode_lr, roundtrip
 from tests.conftest import SAMPLES
 
 HCD = str(Path(sys.executable).parent / "hcd")
@@ -102,7 +102,7 @@ def test_jpeg_coefficients_round_trip_and_the_decoder_model():
     """jpeglib writes exactly the coefficients given; the torch decoder matches libjpeg's within a level."""
     import numpy as np
 
-    from hcd_pipeline.jpeg_hcd import decode_coefficients, read_coefficients, write_coefficients
+    from hcd_pipeline.hcd.jpeg_file import decode_coefficients, read_coefficients, write_coefficients
 
     x = read_image(SAMPLES / "astronaut_crop.png").pixels[:, :60, :70]
     c = read_coefficients(encode_lr(x, None, "jpeg", 90))
@@ -163,7 +163,7 @@ def test_joint_codec_model_trades_png_for_jpeg_and_keeps_its_lr_near_bicubic():
     than irn-x2-jpeg (+0.45 dB on this crop, +0.29 on Set14), from a PNG LR worse (-1.9 dB here); its LR is its own
     (not irn-x2's) and stays within 40 dB of MATLAB bicubic's. irn-x2-jpeg-joint-v2 (the recipe trained 4x longer)
     decodes its JPEG better again (+0.18 dB here, +0.21 on Set14) with its LR as near bicubic."""
-    from hcd_pipeline.metrics import psnr
+    from hcd_pipeline.core.metrics import psnr
     from hcd_pipeline.models.registry import load_model
 
     img = read_image(SAMPLES / "astronaut_crop.png")
@@ -204,7 +204,7 @@ def test_jpeg_adam_bits_and_chroma_terms(monkeypatch):
     the file small (without it Adam's gain was bought with bytes, ``jpeg_hcd.RATE_WEIGHT``); the chroma term keeps the
     colours (without it Adam buys Y-PSNR with RGB, ``jpeg_hcd.CHROMA_WEIGHT``). Judged on the decoded file, the result
     beats the plain one."""
-    from hcd_pipeline import jpeg_hcd
+    from hcd_pipeline.hcd import jpeg_file as jpeg_hcd
 
     img = read_image(SAMPLES / "astronaut_crop.png")
 

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from hcd_pipeline.device import device_mode, resolve_device
-from hcd_pipeline.errors import SettingsError
-from hcd_pipeline.imageio import DecodedImage
-from hcd_pipeline.service import Downscaler, DownscaleSettings
+from hcd_pipeline.core.device import device_mode, resolve_device
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+from hcd_pipeline.io.images import DecodedImage
 from tests.conftest import ROOT
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -84,8 +84,8 @@ def _job(tmp_path, **kw):
 def test_outputs_of_another_device_kind_are_refused_unless_allowed(tmp_path):
     """A GPU run into a CPU-made output (or back) is refused: their bytes differ. The fingerprint comes from the
     settings (num_gpus), never from the machine that submits."""
+    from hcd_pipeline.io.storage import Storage
     from hcd_pipeline.pipeline.runner import _check_job, _write_job
-    from hcd_pipeline.storage import Storage
 
     out = Storage(str(tmp_path / "out"))
     _check_job(out, _job(tmp_path))  # a new output passes
@@ -100,8 +100,8 @@ def test_outputs_of_another_device_kind_are_refused_unless_allowed(tmp_path):
 def test_naming_the_default_model_is_the_same_setting(tmp_path):
     """--model irn-x2, --scale 2 and neither are one setting (also against a job.json that recorded the default
     unresolved, as earlier releases did); another model is refused."""
+    from hcd_pipeline.io.storage import Storage
     from hcd_pipeline.pipeline.runner import _check_job, _write_job
-    from hcd_pipeline.storage import Storage
 
     out = Storage(str(tmp_path / "out"))
     _write_job(out, _job(tmp_path))
@@ -120,9 +120,9 @@ def test_naming_the_default_model_is_the_same_setting(tmp_path):
 def test_job_json_of_an_earlier_release_is_not_added_to(tmp_path):
     """job.json files of output layout 1 (names without the source's extension) are refused, whatever their settings:
     this release's names would sit beside the old ones and a key could have two LRs."""
+    from hcd_pipeline.io.storage import Storage
     from hcd_pipeline.pipeline.runner import _check_job
     from hcd_pipeline.pipeline.settings import fingerprint_hash
-    from hcd_pipeline.storage import Storage
 
     old = {**{k: v for k, v in _job(tmp_path).result_fingerprint().items() if k != "hcd"}, "preset": "default", "overrides": {}}
     (tmp_path / "out").mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hcd_pipeline.evaluate import EvalSettings, evaluate
+from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate
 
 # Set5, Y as float (IRN / BasicSR convention): published.md and issue text.
 EXPECTED = {2: (33.682, 0.9305), 4: (28.431, 0.8113)}

@@ -7,9 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from hcd_pipeline.errors import SettingsError
-from hcd_pipeline.hcd import PRESETS, collaborative_downscale, get_preset
-from hcd_pipeline.imageio import read_image
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.hcd.optimise import collaborative_downscale
+from hcd_pipeline.hcd.settings import PRESETS, get_preset
+from hcd_pipeline.io.images import read_image
 from hcd_pipeline.models import load_model
 from hcd_pipeline.models.irn import quantize_ste
 

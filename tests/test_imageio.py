@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hcd_pipeline.errors import ImageReadError, ImageWriteError
-from hcd_pipeline.imageio import decode_image, encode_png, read_image, write_png
+from hcd_pipeline.core.errors import ImageReadError, ImageWriteError
+from hcd_pipeline.io.images import decode_image, encode_png, read_image, write_png
 
 
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -87,7 +87,7 @@ def test_16_bit_filtered_rows_decode(tmp_path):
     import struct
     import zlib
 
-    from hcd_pipeline.png16 import decode_png16
+    from hcd_pipeline.io.png16 import decode_png16
 
     g = np.random.default_rng(2).integers(0, 65536, (5, 4, 3), dtype=np.uint16)
     rows = g.astype(">u2").reshape(5, -1).view(np.uint8).astype(np.int64)
@@ -190,7 +190,7 @@ def test_16bit_colour_tiff_at_full_precision_and_upright(tmp_path):
     import tifffile
     from PIL import Image, ImageOps
 
-    from hcd_pipeline.imageio import read_image
+    from hcd_pipeline.io.images import read_image
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 65536, size=(5, 7, 3), dtype=np.uint16)
@@ -265,7 +265,7 @@ def test_compressed_16bit_colour_tiff_at_full_precision(tmp_path, compression):
 def test_16bit_png_through_libpng_equals_our_decoder():
     import imagecodecs
 
-    from hcd_pipeline.png16 import decode_png16
+    from hcd_pipeline.io.png16 import decode_png16
 
     arr = np.random.default_rng(3).integers(0, 65536, size=(17, 23, 4), dtype=np.uint16)
     data = imagecodecs.png_encode(arr)

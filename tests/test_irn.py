@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hcd_pipeline.errors import WeightsError
+from hcd_pipeline.core.errors import WeightsError
 from hcd_pipeline.models import IRN, IRNConfig, load_irn, load_model, load_original_checkpoint, save_weights
 from hcd_pipeline.models.registry import MODELS
 from hcd_pipeline.models.weights import convert_checkpoint, read_weights

@@ -1,4 +1,4 @@
-"""The source's ICC profile and EXIF in the stored LR (hcd_pipeline.metadata), by value, through the CLI entry point
+"""The source's ICC profile and EXIF in the stored LR (hcd_pipeline.io.metadata), by value, through the CLI entry point
 and the pipeline: rights and dates kept, orientation applied and reset, GPS dropped unless asked, pixels unchanged."""
 
 from __future__ import annotations

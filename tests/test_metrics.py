@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from hcd_pipeline.metrics import psnr, rgb_to_y, score_pair, ssim, to_uint8_levels
+from hcd_pipeline.core.metrics import psnr, rgb_to_y, score_pair, ssim, to_uint8_levels
 
 
 def _pair(seed: int, c: int = 3, h: int = 40, w: int = 36):

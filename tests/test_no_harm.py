@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from hcd_pipeline.errors import SettingsError
-from hcd_pipeline.hcd import collaborative_downscale, get_preset
-from hcd_pipeline.imageio import DecodedImage
-from hcd_pipeline.metrics import psnr_gain
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.core.metrics import psnr_gain
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+from hcd_pipeline.hcd.optimise import collaborative_downscale
+from hcd_pipeline.hcd.settings import get_preset
+from hcd_pipeline.io.images import DecodedImage
 from hcd_pipeline.models import load_model
-from hcd_pipeline.report import build_report, format_text, render_html
-from hcd_pipeline.service import Downscaler, DownscaleSettings
+from hcd_pipeline.report.build import build_report, format_text, render_html
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -144,8 +145,8 @@ def test_patience_ends_a_stage_early_and_keeps_no_harm():
 
 def test_metrics_from_the_judges_reconstructions_equal_fresh_ones():
     """The rows' scores reuse the judge's reconstructions: they equal scoring fresh upscales of both LRs."""
-    from hcd_pipeline.metrics import score_pair
-    from hcd_pipeline.service import upscale_lr
+    from hcd_pipeline.core.metrics import score_pair
+    from hcd_pipeline.downscaler import upscale_lr
 
     img = _image(_synthetic(48)["photo"], "photo")
     ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", overrides={"lr_steps": 6}))
@@ -161,8 +162,8 @@ def test_colour_guard_keeps_rgb_at_or_above_plain():
     """``judge="y+rgb"``: Y-PSNR decides among iterates whose RGB PSNR is at least the plain LR's. On this pepper crop
     the Y judge alone stores a JPEG whose colours are worse than plain (RGB 28.15 vs 28.52 dB; Y +1.5 dB); the guard
     keeps an iterate that is better in both (Y 33.68, RGB 28.59), in the JPEG file and in pixel HCD (PNG) alike."""
-    from hcd_pipeline.hcd import ReconstructionJudge
-    from hcd_pipeline.imageio import read_image
+    from hcd_pipeline.hcd.judge import ReconstructionJudge
+    from hcd_pipeline.io.images import read_image
 
     img = read_image(Path(__file__).parent / "data" / "pepper_crop96.png")
 

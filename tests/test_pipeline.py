@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 
+from hcd_pipeline.io.storage import StorageOptions
 from hcd_pipeline.pipeline import PipelineSettings, read_metrics, run_pipeline
-from hcd_pipeline.storage import StorageOptions
 
 HCD = str(Path(sys.executable).parent / "hcd")
 
@@ -111,7 +111,7 @@ def test_s3_shards_in_lr_and_parquet_out(ray_local, s3_server, small_images):
     assert rows["broken.tar"]["status"] == "failed" and "tar shard" in rows["broken.tar"]["error"]
     assert rows["bad.jpg"]["status"] == "failed" and "bad.jpg" in rows["bad.jpg"]["error"]
     assert rows["a.png"]["lr_uri"] == "s3://archive/out/lr/a.png.png"
-    from hcd_pipeline.imageio import decode_image
+    from hcd_pipeline.io.images import decode_image
 
     lr = decode_image(fs.cat("archive/out/lr/shards/000.tar/c.png.png"), "c.png")
     assert (lr.width, lr.height) == (17, 15)
@@ -137,7 +137,7 @@ def test_cli_run_prints_summary(ray_local, small_images, tmp_path):
 def test_storage_outage_fails_cleanly_and_rerun_completes(ray_local, s3_server, small_images):
     import threading
 
-    from hcd_pipeline.errors import StorageError
+    from hcd_pipeline.core.errors import StorageError
     from tests.services import TcpProxy
 
     proxy = TcpProxy(s3_server.port)
@@ -190,7 +190,7 @@ def test_the_write_stage_records_without_loading_weights(small_images, tmp_path,
     the weights file's hash): loading a model there is refused, and its LR equals the single-image path's."""
     import pyarrow as pa
 
-    import hcd_pipeline.service as service
+    import hcd_pipeline.downscaler as service
     from hcd_pipeline import Downscaler, DownscaleSettings, read_image
     from hcd_pipeline.pipeline.stages import ModelStage, _Writer, decode_stage, write_stage
 

@@ -10,10 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hcd_pipeline.errors import ImageReadError
-from hcd_pipeline.imageio import decode_image, encode_png
-from hcd_pipeline.resize import imresize
-from hcd_pipeline.service import pad_symmetric
+from hcd_pipeline.core.errors import ImageReadError
+from hcd_pipeline.core.resize import imresize, pad_symmetric
+from hcd_pipeline.io.images import decode_image, encode_png
 
 shapes = st.tuples(st.sampled_from([1, 3]), st.integers(1, 24), st.integers(1, 24))
 

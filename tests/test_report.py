@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hcd_pipeline.pipeline.schema import rows_to_table
-from hcd_pipeline.report import build_report, load_tables
+from hcd_pipeline.report.build import build_report, load_tables
 
 HCD = str(Path(sys.executable).parent / "hcd")
 
@@ -81,7 +81,7 @@ def test_report_at_archive_scale_reads_a_projection_and_caps_the_points(tmp_path
     import pyarrow as pa
 
     from hcd_pipeline.pipeline.schema import METRICS_SCHEMA
-    from hcd_pipeline.report import MAX_POINTS, REPORT_COLUMNS
+    from hcd_pipeline.report.build import MAX_POINTS, REPORT_COLUMNS
 
     n = 200_000
     rng = np.random.default_rng(7)
@@ -114,7 +114,7 @@ def test_report_at_archive_scale_reads_a_projection_and_caps_the_points(tmp_path
 def test_report_keeps_stored_formats_apart_and_states_their_bytes():
     """A PNG run and a JPEG q90 run of one model are two groups (several dB apart), each with its bits per HR pixel;
     rows from before schema 3 (no format) count as PNG."""
-    from hcd_pipeline.report import format_text, render_html
+    from hcd_pipeline.report.build import format_text, render_html
 
     base = {"status": "ok", "model": "irn-x2", "scale": 2, "method": "hcd", "preset": "default", "width": 100, "height": 50,
             "plain_psnr_y": 30.0, "gain_y": 0.5, "psnr_y": 30.5}  # fmt: skip
@@ -178,9 +178,9 @@ def test_report_pictures_rebuild_what_the_run_measured(tmp_path):
     """The worst/best pictures are rebuilt from the source and the stored LR: their PSNRs equal the rows'."""
     import re
 
-    from hcd_pipeline.imageio import read_image
-    from hcd_pipeline.report import render_html
-    from hcd_pipeline.service import Downscaler, DownscaleSettings
+    from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+    from hcd_pipeline.io.images import read_image
+    from hcd_pipeline.report.build import render_html
 
     samples = Path(__file__).resolve().parents[1] / "samples"
     out = tmp_path / "run"
@@ -227,7 +227,7 @@ def test_report_pictures_rebuild_what_the_run_measured(tmp_path):
 def test_svg_charts_have_axes_ticks_and_counts():
     import re
 
-    from hcd_pipeline.svgplot import histogram, nice_ticks, scatter, scatter_panels
+    from hcd_pipeline.report.svgplot import histogram, nice_ticks, scatter, scatter_panels
 
     for lo, hi in ((0.61, 0.94), (-4.3, 1.2), (38.0, 41.4), (0.0, 1234.0)):
         t = nice_ticks(lo, hi)
@@ -248,7 +248,7 @@ def test_curve_panels_join_each_series_in_x_order():
     import re
     import xml.etree.ElementTree as ET
 
-    from hcd_pipeline.svgplot import curve_panels
+    from hcd_pipeline.report.svgplot import curve_panels
 
     pts = [("JPEG", 2.5, 43.8, "q90"), ("JPEG", 1.0, 35.9, "q50"), ("PNG", 3.8, 40.8, "")]
     doc = curve_panels([("Set5 x2", pts)], xlabel="bits per HR pixel", ylabel="Y-PSNR (dB)", title="rd", log_x=True)
@@ -264,7 +264,7 @@ def test_curve_panels_join_each_series_in_x_order():
 def test_report_header_counts_kept_plain_and_draws_gain_against_plain(tmp_path):
     """The run's header (input, output, settings, runs), the kept-plain count and RGB gain per group, and a scatter of
     gain against plain quality with the no-gain line, also when every point lies above it."""
-    from hcd_pipeline.report import format_text, render_html, run_info
+    from hcd_pipeline.report.build import format_text, render_html, run_info
 
     out = tmp_path / "run"
     rows = [{"key": f"k{i}.png", "status": "ok", "model": "irn-x2", "scale": 2, "method": "hcd", "preset": "default", "run_id": "r1",

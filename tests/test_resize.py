@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hcd_pipeline.resize import imresize
+from hcd_pipeline.core.resize import imresize
 
 
 def _cases(shared):

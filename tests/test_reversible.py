@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hcd_pipeline.hcd import PRESETS, collaborative_downscale
+from hcd_pipeline.hcd.optimise import collaborative_downscale
+from hcd_pipeline.hcd.settings import PRESETS
 from hcd_pipeline.models.irn import IRN, IRNConfig
 
 
@@ -98,8 +99,8 @@ def test_hcd_with_memory_light_backward_matches_plain_autograd():
 
 
 def test_downscaler_chooses_tiles_and_memory_by_size():
-    from hcd_pipeline.errors import SettingsError
-    from hcd_pipeline.service import Downscaler, DownscaleSettings
+    from hcd_pipeline.core.errors import SettingsError
+    from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
 
     x2 = Downscaler(DownscaleSettings(model="tiny-irn-x2"))
     assert x2.layout(256, 256) == (0, "fast")  # small: plain autograd, whole image
@@ -114,8 +115,8 @@ def test_downscaler_chooses_tiles_and_memory_by_size():
 
 
 def test_downscaler_memory_mode_is_recorded_and_scoped():
-    from hcd_pipeline.imageio import DecodedImage
-    from hcd_pipeline.service import Downscaler, DownscaleSettings
+    from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+    from hcd_pipeline.io.images import DecodedImage
 
     pixels = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(2))
     image = DecodedImage(name="t.png", pixels=pixels, alpha=None, bit_depth=8, source_mode="RGB")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from hcd_pipeline.storage import Storage, StorageOptions
+from hcd_pipeline.io.storage import Storage, StorageOptions
 
 
 @pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "HCD_S3_ENDPOINT_URL"])

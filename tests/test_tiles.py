@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hcd_pipeline import collaborative_downscale, load_model, read_image
-from hcd_pipeline.metrics import score_pair
-from hcd_pipeline.tiles import tile_starts, tiled_collaborative_downscale
+from hcd_pipeline.core.metrics import score_pair
+from hcd_pipeline.hcd.tiles import tile_starts, tiled_collaborative_downscale
 from tests.conftest import SAMPLES
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..resize import imresize
+from hcd_pipeline.core.resize import imresize
 
 __all__ = ["BicubicRescaler"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .edsr import SRRescaler
-from .edsr_weights import save_edsr
-from .registry import load_weights_file
-from .weights import file_sha256, save_weights
+from hcd_pipeline.models.edsr import SRRescaler
+from hcd_pipeline.models.edsr_weights import save_edsr
+from hcd_pipeline.models.registry import load_weights_file
+from hcd_pipeline.models.weights import file_sha256, save_weights
 
 __all__ = ["convert_weights"]
 

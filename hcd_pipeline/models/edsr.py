@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..resize import imresize
+from hcd_pipeline.core.resize import imresize
 
 __all__ = ["EDSRConfig", "EDSR", "SRRescaler", "DIV2K_MEAN"]
 

@@ -10,7 +10,7 @@ names; BasicSR's (``EDSR_Mx2_*.pth``: ``{"params": ...}``, ``conv_first``, ``bod
 blocks from the body, scale from the upsampler); ``res_scale`` is not stored in either layout and is taken as the
 original code's defaults: 1.0 for widths up to 64 (EDSR-baseline), 0.1 above (EDSR). Loading is strict: a tensor
 missing, left over, mis-shaped or not finite, or mean shifts that are not the DIV2K mean, raise
-:class:`~hcd_pipeline.errors.WeightsError` naming the file.
+:class:`~hcd_pipeline.core.errors.WeightsError` naming the file.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
-from ..errors import WeightsError
-from ..imageio import atomic_write_bytes
-from .edsr import EDSR, EDSRConfig, SRRescaler
+from hcd_pipeline.core.errors import WeightsError
+from hcd_pipeline.io.images import atomic_write_bytes
+from hcd_pipeline.models.edsr import EDSR, EDSRConfig, SRRescaler
 
 __all__ = [
     "FORMAT",

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .reversible import ParamGrads, reversible_chain, trainable, vjp
+from hcd_pipeline.models.reversible import ParamGrads, reversible_chain, trainable, vjp
 
 __all__ = ["IRN", "IRNConfig", "LRRestorer", "quantize_ste"]
 

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from ..errors import SettingsError, WeightsError
-from .bicubic import BicubicRescaler
-from .edsr_weights import FORMAT as EDSR_FORMAT
-from .edsr_weights import edsr_from_state_dict, is_edsr_state_dict, load_edsr
-from .protocol import Rescaler
-from .weights import FORMAT as IRN_FORMAT
-from .weights import file_sha256, load_irn, load_original_checkpoint, read_state_dict
+from hcd_pipeline.core.errors import SettingsError, WeightsError
+from hcd_pipeline.models.bicubic import BicubicRescaler
+from hcd_pipeline.models.edsr_weights import FORMAT as EDSR_FORMAT
+from hcd_pipeline.models.edsr_weights import edsr_from_state_dict, is_edsr_state_dict, load_edsr
+from hcd_pipeline.models.protocol import Rescaler
+from hcd_pipeline.models.weights import FORMAT as IRN_FORMAT
+from hcd_pipeline.models.weights import file_sha256, load_irn, load_original_checkpoint, read_state_dict
 
 __all__ = [
     "ModelSpec",
@@ -239,7 +239,7 @@ def load_model(
         scale: required for scale-free models (``bicubic``); checked against fixed-scale models.
         weights: a ``.safetensors`` (ours) or a PyTorch checkpoint (original IRN or EDSR, BasicSR's EDSR); overrides
             the table's (see :func:`load_weights_file`).
-        device: where to put the model (``"auto"``: CUDA if visible; see :func:`~hcd_pipeline.device.resolve_device`).
+        device: where to put the model (``"auto"``: CUDA if visible; see :func:`~hcd_pipeline.core.device.resolve_device`).
 
     Returns:
         A frozen (``requires_grad = False``) model in eval mode that follows :class:`Rescaler`.
@@ -262,7 +262,7 @@ def load_model(
             if not path.is_file():
                 raise WeightsError(f"{path}: shipped weights for {name!r} are missing from the installation")
             model = load_edsr(path, spec.scale) if spec.kind == "sr" else load_irn(path, spec.scale)
-    from ..device import resolve_device
+    from hcd_pipeline.core.device import resolve_device
 
     for p in model.parameters():
         p.requires_grad_(False)

@@ -10,7 +10,7 @@ the same keys, possibly with a ``module.`` prefix or inside a wrapper dict; thei
 fixed (8 blocks per level, width 32), their scale is read from the keys.
 
 Every loader is strict: missing, unexpected or mis-shaped tensors raise
-:class:`~hcd_pipeline.errors.WeightsError` naming the file.
+:class:`~hcd_pipeline.core.errors.WeightsError` naming the file.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from ..errors import WeightsError
-from ..imageio import atomic_write_bytes
-from .irn import IRN, IRNConfig
+from hcd_pipeline.core.errors import WeightsError
+from hcd_pipeline.io.images import atomic_write_bytes
+from hcd_pipeline.models.irn import IRN, IRNConfig
 
 __all__ = [
     "FORMAT",

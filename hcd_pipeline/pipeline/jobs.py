@@ -29,10 +29,10 @@ from typing import Any
 
 import yaml
 
-from ..errors import SettingsError
-from ..models.registry import MODELS
-from ..storage import StorageOptions
-from .settings import PipelineSettings, field_types, parse_actors, setting_fields
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.io.storage import StorageOptions
+from hcd_pipeline.models.registry import MODELS
+from hcd_pipeline.pipeline.settings import PipelineSettings, field_types, parse_actors, setting_fields
 
 __all__ = ["JobSpec", "load_job", "SPEC_ENV", "SPEC_NAME_ENV"]
 

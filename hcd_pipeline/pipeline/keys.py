@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 
-from ..errors import SettingsError
+from hcd_pipeline.core.errors import SettingsError
 
 __all__ = [
     "LAYOUT",
@@ -119,7 +119,7 @@ def inside(uri: str, root: str) -> bool:
 
 def check_disjoint(input_uri: str, output_uri: str) -> None:
     """Refuse an output inside the input (a rerun would read its own LRs back as images) or an input inside the
-    output (the run would write beside, or over, its sources). Raises :class:`~hcd_pipeline.errors.SettingsError`.
+    output (the run would write beside, or over, its sources). Raises :class:`~hcd_pipeline.core.errors.SettingsError`.
 
     A list file's entries may lie anywhere: each one inside the output is refused as it is listed
     (:func:`~.sources.iter_inputs`), and the list file itself only must not be inside the output.

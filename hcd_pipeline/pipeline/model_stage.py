@@ -15,16 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import SettingsError
-from ..imageio import DecodedImage, decode_image
-from ..metrics import to_uint8_levels
-from ..service import Downscaler
-from .settings import settings_from_dict
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.core.metrics import to_uint8_levels
+from hcd_pipeline.downscaler import Downscaler
+from hcd_pipeline.io.images import DecodedImage, decode_image
+from hcd_pipeline.pipeline.settings import settings_from_dict
 
 __all__ = ["ModelStageCore", "DIAG_FIELDS", "pixels_tensor", "decoded_row", "failed_row"]
 
 DIAG_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds", "kept", "judged", "device", "batch")
-"""The fields of :class:`~hcd_pipeline.service.Optimised` that travel as JSON (``diag``); the rest are arrays."""
+"""The fields of :class:`~hcd_pipeline.downscaler.Optimised` that travel as JSON (``diag``); the rest are arrays."""
 
 
 def failed_row(key: str, uri: str, exc: BaseException | str, version: str | None = None) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def decoded_row(key: str, uri: str, data: bytes, version: str | None = None) -> 
     """The decode stage's row for a file's bytes (``DECODED_SCHEMA``: float32 pixels and alpha as raw bytes), or a
     failed row; here so that ``benchmarks/gpu_check.py`` feeds the model stage exactly what the decode stage would.
 
-    ``version``: the listing's version of the source (:func:`~hcd_pipeline.storage.version_of`); the row also gets
+    ``version``: the listing's version of the source (:func:`~hcd_pipeline.io.storage.version_of`); the row also gets
     the source's size and SHA-256, which the sidecar and the metric row keep.
     """
     source = {"source_version": version, "source_bytes": len(data), "source_sha256": hashlib.sha256(data).hexdigest()}

@@ -27,13 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..codecs import LR_EXTENSIONS
-from ..errors import StorageError
-from ..storage import Storage
-from .keys import key_of_sidecar, lr_key, sidecar_key
-from .schema import METRICS_SCHEMA, SCHEMA_METADATA, read_part, rows_to_table, write_part
-from .settings import PipelineSettings
-from .sources import iter_inputs
+from hcd_pipeline.core.errors import StorageError
+from hcd_pipeline.io.lr_formats import LR_EXTENSIONS
+from hcd_pipeline.io.storage import Storage
+from hcd_pipeline.pipeline.keys import key_of_sidecar, lr_key, sidecar_key
+from hcd_pipeline.pipeline.schema import METRICS_SCHEMA, SCHEMA_METADATA, read_part, rows_to_table, write_part
+from hcd_pipeline.pipeline.settings import PipelineSettings
+from hcd_pipeline.pipeline.sources import iter_inputs
 
 __all__ = [
     "MANIFEST_SCHEMA",
@@ -112,7 +112,7 @@ def done_keys(out: Storage, run_id: str, set_aside: list[str] | None = None) -> 
     done = ok_tokens.filter(pc.is_in(ok_keys, value_set=sidecars))
     orphans = sidecars.filter(pc.invert(pc.is_in(sidecars, value_set=ok_keys)))
     rows = []
-    from .stages import SOURCE_FIELDS, row_metrics, settings_columns
+    from hcd_pipeline.pipeline.stages import SOURCE_FIELDS, row_metrics, settings_columns
 
     for key in orphans.to_pylist():  # only images written after the last part of a killed run
         try:

@@ -36,16 +36,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from .. import errors
-from ..errors import HcdError, SettingsError, StorageError
-from ..storage import Storage, StorageOptions
-from .keys import LAYOUT, check_disjoint
-from .plan import done_keys, final_rows, finalize, iter_manifest
-from .progress import Progress
-from .schema import METRICS_SCHEMA, read_part
-from .settings import PipelineSettings, canonical_model
-from .sources import check_input
-from .stages import ModelStage, decode_stage, write_stage
+from hcd_pipeline.core import errors
+from hcd_pipeline.core.errors import HcdError, SettingsError, StorageError
+from hcd_pipeline.io.storage import Storage, StorageOptions
+from hcd_pipeline.pipeline.keys import LAYOUT, check_disjoint
+from hcd_pipeline.pipeline.plan import done_keys, final_rows, finalize, iter_manifest
+from hcd_pipeline.pipeline.progress import Progress
+from hcd_pipeline.pipeline.schema import METRICS_SCHEMA, read_part
+from hcd_pipeline.pipeline.settings import PipelineSettings, canonical_model
+from hcd_pipeline.pipeline.sources import check_input
+from hcd_pipeline.pipeline.stages import ModelStage, decode_stage, write_stage
 
 __all__ = ["RunSummary", "build_dataset", "preflight", "run_pipeline", "read_metrics", "final_rows", "plan_run", "check_fits", "init_ray"]
 
@@ -159,7 +159,7 @@ def _check_job(out: Storage, settings: PipelineSettings) -> None:
 
 def _plan_gen(settings: dict[str, Any], run_id: str):  # noqa: ANN202 - a Ray generator task
     """Manifest tables, then the done keys (or None without tar shards), then the counts."""
-    from .stages import settings_from_dict
+    from hcd_pipeline.pipeline.stages import settings_from_dict
 
     cfg = settings_from_dict(settings)
     out = Storage(cfg.output, cfg.storage)
@@ -172,7 +172,7 @@ def _plan_gen(settings: dict[str, Any], run_id: str):  # noqa: ANN202 - a Ray ge
 
 
 def _finalize(settings: dict[str, Any], run_id: str) -> dict[str, Any]:
-    from .stages import settings_from_dict
+    from hcd_pipeline.pipeline.stages import settings_from_dict
 
     cfg = settings_from_dict(settings)
     return finalize(Storage(cfg.output, cfg.storage), run_id)
@@ -343,7 +343,7 @@ def preflight(settings: PipelineSettings) -> None:
     existing output's ``job.json`` agreeing (it is written when the run starts), a Ray address that Ray can join."""
     from dataclasses import replace
 
-    from ..service import Downscaler
+    from hcd_pipeline.downscaler import Downscaler
 
     check_ray_address(settings.address)
     if not _local(settings):

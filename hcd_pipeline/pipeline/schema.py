@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import StorageError
-from ..hcd import HCDSettings
+from hcd_pipeline.core.errors import StorageError
+from hcd_pipeline.hcd.settings import HCDSettings
 
 if TYPE_CHECKING:
-    from ..storage import Storage
+    from hcd_pipeline.io.storage import Storage
 
 __all__ = [
     "METRICS_SCHEMA",
@@ -33,7 +33,7 @@ __all__ = [
 
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 SETTINGS_TYPE = pa.struct([pa.field(f.name, _ARROW[get_type_hints(HCDSettings)[f.name]]) for f in fields(HCDSettings)])
-"""The ``settings`` column: :class:`~hcd_pipeline.hcd.HCDSettings` as a struct, one field per setting, so that
+"""The ``settings`` column: :class:`~hcd_pipeline.hcd.optimise.HCDSettings` as a struct, one field per setting, so that
 queries filter on them (``settings.lr_steps``) without parsing ``settings_json``."""
 
 SCHEMA_VERSION = "5"
@@ -139,7 +139,7 @@ def read_parquet_bytes(data: bytes, columns: list[str] | None = None) -> pa.Tabl
 
 def read_part(out: Storage, key: str, columns: list[str] | None = None) -> pa.Table:
     """:func:`read_parquet_bytes` of the file ``key`` of ``out``; a file that is not a readable metric table raises
-    :class:`~hcd_pipeline.errors.StorageError` naming it."""
+    :class:`~hcd_pipeline.core.errors.StorageError` naming it."""
     data = out.read(key)
     try:
         return read_parquet_bytes(data, columns)

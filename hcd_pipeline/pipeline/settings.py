@@ -7,14 +7,14 @@ import json
 from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, get_type_hints
 
-from ..codecs import DEFAULT_QUALITY, LR_FORMATS
-from ..device import GPU_MODES
-from ..errors import SettingsError
-from ..hcd import DEFAULT_PRESET, METHODS, PRESETS
-from ..metadata import METADATA_POLICIES
-from ..models.registry import MODELS, resolve_name
-from ..service import MEMORY_CHOICES, DownscaleSettings
-from ..storage import StorageOptions
+from hcd_pipeline.core.device import GPU_MODES
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.downscaler import MEMORY_CHOICES, DownscaleSettings
+from hcd_pipeline.hcd.settings import DEFAULT_PRESET, METHODS, PRESETS
+from hcd_pipeline.io.lr_formats import DEFAULT_QUALITY, LR_FORMATS
+from hcd_pipeline.io.metadata import METADATA_POLICIES
+from hcd_pipeline.io.storage import StorageOptions
+from hcd_pipeline.models.registry import MODELS, resolve_name
 
 __all__ = [
     "PipelineSettings",

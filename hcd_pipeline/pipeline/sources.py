@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..errors import SettingsError, StorageError
-from ..imageio import IMAGE_EXTENSIONS
-from ..storage import Storage, StorageOptions, open_uri, version_of
-from .keys import UnsafeKey, check_key, input_root, inside, is_list_file
+from hcd_pipeline.core.errors import SettingsError, StorageError
+from hcd_pipeline.io.images import IMAGE_EXTENSIONS
+from hcd_pipeline.io.storage import Storage, StorageOptions, open_uri, version_of
+from hcd_pipeline.pipeline.keys import UnsafeKey, check_key, input_root, inside, is_list_file
 
 __all__ = ["InputItem", "check_input", "list_inputs", "iter_inputs", "iter_tar_images", "is_image_name", "is_tar_name", "TAR_SUFFIXES"]
 

@@ -29,17 +29,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import jsonutil
-from ..errors import ImageReadError, StorageError
-from ..metadata import SourceMetadata
-from ..metrics import psnr_gain
-from ..service import Downscaler, ImageInfo, Optimised, Recorder
-from ..storage import Storage, StorageOptions, open_uri
-from .keys import UnsafeKey, check_key, lr_key, sidecar_key
-from .model_stage import DIAG_FIELDS, ModelStageCore, decoded_row, failed_row, pixels_tensor
-from .schema import rows_to_table, write_part
-from .settings import settings_from_dict
-from .sources import is_image_name
+from hcd_pipeline.core.errors import ImageReadError, StorageError
+from hcd_pipeline.core.metrics import psnr_gain
+from hcd_pipeline.downscaler import Downscaler, ImageInfo, Optimised, Recorder
+from hcd_pipeline.io import jsonfile as jsonutil
+from hcd_pipeline.io.metadata import SourceMetadata
+from hcd_pipeline.io.storage import Storage, StorageOptions, open_uri
+from hcd_pipeline.pipeline.keys import UnsafeKey, check_key, lr_key, sidecar_key
+from hcd_pipeline.pipeline.model_stage import DIAG_FIELDS, ModelStageCore, decoded_row, failed_row, pixels_tensor
+from hcd_pipeline.pipeline.schema import rows_to_table, write_part
+from hcd_pipeline.pipeline.settings import settings_from_dict
+from hcd_pipeline.pipeline.sources import is_image_name
 
 __all__ = [
     "DECODED_SCHEMA",
@@ -66,7 +66,7 @@ _META = [
     pa.field("source_bytes", pa.int64()),
     pa.field("source_sha256", pa.string()),
     pa.field("alpha", pa.large_binary()),  # float32 (1, H, W) bytes, null without transparency
-    pa.field("icc", pa.large_binary()),  # the source's ICC profile, null without one (hcd_pipeline.metadata)
+    pa.field("icc", pa.large_binary()),  # the source's ICC profile, null without one (hcd_pipeline.io.metadata)
     pa.field("exif", pa.large_binary()),  # the source's EXIF (TIFF structure), null without
 ]
 DECODED_SCHEMA = pa.schema([*_META, pa.field("pixels", pa.large_binary())])
@@ -335,7 +335,7 @@ def failure_reason(error: str | None) -> str:
 def row_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:
     """The metric-row columns that a sidecar holds (also used to recover rows from sidecars).
 
-    Infinite PSNRs are ``"inf"`` in JSON and ``inf`` in Parquet; ``gain_y`` follows :func:`~hcd_pipeline.metrics.psnr_gain`.
+    Infinite PSNRs are ``"inf"`` in JSON and ``inf`` in Parquet; ``gain_y`` follows :func:`~hcd_pipeline.core.metrics.psnr_gain`.
     """
     m = sidecar.get("metrics") or {}
     plain, opt = m.get("plain"), m.get("optimised")
@@ -365,7 +365,7 @@ def write_stage(batch: pa.Table, settings: dict[str, Any], run_id: str) -> pa.Ta
 
     The sidecar is written after the PNG and marks the pair complete; the part is written after the pairs.
     A failed part write is reported in the summary's ``fatal`` column: the output store is gone and the driver
-    stops the run with :class:`~hcd_pipeline.errors.StorageError`.
+    stops the run with :class:`~hcd_pipeline.core.errors.StorageError`.
     """
     scales = {s for s in batch.column("scale").to_pylist() if s is not None} if "scale" in batch.column_names else set()
     out, ds = _Writer.get(settings, min(scales) if scales else None)  # one model per run: one scale

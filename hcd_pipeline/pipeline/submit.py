@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..storage import ENDPOINT_VARIABLES
-from .jobs import SPEC_ENV, SPEC_NAME_ENV, JobSpec, load_job
+from hcd_pipeline.io.storage import ENDPOINT_VARIABLES
+from hcd_pipeline.pipeline.jobs import SPEC_ENV, SPEC_NAME_ENV, JobSpec, load_job
 
 __all__ = ["project_root", "runtime_env", "submit_job", "job_status", "job_logs", "DEFAULT_ADDRESS"]
 

@@ -21,143 +21,18 @@ Everything here is I/O-free: tensors in, tensors out. Randomness comes only from
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
-from .errors import SettingsError
-from .models.irn import quantize_ste
-from .models.protocol import Rescaler
-
-__all__ = [
-    "HCDSettings",
-    "HCDResult",
-    "PRESETS",
-    "DEFAULT_PRESET",
-    "METHODS",
-    "collaborative_downscale",
-    "decode_z",
-    "get_preset",
-    "reconstruction_psnr",
-    "Judge",
-    "JUDGES",
-    "ReconstructionJudge",
-]
-
-METHODS = ("plain", "lr", "hr", "hcd")
-JUDGES = ("y", "rgb", "y+rgb", "loss")
-"""``HCDSettings.judge``: how iterates are compared (see :func:`reconstruction_psnr`)."""
-
-
-@dataclass(frozen=True)
-class HCDSettings:
-    """How the LR image is optimised.
-
-    Attributes:
-        hr_steps, lr_steps: iterations of the HR-domain and LR-domain stages.
-        optimizer: ``"pgd"`` (normalised gradient step of length ``step`` in L2 over the image, then
-            projection; the original), ``"adam"`` (Adam with learning rate ``step``, then projection) or ``"bb"``
-            (projected gradient descent with Barzilai-Borwein step lengths: the first step moves the largest value
-            by ``step``, later ones take alpha = s.s / s.y from the last move s and gradient change y). In JPEG file
-            mode (:mod:`.jpeg_hcd`) it picks the coefficient optimiser instead: ``"adam"`` (with chroma and bits terms) or
-            else Barzilai-Borwein, with that module's own step sizes.
-        budget: ``"image"`` (L2 ball of radius ``hr_radius`` / ``lr_radius`` over the whole image, the
-            original) or ``"pixel"`` (each value within +-radius).
-        hr_radius, lr_radius: size of the allowed perturbation in [0, 1] units.
-        step: step length (pgd), learning rate (adam) or first step's largest change (bb), both stages.
-        random_start: start from a random point in the ball (original) instead of zero.
-        lr_round: round LR values inside the LR loop with a straight-through gradient.
-        lr_target: ``"perturbed"`` (the original: reconstruct HR + d) or ``"hr"`` (the true HR).
-        z_opt: z used while optimising: ``"fresh"`` (a new draw from the prior every pass, original), ``"decode"``
-            (the z the decoder will use, see ``decode_z``).
-        decode: z used to upscale the result: ``"draw"`` (from the model's prior, ``z_std * N(0, 1)``,
-            seeded) or ``"zero"``.
-        keep_best: keep the best rounded LR seen (including the start), by ``judge``.
-        judge: what "best" means for ``keep_best`` and for the no-harm rule: ``"y"`` (Y-PSNR with the field's
-            border crop of the 8-bit reconstruction of the rounded LR, what the metric rows report), ``"rgb"``
-            (the same on RGB), ``"y+rgb"`` (Y-PSNR among the iterates whose RGB PSNR is at least the plain LR's: the
-            colour guard, so that the stored LR is not worse than plain in either), or ``"loss"`` (the float loss of
-            the step, the original code's notion; no no-harm rule). With a PSNR judge the stored LR is the plain one
-            unless an iterate beats it.
-        judge_every: with ``keep_best`` and a judge, every this many steps an iterate is judged (one extra forward
-            pass each); the last iterate of each stage always is. 1 judges every step (``benchmarks/judge_cost.py``
-            measures the time and gain of each choice).
-        patience: with a judge, end a stage after this many judged iterates in a row that did not beat the best
-            (0: never; run every step).
-    """
-
-    hr_steps: int = 15
-    lr_steps: int = 15
-    optimizer: str = "pgd"
-    budget: str = "image"
-    hr_radius: float = 0.3
-    lr_radius: float = 0.3
-    step: float = 20.0 / 255.0
-    random_start: bool = True
-    lr_round: bool = False
-    lr_target: str = "perturbed"
-    z_opt: str = "fresh"
-    decode: str = "draw"
-    keep_best: bool = False
-    judge: str = "y"
-    judge_every: int = 5
-    patience: int = 0
-
-    def __post_init__(self) -> None:
-        choices = {
-            "optimizer": ("pgd", "adam", "bb"),
-            "budget": ("image", "pixel"),
-            "lr_target": ("perturbed", "hr"),
-            "z_opt": ("fresh", "decode"),
-            "decode": ("draw", "zero"),
-            "judge": JUDGES,
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise SettingsError(f"HCD setting {key}={getattr(self, key)!r}: expected one of {allowed}")
-        if self.patience < 0:
-            raise SettingsError(f"HCD setting patience must be >= 0, got {self.patience}")
-        if self.judge_every < 1:
-            raise SettingsError(f"HCD setting judge_every must be >= 1, got {self.judge_every}")
-        if self.hr_steps < 0 or self.lr_steps < 0:
-            raise SettingsError(f"HCD steps must be >= 0, got hr_steps={self.hr_steps}, lr_steps={self.lr_steps}")
-        if not (self.step > 0 and self.hr_radius >= 0 and self.lr_radius >= 0):
-            raise SettingsError("HCD step must be > 0 and radii >= 0")
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-_OURS = HCDSettings(
-    budget="pixel", hr_radius=8.0 / 255.0, lr_radius=8.0 / 255.0, random_start=False, lr_round=False, lr_target="hr",
-    z_opt="decode", decode="draw", keep_best=True,
-)  # fmt: skip
-"""What our presets share: a per-value box of +-8/255 from the plain LR, the true HR as target, the decoder's z,
-keep-best by the no-harm judge."""
-
-PRESETS: dict[str, HCDSettings] = {
-    "official": HCDSettings(),
-    # Measured in docs/results.md ("Cost"): a quarter of the official time or less at a higher gain. The HR stage is
-    # off: two HR steps cost 1.4-1.7x the time and changed the gain by -0.02 (x2) and +0.014 dB (x4) on Set5.
-    "default": replace(_OURS, hr_steps=0, lr_steps=8, optimizer="bb", step=2.0 / 255.0, judge_every=2),
-    # The default of releases before the Barzilai-Borwein default (outputs made with it are reproduced by this).
-    "adam": replace(_OURS, hr_steps=5, lr_steps=20, optimizer="adam", step=1.0 / 255.0),
-}
-DEFAULT_PRESET = "default"
-
-
-def get_preset(name: str, **overrides: object) -> HCDSettings:
-    """A preset by name, with optional field overrides (e.g. ``hr_steps=0``)."""
-    if name not in PRESETS:
-        raise SettingsError(f"unknown HCD preset {name!r}; available: {', '.join(PRESETS)}")
-    try:
-        return replace(PRESETS[name], **overrides)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise SettingsError(f"bad override for preset {name!r}: {exc}") from exc
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.hcd.judge import Judge, reconstruction_psnr
+from hcd_pipeline.hcd.settings import DEFAULT_PRESET, METHODS, PRESETS, HCDSettings
+from hcd_pipeline.models.irn import quantize_ste
+from hcd_pipeline.models.protocol import Rescaler
 
 
 @dataclass
@@ -195,92 +70,9 @@ class HCDResult:
         return self.items or [self]
 
 
-Judge = Callable[[torch.Tensor, "torch.Tensor | None"], "torch.Tensor | float | list[float]"]
-"""``judge(lr, z) -> dB``: the quality of 8-bit LR candidates (B, 3, h, w), higher is better: one value per item
-(a (B,) tensor or a list; a float for B = 1)."""
-
 Generators = torch.Generator | Sequence[torch.Generator] | None
 """Where random numbers come from: one generator for the whole batch, or one per item (item i's numbers from
 generator i, so that each item gets exactly the numbers it would get alone), or None (torch's default)."""
-
-
-class ReconstructionJudge:
-    """The default judge: PSNR (dB) of the 8-bit reconstruction of an LR against ``hr`` rounded to 8 bits.
-
-    ``hr``: (B, C, H, W) in [0, 1], or B tensors (C, H, W) of any sizes (sources before padding); ``channels``:
-    ``"y"`` (BT.601 luma; a one-channel image is its own luma), ``"rgb"``, or ``"y+rgb"`` (Y, but ``-inf`` for an LR
-    whose RGB PSNR is below that of the first LR judged, which every caller makes the plain LR); ``crop``: border pixels left out
-    (default: the scale, the field's protocol); ``view``: maps item i's reconstruction (3, H', W') onto its
-    source's channels and region (one callable for every item, or one per item; default: as it is). Calling it
-    returns a (B,) float64 tensor (one upscale pass for the whole batch). ``decoded``: maps LR candidates to what
-    users get from the stored file (``codecs.roundtrip`` for JPEG / WebP), so that a lossy file is judged as decoded.
-    :class:`~hcd_pipeline.service.Downscaler` passes each source's own region and channels, so that the judge
-    equals the metric rows' ``psnr_y`` / ``psnr_rgb``; it then takes the reconstructions the judge already made
-    (:meth:`reconstruction`) instead of upscaling the plain and the stored LR again.
-    """
-
-    KEEP = 16
-    """Reconstructions remembered per item (the first, the plain LR's, is always kept)."""
-
-    def __init__(
-        self,
-        model: Rescaler,
-        hr: torch.Tensor | Sequence[torch.Tensor],
-        *,
-        channels: str = "y",
-        crop: int | None = None,
-        view: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
-        decoded: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> None:
-        from .metrics import rgb_to_y, to_uint8_levels
-
-        self.model, self.channels, self.decoded = model, channels, decoded
-        self.crop = model.scale if crop is None else crop
-        self.views = list(view) if isinstance(view, Sequence) else [view] * len(hr)
-        psnr_judges = tuple(j for j in JUDGES if j != "loss")
-        if channels not in psnr_judges:
-            raise SettingsError(f"judge channels must be one of {psnr_judges}, got {channels!r}")
-        self.rgb_refs = [to_uint8_levels(item) for item in hr]
-        self.refs = [r if channels == "rgb" else rgb_to_y(r) for r in self.rgb_refs]
-        self._recs: list[dict[bytes, torch.Tensor]] = [{} for _ in self.refs]
-        self._rgb_floor: list[float | None] = [None] * len(self.refs)  # "y+rgb": the first (plain) LR's RGB PSNR
-
-    @staticmethod
-    def _key(lr_item: torch.Tensor) -> bytes:
-        levels = torch.round(lr_item.detach().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy().tobytes()
-        return hashlib.blake2b(levels, digest_size=16).digest()
-
-    def __call__(self, lr: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        from .metrics import psnr, rgb_to_y, to_uint8_levels
-
-        seen = self.decoded(lr) if self.decoded is not None else lr  # a lossy file: what users decode from it
-        with torch.no_grad():
-            recs = self.model.upscale(seen, z).clamp(0, 1)
-        out = []
-        for i, (rec, ref, v) in enumerate(zip(recs, self.refs, self.views, strict=True)):
-            rec8 = to_uint8_levels(v(rec) if v is not None else rec).to(ref.device)
-            cache = self._recs[i]
-            if len(cache) >= self.KEEP:
-                cache.pop(list(cache)[1])  # the oldest after the first (the plain LR's)
-            cache[self._key(lr[i])] = rec8.to(torch.uint8).cpu()
-            value = psnr(ref, rec8 if self.channels == "rgb" else rgb_to_y(rec8), self.crop)
-            if self.channels == "y+rgb":
-                rgb = psnr(self.rgb_refs[i], rec8, self.crop)
-                floor = self._rgb_floor[i]
-                if floor is None:
-                    self._rgb_floor[i] = rgb
-                elif rgb < floor:
-                    value = -math.inf  # worse than plain in colour: never kept, whatever its Y
-            out.append(value)
-        return torch.tensor(out, dtype=torch.float64)
-
-    def reconstruction(self, i: int, lr_item: torch.Tensor) -> torch.Tensor | None:
-        """Item i's 8-bit reconstruction (uint8, source channels and region) of an LR this judge judged, else None."""
-        return self._recs[i].get(self._key(lr_item))
-
-
-reconstruction_psnr = ReconstructionJudge
-"""The default judge, by its function-style name (``reconstruction_psnr(model, hr, channels="y")``)."""
 
 
 def _round8(x: torch.Tensor) -> torch.Tensor:

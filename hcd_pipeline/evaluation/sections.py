@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import HcdError
+from hcd_pipeline.core.errors import HcdError
 
 __all__ = ["benchmark_sections", "section", "projection"]
 
@@ -184,7 +184,7 @@ def projection(plan: dict[str, Any], archive: dict[str, Any], images: int = 10_0
     return [
         f"### Projection: {images:,} images on S3",
         "",
-        "From the per-item costs above (`hcd bench --render-only` computes it; `hcd_pipeline.bench_sections.projection`",
+        "From the per-item costs above (`hcd bench --render-only` computes it; `hcd_pipeline.evaluation.sections.projection`",
         "takes another LIST latency). Linear in the image count; the LIST latency of a real bucket is what to measure first.",
         "",
         *_table(["what", "projected"], rows),

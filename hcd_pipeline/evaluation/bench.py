@@ -21,14 +21,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .bench_sections import benchmark_sections
-from .evaluate import EvalSettings, evaluate, resolve_dataset
-from .hcd import DEFAULT_PRESET
-from .imageio import atomic_write_bytes, list_images, read_image
-from .memstats import peak_rss_mib, reset_peak_rss
-from .models.registry import DEFAULT_MODELS
-from .plots import bar_chart, line_chart
-from .service import Downscaler, DownscaleSettings, upscale_lr
+from hcd_pipeline.core.memstats import peak_rss_mib, reset_peak_rss
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, upscale_lr
+from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate, resolve_dataset
+from hcd_pipeline.evaluation.sections import benchmark_sections
+from hcd_pipeline.hcd.settings import DEFAULT_PRESET
+from hcd_pipeline.io.images import atomic_write_bytes, list_images, read_image
+from hcd_pipeline.models.registry import DEFAULT_MODELS
+from hcd_pipeline.report.plots import bar_chart, line_chart
 
 __all__ = ["BENCH_METHODS", "run_bench", "render_results"]
 

@@ -4,14 +4,14 @@ Policy (documented in docs/outputs.md, "Image policy"):
 
 * colour: grayscale stays one channel (``"L"``), everything else becomes RGB (palette, CMYK, YCbCr,
   1-bit). Rescaling models work on RGB; a grayscale image is replicated to RGB for the model and the
-  result's mean over channels is kept (see :mod:`hcd_pipeline.service`).
+  result's mean over channels is kept (see :mod:`hcd_pipeline.downscaler`).
 * alpha: split off into ``alpha`` (1, H, W) and resized separately with plain MATLAB bicubic; palette
   images with a transparency entry get an alpha channel.
 * bit depth: 8-bit sources give ``bit_depth = 8``, 16-bit sources (PNG, TIFF; gray or colour) give
   ``bit_depth = 16`` with the full 16-bit precision in ``pixels``; nothing is truncated silently.
 * EXIF orientation is applied, so ``pixels`` is upright as a viewer shows it.
 
-All decoding errors raise :class:`~hcd_pipeline.errors.ImageReadError` with ``"<name>: <reason>"``.
+All decoding errors raise :class:`~hcd_pipeline.core.errors.ImageReadError` with ``"<name>: <reason>"``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageReadError, ImageWriteError
-from .metadata import SourceMetadata, read_metadata
-from .png16 import check_image_data_size, decode_png16, encode_png16, png_header
+from hcd_pipeline.core.errors import ImageReadError, ImageWriteError
+from hcd_pipeline.io.metadata import SourceMetadata, read_metadata
+from hcd_pipeline.io.png16 import check_image_data_size, decode_png16, encode_png16, png_header
 
 __all__ = [
     "DecodedImage",

@@ -22,15 +22,15 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from . import jsonutil
-from .codec_sim import SIMULATED_CODECS
-from .codecs import DEFAULT_QUALITY, LR_EXTENSIONS, LR_FORMATS
-from .errors import HcdError, SettingsError
-from .hcd import DEFAULT_PRESET, METHODS, PRESETS
-from .imageio import atomic_write_bytes, encode_png, list_images, read_image
-from .metadata import METADATA_POLICIES, embed_metadata
-from .metrics import psnr_gain, score_pair
-from .service import MEMORY_CHOICES
+from hcd_pipeline.core.errors import HcdError, SettingsError
+from hcd_pipeline.core.metrics import psnr_gain, score_pair
+from hcd_pipeline.downscaler import MEMORY_CHOICES
+from hcd_pipeline.hcd.settings import DEFAULT_PRESET, METHODS, PRESETS
+from hcd_pipeline.io import jsonfile as jsonutil
+from hcd_pipeline.io.images import atomic_write_bytes, encode_png, list_images, read_image
+from hcd_pipeline.io.lr_formats import DEFAULT_QUALITY, LR_EXTENSIONS, LR_FORMATS
+from hcd_pipeline.io.metadata import METADATA_POLICIES, embed_metadata
+from hcd_pipeline.jpeg.simulate import SIMULATED_CODECS
 
 __all__ = ["main"]
 
@@ -82,7 +82,7 @@ def _start_ray_quietly(settings: Any) -> None:
     """Start Ray with the process's stderr set aside: its C++ start-up lines are not for users. Shown on failure."""
     import tempfile
 
-    from .pipeline.runner import init_ray
+    from hcd_pipeline.pipeline.runner import init_ray
 
     sys.stderr.flush()
     saved = os.dup(2)
@@ -222,7 +222,7 @@ def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @main.command()
 def models() -> None:
     """List the available models."""
-    from .models.registry import MODELS
+    from hcd_pipeline.models.registry import MODELS
 
     width = max(len(name) for name in MODELS)
     for spec in MODELS.values():
@@ -232,7 +232,7 @@ def models() -> None:
 
 def _downscaler(**opts: Any) -> Any:
     """The Downscaler for the shared options of downscale / roundtrip (``_model_options``, ``_settings_options``)."""
-    from .service import Downscaler, DownscaleSettings
+    from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
 
     settings = DownscaleSettings(**opts)
     _hint_codec_model(settings)
@@ -248,7 +248,7 @@ def _hint_codec_model(settings: Any) -> None:
     """Say on stderr when a shipped codec model suits the stored format better (``codec_model_hint``); ``settings``:
     a DownscaleSettings or PipelineSettings (both name model, weights, scale and lr_format). A weights file is the
     user's own model: no advice."""
-    from .models.registry import codec_model_hint
+    from hcd_pipeline.models.registry import codec_model_hint
 
     hint = None if settings.weights else codec_model_hint(settings.model, settings.scale, settings.lr_format)
     if hint and _verbosity() >= 0:  # also in logs, unlike progress bars: it is advice, once per command
@@ -368,7 +368,7 @@ def upscale(
     force: bool,
 ) -> None:
     """Upscale LR PNGs with the model, seed and z policy named in their sidecars."""
-    from .service import upscale_stored
+    from hcd_pipeline.downscaler import upscale_stored
 
     out = Path(out_dir)
     failures = []
@@ -463,7 +463,7 @@ def eval_cmd(
     json_out: str | None,
 ) -> None:
     """Evaluate a model and method on a set with the standard protocol (Y-PSNR / SSIM, border crop)."""
-    from .evaluate import EVAL_METHODS, EvalSettings, evaluate
+    from hcd_pipeline.evaluation.evaluate import EVAL_METHODS, EvalSettings, evaluate
 
     methods = EVAL_METHODS if method == "all" else (method,)
     results = {}
@@ -568,8 +568,8 @@ def train(
 ) -> None:
     """Train an IRN or the SR pair's EDSR with their original losses (or fine-tune an IRN with a codec in the loop);
     rerun to resume."""
-    from .train import TrainConfig
-    from .train import train as run_train
+    from hcd_pipeline.training.train import TrainConfig
+    from hcd_pipeline.training.train import train as run_train
 
     q_min, q_max = _parse_range(codec_quality, "--codec-quality")
     cfg = TrainConfig(
@@ -619,7 +619,7 @@ def _parse_range(text: str, flag: str) -> tuple[int, int]:
 
 def _run_header(settings: Any) -> str:
     """One line before Ray starts: what runs, where, on what (the model resolved, as the fingerprint records it)."""
-    from .pipeline.settings import canonical_model
+    from hcd_pipeline.pipeline.settings import canonical_model
 
     model, scale = canonical_model(settings.model, settings.scale, settings.weights)
     what = f"weights {settings.weights}" if settings.weights else f"model {model}"
@@ -660,7 +660,7 @@ def _pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """One ``--flag`` per :class:`PipelineSettings` field marked ``cli`` (type, choices and help from the field)."""
     from dataclasses import MISSING
 
-    from .pipeline.settings import field_types, setting_fields
+    from hcd_pipeline.pipeline.settings import field_types, setting_fields
 
     for name, f in reversed(setting_fields().items()):
         if not f.metadata["cli"]:
@@ -694,11 +694,11 @@ def run(job_file: str | None, input_uri: str | None, output_uri: str | None, **f
     from dataclasses import replace
 
     _need("pipeline")
-    from .pipeline import PipelineSettings, run_pipeline
-    from .pipeline.jobs import load_job
-    from .pipeline.runner import preflight
-    from .pipeline.settings import parse_actors, setting_fields
-    from .storage import StorageOptions
+    from hcd_pipeline.io.storage import StorageOptions
+    from hcd_pipeline.pipeline import PipelineSettings, run_pipeline
+    from hcd_pipeline.pipeline.jobs import load_job
+    from hcd_pipeline.pipeline.runner import preflight
+    from hcd_pipeline.pipeline.settings import parse_actors, setting_fields
 
     base = load_job(job_file).settings if job_file else None
     if base is None:
@@ -761,7 +761,7 @@ def submit(spec: str, address: str | None, wait: bool) -> None:
     import time
 
     _need("pipeline")
-    from .pipeline.submit import job_logs, job_status, submit_job
+    from hcd_pipeline.pipeline.submit import job_logs, job_status, submit_job
 
     job_id = submit_job(spec, address)
     click.echo(job_id)
@@ -781,7 +781,7 @@ def submit(spec: str, address: str | None, wait: bool) -> None:
 def status(job_id: str, address: str | None) -> None:
     """Status of a submitted job (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
     _need("pipeline")
-    from .pipeline.submit import job_status
+    from hcd_pipeline.pipeline.submit import job_status
 
     click.echo(job_status(job_id, address))
 
@@ -793,7 +793,7 @@ def status(job_id: str, address: str | None) -> None:
 def logs(job_id: str, address: str | None) -> None:
     """Logs of a submitted job."""
     _need("pipeline")
-    from .pipeline.submit import job_logs
+    from hcd_pipeline.pipeline.submit import job_logs
 
     click.echo(job_logs(job_id, address), nl=False)
 
@@ -820,8 +820,8 @@ def report(
 ) -> None:
     """Quality report over the Parquet tables of one or more run outputs (local or s3://)."""
     _need("report")
-    from .report import build_report, format_text, load_tables, render_html, run_info
-    from .storage import StorageOptions
+    from hcd_pipeline.io.storage import StorageOptions
+    from hcd_pipeline.report.build import build_report, format_text, load_tables, render_html, run_info
 
     # Every file goes where the user pointed: --output for both, else the JSON beside the HTML; unasked, into the run
     # output when it is one local folder, never into the current folder.
@@ -852,7 +852,7 @@ def report(
 @_handle_errors
 def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, out: str, render_only: bool, device: str) -> None:
     """Compare methods over sets and scales; writes results.md/json, PNG plots and comparison.html."""
-    from .bench import BENCH_METHODS, render_results, run_bench
+    from hcd_pipeline.evaluation.bench import BENCH_METHODS, render_results, run_bench
 
     if render_only:
         if not (Path(out) / "results.json").exists():
@@ -881,7 +881,7 @@ def export_cmd(checkpoint: str, dst: str, train_command: str, force: bool, base:
     """Export a training checkpoint's (or a weights file's) weights to .safetensors (e.g. a run still in progress).
 
     With --base, only what differs from that weights file is written (it must sit beside DST when loaded)."""
-    from .train import export_checkpoint
+    from hcd_pipeline.training.train import export_checkpoint
 
     _refuse_overwrite(dst, force)
     step = export_checkpoint(checkpoint, dst, train_command, base=base)
@@ -896,7 +896,7 @@ def export_cmd(checkpoint: str, dst: str, train_command: str, force: bool, base:
 def convert(src: str, dst: str, force: bool) -> None:
     """Convert an original checkpoint to .safetensors: IRN (IRN_x2.pth / IRN_x4.pth), EDSR (the original code's
     edsr_baseline_x2.pt, ...) or BasicSR's EDSR (EDSR_Mx2_*.pth); the family is read from the tensors."""
-    from .models.convert import convert_weights
+    from hcd_pipeline.models.convert import convert_weights
 
     _refuse_overwrite(dst, force)
     click.echo(f"{src} -> {dst} ({convert_weights(src, dst)})")

@@ -10,7 +10,7 @@ if it were not.
 
 The forward value is close to libjpeg's decode, not equal (libjpeg computes its DCTs in integers, and rounds the
 colour conversion in tables): ``tests/test_codec_sim.py`` bounds the difference against Pillow. Training
-(:mod:`hcd_pipeline.train`, ``codec = "jpeg"``) uses it between downscaler and upscaler; validation and every
+(:mod:`hcd_pipeline.training.train`, ``codec = "jpeg"``) uses it between downscaler and upscaler; validation and every
 benchmark use the real codec.
 """
 

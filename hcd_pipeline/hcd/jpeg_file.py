@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .codecs import decode_lr, encode_lr
-from .errors import SettingsError
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.io.lr_formats import decode_lr, encode_lr
 
 __all__ = [
     "JpegCoefficients",
@@ -109,7 +109,7 @@ def _jpeglib():  # noqa: ANN202 - the module
 
 
 def read_coefficients(data: bytes) -> JpegCoefficients:
-    """The coefficients of a JPEG file's bytes (written by :func:`~hcd_pipeline.codecs.encode_lr`: 4:2:0)."""
+    """The coefficients of a JPEG file's bytes (written by :func:`~hcd_pipeline.io.lr_formats.encode_lr`: 4:2:0)."""
     jl = _jpeglib()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "in.jpg")

@@ -2,7 +2,7 @@
 
 Rebuilt from what a run stored: the source (``source_uri``), the stored LR and its sidecar (``lr_uri``): the plain
 LR is downscaled again with the sidecar's model, and both LRs are upscaled with the sidecar's seed and z policy
-(:func:`~hcd_pipeline.service.upscale_lr`), exactly as the run scored them. The crop is where HCD reduced the
+(:func:`~hcd_pipeline.downscaler.upscale_lr`), exactly as the run scored them. The crop is where HCD reduced the
 error most (or the centre when it changed nothing).
 """
 
@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .codecs import DEFAULT_QUALITY, decode_lr
-from .imageio import decode_image
-from .metrics import psnr, rgb_to_y, to_uint8_levels
-from .service import Downscaler, DownscaleSettings, bicubic_thumbnail, lr_fidelity, upscale_lr
-from .storage import StorageOptions, open_uri
+from hcd_pipeline.core.metrics import psnr, rgb_to_y, to_uint8_levels
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, bicubic_thumbnail, lr_fidelity, upscale_lr
+from hcd_pipeline.io.images import decode_image
+from hcd_pipeline.io.lr_formats import DEFAULT_QUALITY, decode_lr
+from hcd_pipeline.io.storage import StorageOptions, open_uri
 
 __all__ = ["Comparison", "rebuild", "comparison_html", "CROP", "ZOOM", "ERROR_GAIN"]
 

@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from .errors import SettingsError, StorageError
-from .pipeline.keys import input_root, inside
-from .pipeline.runner import read_metrics
-from .pipeline.settings import canonical_model
-from .storage import Storage, StorageOptions, open_uri
+from hcd_pipeline.core.errors import SettingsError, StorageError
+from hcd_pipeline.io.storage import Storage, StorageOptions, open_uri
+from hcd_pipeline.pipeline.keys import input_root, inside
+from hcd_pipeline.pipeline.runner import read_metrics
+from hcd_pipeline.pipeline.settings import canonical_model
 
 __all__ = ["load_tables", "run_info", "build_report", "format_text", "render_html", "stored_label", "STAT_COLUMNS", "REPORT_COLUMNS"]
 
@@ -46,7 +46,7 @@ def load_tables(uris: list[str], options: StorageOptions | None = None, columns:
     """Final rows of every run output in ``uris`` (one row per output and key), only ``columns`` (None: all).
 
     A URI that holds no metric table (``metrics.parquet`` or ``metrics/parts/``) raises
-    :class:`~hcd_pipeline.errors.SettingsError`: a mistyped path is not an empty report.
+    :class:`~hcd_pipeline.core.errors.SettingsError`: a mistyped path is not an empty report.
     """
     tables = []
     for uri in uris:
@@ -296,8 +296,8 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
     with a zoomed crop, rebuilt from the source and the stored LR (:mod:`.report_images`); the rest as LR
     thumbnails.
     """
-    from .report_images import ERROR_GAIN, ZOOM, comparison_html, rebuild
-    from .svgplot import histogram, scatter
+    from hcd_pipeline.report.pictures import ERROR_GAIN, ZOOM, comparison_html, rebuild
+    from hcd_pipeline.report.svgplot import histogram, scatter
 
     cache: dict[str, Any] = {}
     esc = html.escape

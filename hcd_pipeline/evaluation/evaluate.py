@@ -2,7 +2,7 @@
 
 Each HR image is cropped to a multiple of the scale, downscaled by the chosen method to an 8-bit LR,
 upscaled, rounded to 8 bits and scored on Y and RGB with ``scale`` border pixels ignored
-(:mod:`hcd_pipeline.metrics`). With several z draws, every draw uses its own seed (0, 1, ...) and the
+(:mod:`hcd_pipeline.core.metrics`). With several z draws, every draw uses its own seed (0, 1, ...) and the
 per-image score is the mean over draws.
 """
 
@@ -15,10 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .hcd import DEFAULT_PRESET
-from .imageio import DecodedImage, list_images, read_image
-from .metrics import psnr_gain
-from .service import Downscaler, DownscaleSettings
+from hcd_pipeline.core.metrics import psnr_gain
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+from hcd_pipeline.hcd.settings import DEFAULT_PRESET
+from hcd_pipeline.io.images import DecodedImage, list_images, read_image
 
 __all__ = ["EVAL_METHODS", "resolve_dataset", "EvalSettings", "evaluate"]
 

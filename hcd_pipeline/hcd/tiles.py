@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from .hcd import DEFAULT_PRESET, PRESETS, HCDResult, HCDSettings, collaborative_downscale, decode_z
-from .models.protocol import Rescaler
+from hcd_pipeline.hcd.optimise import HCDResult, collaborative_downscale, decode_z
+from hcd_pipeline.hcd.settings import DEFAULT_PRESET, PRESETS, HCDSettings
+from hcd_pipeline.models.protocol import Rescaler
 
 __all__ = ["tile_starts", "tiled_collaborative_downscale"]
 
@@ -58,7 +59,7 @@ def tiled_collaborative_downscale(
     progress: Callable[[], None] | None = None,
     batch: int = 1,
 ) -> HCDResult:
-    """Like :func:`~hcd_pipeline.hcd.collaborative_downscale` on (1, 3, H, W), tile by tile.
+    """Like :func:`~hcd_pipeline.hcd.optimise.collaborative_downscale` on (1, 3, H, W), tile by tile.
 
     ``tile`` and ``overlap`` are in LR pixels. The decoder z is drawn once for the whole image first, so a
     tiled and an untiled run with the same seed decode with the same z. ``batch``: tiles optimised together (all

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ImageWriteError, StorageError
-from .imageio import atomic_write_bytes
+from hcd_pipeline.core.errors import ImageWriteError, StorageError
+from hcd_pipeline.io.images import atomic_write_bytes
 
 if TYPE_CHECKING:
     import fsspec

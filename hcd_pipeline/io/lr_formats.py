@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import SettingsError
-from .imageio import encode_png
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.io.images import encode_png
 
 __all__ = ["LR_FORMATS", "LR_EXTENSIONS", "DEFAULT_QUALITY", "encode_lr", "decode_lr", "roundtrip", "check_format"]
 

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["imresize", "cubic_kernel"]
+__all__ = ["imresize", "cubic_kernel", "pad_symmetric"]
 
 
 def cubic_kernel(x: torch.Tensor) -> torch.Tensor:
@@ -112,3 +112,18 @@ def imresize(
     for d in order:
         x = _resize_dim(x, x.dim() - 2 + d, out_sizes[d], scales[d], antialiasing)
     return x
+
+
+def _mirror_index(n: int, total: int) -> torch.Tensor:
+    """Indices 0..total-1 into a length-n axis, mirrored with the edge repeated (MATLAB symmetric)."""
+    i = torch.arange(total) % (2 * n)
+    return torch.where(i < n, i, 2 * n - 1 - i)
+
+
+def pad_symmetric(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom and right of (..., H, W) up to multiples of ``multiple`` by mirroring."""
+    h, w = x.shape[-2:]
+    ph, pw = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
+    if (ph, pw) == (h, w):
+        return x
+    return x[..., _mirror_index(h, ph), :][..., _mirror_index(w, pw)]

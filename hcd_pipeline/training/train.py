@@ -7,7 +7,7 @@ upscale the 8-bit thumbnail a standard bicubic downscale stores; ``blocks`` / ``
 channels (EDSR-baseline: 16, 64).
 
 Codec-robust models (``codec = "jpeg"``): the reconstruction term decodes what a JPEG of the rounded LR would
-give (:func:`~hcd_pipeline.codec_sim.jpeg_sim`, one quality per crop drawn from ``codec_q_min..codec_q_max``;
+give (:func:`~hcd_pipeline.jpeg.simulate.jpeg_sim`, one quality per crop drawn from ``codec_q_min..codec_q_max``;
 a share ``codec_clean`` of the crops skips the codec, and the restorer, as a PNG LR would). Such runs usually start
 from shipped weights (``init``; ``init_lr_scale = 0`` freezes them) and add an LR restorer (``restore_blocks``) that
 the upscaler applies to decoded LRs first; validation then also scores the real codec (Pillow's libjpeg) at
@@ -35,17 +35,17 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .codec_sim import SIMULATED_CODECS, jpeg_sim
-from .codecs import roundtrip
-from .device import device_mode
-from .errors import SettingsError
-from .imageio import atomic_write_bytes, list_images, read_image
-from .metrics import score_pair
-from .models.edsr import EDSRConfig, SRRescaler
-from .models.edsr_weights import save_edsr
-from .models.irn import IRN, IRNConfig, quantize_ste
-from .models.weights import load_irn, save_weights
-from .resize import imresize
+from hcd_pipeline.core.device import device_mode
+from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.core.metrics import score_pair
+from hcd_pipeline.core.resize import imresize
+from hcd_pipeline.io.images import atomic_write_bytes, list_images, read_image
+from hcd_pipeline.io.lr_formats import roundtrip
+from hcd_pipeline.jpeg.simulate import SIMULATED_CODECS, jpeg_sim
+from hcd_pipeline.models.edsr import EDSRConfig, SRRescaler
+from hcd_pipeline.models.edsr_weights import save_edsr
+from hcd_pipeline.models.irn import IRN, IRNConfig, quantize_ste
+from hcd_pipeline.models.weights import load_irn, save_weights
 
 __all__ = ["FAMILIES", "TrainConfig", "train", "load_training_images", "validate", "export_checkpoint", "build_model"]
 
@@ -280,7 +280,7 @@ def init_from(model: Model, source: str) -> set[str]:
     IRN: the chain (scale, blocks, width) must match; a restorer that ``source`` lacks stays new. SR pair: blocks and
     width must match, the scale may differ (a x2 network starts a x4 run; the upsampler of another scale stays new).
     Returns the names of the parameters that were loaded (they train at ``init_lr_scale`` times the learning rate)."""
-    from .models.registry import load_weights_file, weights_file
+    from hcd_pipeline.models.registry import load_weights_file, weights_file
 
     path = weights_file(source) or Path(source)  # a model without weights fails below as a missing file, naming it
     if isinstance(model, SRRescaler):
@@ -485,8 +485,8 @@ def export_checkpoint(
     Returns the step the checkpoint was taken at (for a weights file: its provenance's ``steps``, else 0).
     """
     if Path(checkpoint).suffix == ".safetensors":
-        from .models.edsr_weights import FORMAT as EDSR_FORMAT
-        from .models.registry import load_weights_file, safetensors_header
+        from hcd_pipeline.models.edsr_weights import FORMAT as EDSR_FORMAT
+        from hcd_pipeline.models.registry import load_weights_file, safetensors_header
 
         meta = safetensors_header(checkpoint)
         provenance = json.loads(meta.get("provenance", "{}"))

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .errors import SettingsError
+from hcd_pipeline.core.errors import SettingsError
 
 __all__ = ["GPU_MODES", "device_record", "device_label", "device_mode", "free_memory", "resolve_device"]
 

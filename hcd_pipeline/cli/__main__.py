@@ -1,0 +1,5 @@
+"""``python -m hcd_pipeline.cli``: the ``hcd`` command (what ``torchrun --module`` and cluster job entrypoints run)."""
+
+from hcd_pipeline.cli.app import main
+
+main()

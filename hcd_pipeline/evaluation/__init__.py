@@ -1,0 +1,1 @@
+"""Benchmarks on standard sets: ``hcd eval`` and ``hcd bench``."""

@@ -1,0 +1,1 @@
+"""Quality reports over Parquet metric tables: HTML, text, charts and pictures."""
