@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import Field, asdict, dataclass, field, fields
-from typing import Any, get_type_hints
+from dataclasses import Field, asdict, dataclass, fields
+from typing import Any
 
-from hcd_pipeline.core.device import GPU_MODES
 from hcd_pipeline.core.errors import SettingsError
-from hcd_pipeline.downscaler import MEMORY_CHOICES, DownscaleSettings
-from hcd_pipeline.hcd.settings import DEFAULT_PRESET, METHODS, PRESETS
-from hcd_pipeline.io.lr_formats import DEFAULT_QUALITY, LR_FORMATS
-from hcd_pipeline.io.metadata import METADATA_POLICIES
+from hcd_pipeline.core.settings_fields import field_types as _field_types
+from hcd_pipeline.core.settings_fields import setting
+from hcd_pipeline.core.settings_fields import setting_fields as _setting_fields
+from hcd_pipeline.downscaler.settings import DownscaleSettings, ImageSettings
 from hcd_pipeline.io.storage import StorageOptions
 from hcd_pipeline.models.registry import MODELS, resolve_name
 
@@ -33,23 +32,8 @@ PLAIN_DECODE_BATCH = 256
 """Items per decode task for plain downscaling (milliseconds per image: per-task costs must be spread thin)."""
 
 
-def _f(default: Any, help: str, *, spec: str = "top", cli: bool = True, choices: tuple[str, ...] | None = None, fp: str = "") -> Any:  # noqa: A002
-    """A :class:`PipelineSettings` field and what the job spec, the CLI and the fingerprint make of it.
-
-    ``spec``: where a job spec holds it (``top``, ``required``, ``resources``, ``actors``, ``storage``); ``cli``:
-    whether ``hcd run`` has a ``--flag`` for it; ``choices``: allowed values; ``fp``: in the result fingerprint
-    ``always``, ``unless-default`` (added later: only when set, so that earlier fingerprints stay valid) or not.
-    """
-    meta = {"help": help, "spec": spec, "cli": cli, "choices": choices, "fp": fp}
-    if callable(default):
-        return field(default_factory=default, metadata=meta)
-    if default is None and spec == "required":
-        return field(metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
+@dataclass(frozen=True, kw_only=True)
+class PipelineSettings(ImageSettings):
     """One pipeline job.
 
     Attributes:
@@ -88,42 +72,26 @@ class PipelineSettings:
             Without it a GPU actor on a node without CUDA fails with one line, never falls back silently.
     """
 
-    input: str = _f(None, "folder, s3://bucket/prefix/, glob, list file (.txt) or .tar shard", spec="required", cli=False)
-    output: str = _f(None, "output folder or s3:// prefix", spec="required", cli=False)
-    model: str | None = _f(None, "model name (hcd models); default irn-x2 / irn-x4 by scale", fp="always")
-    scale: int | None = _f(None, "scale factor; needed for scale-free models (bicubic)", fp="always")
-    weights: str | None = _f(None, "weights file instead of a named model (ours, original IRN / EDSR, BasicSR EDSR)", fp="always")
-    method: str = _f("hcd", "plain, lr, hr or hcd", choices=METHODS, fp="always")
-    preset: str = _f(DEFAULT_PRESET, "HCD preset", choices=tuple(sorted(PRESETS)))
-    overrides: dict[str, Any] = _f(dict, "HCD settings that differ from the preset (hcd run: --set KEY=VALUE)", cli=False)
-    seed: int = _f(0, "z seed", fp="always")
-    min_actors: int = _f(1, "smallest model actor pool", spec="actors", cli=False)
-    max_actors: int = _f(1, "largest model actor pool", spec="actors", cli=False)
-    batch_size: int | None = _f(None, "images per model-stage call")
-    num_gpus: float = _f(0.0, "GPUs per model actor (never taken from the submitting machine)", spec="resources")
-    threads: int = _f(1, "torch threads (CPUs) per model actor", spec="resources", fp="always")
-    limit: int | None = _f(None, "only the first N input items")
-    part_rows: int = _f(256, "unused since schema 2; kept so that old specs load", cli=False)
-    decode_batch: int | None = _f(None, "input items per decode task")
-    decode_cpus: float = _f(0.5, "CPUs per decode task", spec="resources")
-    write_cpus: float = _f(0.5, "CPUs per write task", spec="resources")
-    decode_tasks: int | None = _f(None, "most decode tasks at once", spec="resources")
-    write_tasks: int | None = _f(None, "most write tasks at once", spec="resources")
-    progress_interval: float = _f(30.0, "seconds between progress lines in logs")
-    storage: StorageOptions = _f(StorageOptions, "object-storage connection (endpoint_url, anon, region)", spec="storage", cli=False)
-    address: str | None = _f(None, "Ray cluster address (default: start a local Ray)")
-    memory: str = _f("auto", "HCD memory mode, as hcd downscale --memory", choices=MEMORY_CHOICES, fp="unless-default")
-    tile: int | None = _f(None, "LR tile side, as hcd downscale --tile (0: whole image)", fp="unless-default")
-    hcd_batch: int | None = _f(None, "same-size images optimised together (default: by device memory)")
-    gpu_mode: str = _f("deterministic", "CUDA numerics of GPU actors", choices=GPU_MODES)
-    allow_mixed_devices: bool = _f(False, "add GPU outputs to a CPU output (or back)")
-    lr_format: str = _f("png", "stored LR file: png, jpeg or webp (lossy files are judged as decoded)", choices=LR_FORMATS,
-                        fp="unless-default")  # fmt: skip
-    lr_quality: int = _f(DEFAULT_QUALITY, "JPEG / WebP quality of the stored LR (1-100)", fp="unless-default")
-    metadata: str = _f("keep", "the source's ICC profile and EXIF in the LR file: keep (without GPS), all, none", choices=METADATA_POLICIES,
-                       fp="unless-default")  # fmt: skip
-    simulated_gpus: bool = _f(False, "GPU actors run on the CPU (tests of autoscaling on a simulated cluster only)", cli=False)
-    simulated_image_seconds: float = _f(0.0, "with simulated_gpus: each image holds its model actor at least this long", cli=False)
+    input: str = setting(None, "folder, s3://bucket/prefix/, glob, list file (.txt) or .tar shard", spec="required", cli=False)
+    output: str = setting(None, "output folder or s3:// prefix", spec="required", cli=False)
+    min_actors: int = setting(1, "smallest model actor pool", spec="actors", cli=False)
+    max_actors: int = setting(1, "largest model actor pool", spec="actors", cli=False)
+    batch_size: int | None = setting(None, "images per model-stage call")
+    num_gpus: float = setting(0.0, "GPUs per model actor (never taken from the submitting machine)", spec="resources")
+    limit: int | None = setting(None, "only the first N input items")
+    part_rows: int = setting(256, "unused since schema 2; kept so that old specs load", cli=False)
+    decode_batch: int | None = setting(None, "input items per decode task")
+    decode_cpus: float = setting(0.5, "CPUs per decode task", spec="resources")
+    write_cpus: float = setting(0.5, "CPUs per write task", spec="resources")
+    decode_tasks: int | None = setting(None, "most decode tasks at once", spec="resources")
+    write_tasks: int | None = setting(None, "most write tasks at once", spec="resources")
+    progress_interval: float = setting(30.0, "seconds between progress lines in logs")
+    storage: StorageOptions = setting(StorageOptions, "object-storage connection (endpoint_url, anon, region)", spec="storage", cli=False)
+    address: str | None = setting(None, "Ray cluster address (default: start a local Ray)")
+    hcd_batch: int | None = setting(None, "same-size images optimised together (default: by device memory)")
+    allow_mixed_devices: bool = setting(False, "add GPU outputs to a CPU output (or back)")
+    simulated_gpus: bool = setting(False, "GPU actors run on the CPU (tests of autoscaling on a simulated cluster only)", cli=False)
+    simulated_image_seconds: float = setting(0.0, "with simulated_gpus: each image holds its model actor at least this long", cli=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -154,7 +122,8 @@ class PipelineSettings:
             raise SettingsError(f"scale must be an integer >= 2, got {self.scale!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise SettingsError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
-        self.downscale_settings()  # checks memory and tile
+        super().__post_init__()  # the image settings' own checks (memory, tile, formats)
+        self.downscale_settings()  # and the actors' (hcd_batch)
 
     def model_batch(self) -> int | None:
         """Images per model-stage call: ``batch_size``; unset: a whole decoded block for plain, 1 for optimisation on
@@ -170,24 +139,8 @@ class PipelineSettings:
         return self.decode_batch or self.model_batch() or PLAIN_DECODE_BATCH
 
     def downscale_settings(self) -> DownscaleSettings:
-        return DownscaleSettings(
-            model=self.model,
-            scale=self.scale,
-            weights=self.weights,
-            method=self.method,
-            preset=self.preset,
-            overrides=dict(self.overrides),
-            seed=self.seed,
-            threads=self.threads,
-            device=self.device_kind(),
-            memory=self.memory,
-            tile=self.tile,
-            batch=self.hcd_batch,
-            gpu_mode=self.gpu_mode,
-            lr_format=self.lr_format,
-            lr_quality=self.lr_quality,
-            metadata=self.metadata,
-        )
+        """The per-image settings of this job (every :class:`ImageSettings` field as it is) on the actors' device."""
+        return DownscaleSettings(**self.image_settings(), device=self.device_kind(), batch=self.hcd_batch)
 
     def device_kind(self) -> str:
         """``cuda`` when model actors get GPUs (and are not simulated), else ``cpu``: from the settings, never from the
@@ -198,7 +151,7 @@ class PipelineSettings:
         """What determines the output bytes; a rerun into the same output must match it (but for ``device`` and
         ``gpu_mode`` with ``allow_mixed_devices``). The HCD settings are resolved (``hcd``), not named: two
         spellings of the same settings (a preset, or another preset with overrides) are one fingerprint. Which
-        fields count is their ``fp`` metadata (one definition: :func:`_f`)."""
+        fields count is their ``fp`` metadata (one definition: :func:`~hcd_pipeline.core.settings_fields.setting`)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
@@ -248,16 +201,12 @@ def settings_from_dict(d: dict[str, Any]) -> PipelineSettings:
 
 def setting_fields() -> dict[str, Field[Any]]:
     """The fields of :class:`PipelineSettings` by name (with their spec / CLI / fingerprint metadata)."""
-    return {f.name: f for f in fields(PipelineSettings)}
+    return _setting_fields(PipelineSettings)
 
 
 def field_types(name: str) -> tuple[type, ...]:
     """The Python types a job spec may give for a field (None always allowed for optional ones)."""
-    hint = get_type_hints(PipelineSettings)[name]
-    args = getattr(hint, "__args__", None)
-    types = tuple(a for a in args if a is not type(None)) if args and type(None) in args else (hint,)
-    types = tuple(getattr(t, "__origin__", t) for t in types)
-    return (int, float) if types == (float,) else types
+    return _field_types(PipelineSettings, name)
 
 
 def parse_actors(value: int | str | dict[str, Any]) -> tuple[int, int]:

@@ -1,0 +1,158 @@
+"""Measuring: ``eval`` (standard sets), ``report`` (a run's Parquet tables), ``bench`` (the benchmark tables)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hcd_pipeline.cli.group import handle_errors, main
+from hcd_pipeline.cli.options import DEVICE, model_options, need
+from hcd_pipeline.core.errors import HcdError
+from hcd_pipeline.hcd.settings import DEFAULT_PRESET, PRESETS
+from hcd_pipeline.io import jsonfile as jsonutil
+from hcd_pipeline.io.images import atomic_write_bytes
+
+
+def _eval_row(r: dict[str, Any]) -> str:
+    cells = f"{r['psnr_y']:8.3f} {r['ssim_y']:7.4f} {r['psnr_rgb']:8.3f} {r['ssim_rgb']:7.4f}"
+    return f"{r['image']:18s} {cells} {r['gain_y']:+7.3f} {r['seconds']:6.2f}"
+
+
+@main.command(name="eval")
+@model_options
+@click.option("--data", default="Set5", show_default=True, help="set name (Set5, Set14, B100, Urban100) or folder")
+@click.option("--method", type=click.Choice(["plain", "lr", "hr", "hcd", "official", "all"]), default="plain", show_default=True)
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True)
+@click.option("--draws", type=int, default=1, show_default=True, help="z draws (seeds 0..N-1), scores averaged")
+@click.option("--decode", type=click.Choice(["draw", "zero"]), default=None, help="decoder z policy (default: the preset's)")
+@click.option("--limit", type=int, default=None, help="only the first N images")
+@click.option(
+    "-o",
+    "--output",
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="also write the numbers as JSON to this file (default: print only)",
+)
+@handle_errors
+def eval_cmd(
+    model: str | None,
+    scale: int | None,
+    weights: str | None,
+    device: str,
+    data: str,
+    method: str,
+    preset: str,
+    draws: int,
+    decode: str | None,
+    limit: int | None,
+    json_out: str | None,
+) -> None:
+    """Evaluate a model and method on a set with the standard protocol (Y-PSNR / SSIM, border crop)."""
+    from hcd_pipeline.evaluation.evaluate import EVAL_METHODS, EvalSettings, evaluate
+
+    methods = EVAL_METHODS if method == "all" else (method,)
+    results = {}
+    for m in methods:
+        cfg = EvalSettings(
+            model=model,
+            scale=scale,
+            data=data,
+            method=m,
+            preset=preset,
+            draws=draws,
+            decode=decode,
+            weights=weights,
+            limit=limit,
+            device=device,
+        )
+        res = evaluate(cfg)
+        results[m] = res
+        st = res["settings"]
+        click.echo(
+            f"# {st['model']} x{st['scale']} on {data}, method {m}"
+            + (f" (preset {preset})" if m not in ("plain", "official") else "")
+            + f", {draws} draw(s)"
+        )  # type: ignore[index]
+        click.echo(f"{'image':18s} {'PSNR-Y':>8s} {'SSIM-Y':>7s} {'PSNR':>8s} {'SSIM':>7s} {'gain':>7s} {'sec':>6s}")
+        for r in [*res["images"], {"image": "mean", **res["mean"]}]:  # type: ignore[dict-item]
+            click.echo(_eval_row(r))
+    if json_out:  # never into the current folder unasked
+        atomic_write_bytes(json_out, (jsonutil.dumps(results if method == "all" else results[method], indent=1) + "\n").encode())
+        click.echo(f"wrote {json_out}")
+
+
+@main.command()
+@click.argument("uris", nargs=-1, required=True)
+@click.option("--worst", type=int, default=10, show_default=True, help="how many worst / best images to list")
+@click.option(
+    "-o",
+    "--output",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="folder for report.json and report.html [default: the run output, when it is one local folder]",
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="JSON path [default: beside the HTML]")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None, help="HTML path [default: OUTPUT/report.html]")
+@click.option("--endpoint-url", default=None, help="S3-compatible endpoint")
+@click.option("--anon", is_flag=True, help="anonymous object-storage access")
+@handle_errors
+def report(
+    uris: tuple[str, ...], worst: int, out_dir: str | None, json_out: str | None, html_out: str | None, endpoint_url: str | None, anon: bool
+) -> None:
+    """Quality report over the Parquet tables of one or more run outputs (local or s3://)."""
+    need("report")
+    from hcd_pipeline.io.storage import StorageOptions
+    from hcd_pipeline.report.build import build_report, format_text, load_tables, render_html, run_info
+
+    # Every file goes where the user pointed: --output for both, else the JSON beside the HTML; unasked, into the run
+    # output when it is one local folder, never into the current folder.
+    if not (out_dir or html_out):
+        if len(uris) != 1 or "://" in uris[0]:
+            raise HcdError("say where the report goes: -o DIR (or --html FILE); the default is the run output, for one local folder only")
+        out_dir = uris[0]
+    html_out = html_out or str(Path(out_dir or ".") / "report.html")
+    json_out = json_out or str(Path(html_out).with_suffix(".json"))
+
+    opts = StorageOptions(endpoint_url=endpoint_url, anon=anon)
+    rep = {"runs": run_info(list(uris), opts), **build_report(load_tables(list(uris), opts), worst=worst)}
+    click.echo(format_text(rep))
+    atomic_write_bytes(json_out, (jsonutil.dumps({k: v for k, v in rep.items() if k != "points"}, indent=1) + "\n").encode())
+    atomic_write_bytes(html_out, render_html(rep, opts).encode())
+    click.echo(f"wrote {json_out} and {html_out}")
+
+
+@main.command()
+@click.option("--sets", default="Set5", show_default=True, help="comma-separated set names or folders")
+@click.option("--scales", default="2,4", show_default=True)
+@click.option("--methods", default="bicubic,plain,lr,hr,hcd,official", show_default=True)
+@click.option("--draws", type=int, default=1, show_default=True)
+@click.option("--limit", type=int, default=None, help="only the first N images of each set")
+@click.option("-o", "--output", "--out", "out", default="docs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--render-only", is_flag=True, help="rewrite results.md from results.json and eval/*.json without running anything")
+@DEVICE
+@handle_errors
+def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, out: str, render_only: bool, device: str) -> None:
+    """Compare methods over sets and scales; writes results.md/json, PNG plots and comparison.html."""
+    from hcd_pipeline.evaluation.bench import BENCH_METHODS, render_results, run_bench
+
+    if render_only:
+        if not (Path(out) / "results.json").exists():
+            raise HcdError(f"{Path(out) / 'results.json'}: not found; run hcd bench without --render-only first")
+        render_results(Path(out))
+        click.echo(f"wrote {out}/results.md")
+        return
+
+    ms = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = [m for m in ms if m not in BENCH_METHODS]
+    if bad:
+        raise HcdError(f"--methods: unknown {bad}; choose from {BENCH_METHODS}")
+    run_bench([s.strip() for s in sets.split(",")], [int(s) for s in scales.split(",")], ms, draws, Path(out), limit=limit,
+              command="hcd bench " + " ".join(sys.argv[2:]), device=device)  # fmt: skip
+    click.echo(f"wrote {out}/results.md, results.json, comparison.html and plots")
