@@ -195,7 +195,7 @@ def test_stages_are_not_fused(ray_local, small_images, tmp_path):
 
 def test_settings_that_cannot_all_run_are_refused():
     from hcd_pipeline.core.errors import SettingsError
-    from hcd_pipeline.pipeline.runner import check_fits
+    from hcd_pipeline.pipeline.cluster import check_fits
 
     s = PipelineSettings(input="in", output="out", min_actors=2, max_actors=2)
     check_fits(s, {"CPU": 3.0})  # 2 actors + 0.5 decode + 0.5 write

@@ -18,7 +18,9 @@ from hcd_pipeline.jpeg.simulate import jpeg_sim, quant_tables
 from hcd_pipeline.models import IRN, IRNConfig
 from hcd_pipeline.models.registry import for_lr_format, load_model
 from hcd_pipeline.models.weights import load_irn, save_weights
-from hcd_pipeline.training.train import TrainConfig, codec_batch, train
+from hcd_pipeline.training.config import TrainConfig
+from hcd_pipeline.training.data import codec_batch
+from hcd_pipeline.training.train import train
 from tests.conftest import SAMPLES
 
 

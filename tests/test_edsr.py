@@ -156,7 +156,8 @@ def test_sr_training_runs_resumes_and_exports(tmp_path):
     data.mkdir()
     for name in ("astronaut_crop.png", "coffee_crop.png"):
         (data / name).write_bytes((SAMPLES / name).read_bytes())
-    from hcd_pipeline.training.train import TrainConfig, train
+    from hcd_pipeline.training.config import TrainConfig
+    from hcd_pipeline.training.train import train
 
     cfg = TrainConfig(family="sr", scale=2, blocks=1, width=8, patch=32, batch=2, steps=6, warmup=2, data=str(data), val=str(data),
                       out=str(tmp_path / "run"), ckpt_every=3, val_every=3, export_dtype="float16", device="cpu")  # fmt: skip
@@ -166,7 +167,8 @@ def test_sr_training_runs_resumes_and_exports(tmp_path):
     logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logs if "val_psnr_z0" in r] == [0, 3, 6]
     # A x4 run starts from the x2 network (body and first upsampling stage); the second x2 stage stays new.
-    from hcd_pipeline.training.train import build_model, init_from
+    from hcd_pipeline.training.objective import build_model
+    from hcd_pipeline.training.train import init_from
 
     x4 = build_model(TrainConfig(family="sr", scale=4, blocks=1, width=8))
     taken = init_from(x4, str(path))

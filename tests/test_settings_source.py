@@ -159,3 +159,16 @@ def test_a_new_setting_appears_everywhere_without_touching_the_cli():
     assert "sharpen" not in s.result_fingerprint()
     assert dataclasses.replace(s, sharpen=0.5).result_fingerprint()["sharpen"] == 0.5
     assert default_of(setting_fields(extended)["sharpen"]) is not MISSING
+
+
+def test_every_training_setting_is_a_train_flag_with_the_configs_default():
+    from hcd_pipeline.training.config import TrainConfig
+
+    flags = flags_of("train")
+    for name, f in setting_fields(TrainConfig).items():
+        if not f.metadata["cli"]:
+            assert name not in flags or name == "out", name  # -o: its default is made from --family and --scale
+            continue
+        opt = flags[name]
+        assert (f.metadata["flag"] or f"--{name.replace('_', '-')}") in opt.opts and f.metadata["help"] == opt.help, name
+        assert opt.default == default_of(f), (name, opt.default)  # one default: hcd train's is the config's

@@ -137,7 +137,7 @@ def options_from(cls: type, *, layered: bool = False) -> Callable[[Callable[...,
             if not f.metadata["cli"]:
                 continue
             types, default = field_types(cls, name), default_of(f)
-            flag = "--" + name.replace("_", "-")
+            flag = f.metadata.get("flag") or "--" + name.replace("_", "-")
             shown = f.metadata["help"] + (f" [default: {default}]" if default not in (None, MISSING) else "")
             common: dict[str, Any] = {"default": None, "help": shown} if layered else {"default": default, "help": f.metadata["help"],
                                                                                        "show_default": default is not None}  # fmt: skip
@@ -149,6 +149,10 @@ def options_from(cls: type, *, layered: bool = False) -> Callable[[Callable[...,
                 fn = click.option(flag, name, callback=parse_threads, **{**common, "default": None if layered else str(default)})(fn)
                 continue
             kind: Any = float if float in types else types[0]
+            if f.metadata["choices"] and kind is int:  # offered as text, handed on as the field's integers
+                fn = click.option(flag, name, type=click.Choice([str(c) for c in f.metadata["choices"]]),
+                                  callback=lambda _c, _p, v: None if v is None else int(v), **common)(fn)  # fmt: skip
+                continue
             if f.metadata["choices"]:
                 kind = click.Choice([str(c) for c in f.metadata["choices"]])
             elif f.metadata["bounds"]:

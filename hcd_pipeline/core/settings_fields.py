@@ -29,6 +29,7 @@ def setting(
     fp: str = "",
     bounds: tuple[int | None, int | None] | None = None,
     parse: str = "",
+    flag: str = "",
 ) -> Any:
     """A settings field and what the CLI, job specs and the fingerprint make of it.
 
@@ -41,10 +42,11 @@ def setting(
         fp: its role in the result fingerprint (:data:`FP_ROLES`).
         bounds: (min, max) of an integer, either None for open (the CLI checks them as a usage error).
         parse: a named CLI parser for values that are not plain (``threads``: a number or ``auto``).
+        flag: the CLI flag when it is not ``--name-with-dashes`` (kept for flags that users already type).
     """
     if spec not in SPEC_PLACES or fp not in FP_ROLES:
         raise ValueError(f"setting: spec {spec!r} / fp {fp!r} not in {SPEC_PLACES} / {FP_ROLES}")
-    meta = {"help": help, "spec": spec, "cli": cli, "choices": choices, "fp": fp, "bounds": bounds, "parse": parse}
+    meta = {"help": help, "spec": spec, "cli": cli, "choices": choices, "fp": fp, "bounds": bounds, "parse": parse, "flag": flag}
     if callable(default):
         return field(default_factory=default, metadata=meta)
     if default is None and spec == "required":

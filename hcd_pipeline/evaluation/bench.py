@@ -24,11 +24,11 @@ from PIL import Image
 from hcd_pipeline.core.memstats import peak_rss_mib, reset_peak_rss
 from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, upscale_lr
 from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate, resolve_dataset
+from hcd_pipeline.evaluation.plots import bar_chart, line_chart
 from hcd_pipeline.evaluation.sections import benchmark_sections
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET
 from hcd_pipeline.io.images import atomic_write_bytes, list_images, read_image
 from hcd_pipeline.models.registry import DEFAULT_MODELS
-from hcd_pipeline.report.plots import bar_chart, line_chart
 
 __all__ = ["BENCH_METHODS", "run_bench", "render_results"]
 

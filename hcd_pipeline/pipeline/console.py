@@ -14,7 +14,7 @@ def start_ray_quietly(settings: Any) -> None:
     """Start Ray with the process's stderr set aside: its C++ start-up lines are not for users. Shown on failure."""
     import tempfile
 
-    from hcd_pipeline.pipeline.runner import init_ray
+    from hcd_pipeline.pipeline.cluster import init_ray
 
     sys.stderr.flush()
     saved = os.dup(2)

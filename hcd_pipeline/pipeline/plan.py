@@ -112,7 +112,8 @@ def done_keys(out: Storage, run_id: str, set_aside: list[str] | None = None) -> 
     done = ok_tokens.filter(pc.is_in(ok_keys, value_set=sidecars))
     orphans = sidecars.filter(pc.invert(pc.is_in(sidecars, value_set=ok_keys)))
     rows = []
-    from hcd_pipeline.pipeline.stages import SOURCE_FIELDS, row_metrics, settings_columns
+    from hcd_pipeline.pipeline.schema import SOURCE_FIELDS
+    from hcd_pipeline.pipeline.stages import row_metrics, settings_columns
 
     for key in orphans.to_pylist():  # only images written after the last part of a killed run
         try:

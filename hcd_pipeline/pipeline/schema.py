@@ -152,3 +152,53 @@ def write_part(out: Storage, key: str, table: pa.Table) -> None:
     buf = io.BytesIO()
     pq.write_table(table.replace_schema_metadata(SCHEMA_METADATA), buf, compression="zstd")
     out.write(key, buf.getvalue())
+
+
+# The tables the stages hand each other (Ray Data blocks), not files.
+ROW_COLUMNS = [
+    pa.field("key", pa.string()),
+    pa.field("source_uri", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("channels", pa.int8()),
+    pa.field("bit_depth", pa.int8()),
+    pa.field("source_mode", pa.string()),
+    pa.field("source_version", pa.string()),  # the listing's size + mtime / ETag of the source (resume compares it)
+    pa.field("source_bytes", pa.int64()),
+    pa.field("source_sha256", pa.string()),
+    pa.field("alpha", pa.large_binary()),  # float32 (1, H, W) bytes, null without transparency
+    pa.field("icc", pa.large_binary()),  # the source's ICC profile, null without one (hcd_pipeline.io.metadata)
+    pa.field("exif", pa.large_binary()),  # the source's EXIF (TIFF structure), null without
+]
+DECODED_SCHEMA = pa.schema([*ROW_COLUMNS, pa.field("pixels", pa.large_binary())])
+"""Decode stage -> model stage: ``pixels`` is float32 (C, H, W) in [0, 1], C = ``channels``."""
+MODELLED_SCHEMA = pa.schema(
+    [
+        *ROW_COLUMNS,
+        pa.field("hr8", pa.large_binary()),  # source rounded to 8-bit levels, uint8 (C, H, W); null when not scored
+        pa.field("lr", pa.large_binary()),  # uint8 (3, lr_height, lr_width)
+        pa.field("lr_width", pa.int32()),
+        pa.field("lr_height", pa.int32()),
+        pa.field("plain_rec", pa.large_binary()),  # uint8 (C, H, W)
+        pa.field("rec", pa.large_binary()),  # uint8 (C, H, W); null when equal to plain_rec
+        pa.field("diag", pa.string()),  # JSON of DIAG_FIELDS: tile, memory, changed, losses, seconds, kept, ...
+        pa.field("lr_file", pa.binary()),  # the stored file when the model stage made it (JPEG coefficients)
+        pa.field("scale", pa.int8()),  # the model's scale factor (the write stage records without loading the model)
+    ]
+)
+"""Model stage -> write stage."""
+SUMMARY_SCHEMA = pa.schema(
+    [
+        pa.field("ok", pa.int64()),
+        pa.field("failed", pa.int64()),
+        pa.field("part", pa.string()),
+        pa.field("failures", pa.string()),  # JSON list of {"key", "error"}, at most MAX_FAILURE_SAMPLES
+        pa.field("reasons", pa.string()),  # JSON {reason: count}; reason = the error's exception type
+        pa.field("fatal", pa.string()),  # the part could not be written: the output store failed; the run stops
+    ]
+)
+"""Write stage -> driver: one small row per batch (the driver keeps counts, never rows)."""
+SOURCE_FIELDS = ("source_version", "source_bytes", "source_sha256")
+"""What the metric row and the sidecar keep of the source's content (resume redoes an image when it changes)."""
+MAX_FAILURE_SAMPLES = 20
