@@ -102,7 +102,8 @@ def test_jpeg_coefficients_round_trip_and_the_decoder_model():
     """jpeglib writes exactly the coefficients given; the torch decoder matches libjpeg's within a level."""
     import numpy as np
 
-    from hcd_pipeline.hcd.jpeg_file import decode_coefficients, read_coefficients, write_coefficients
+    from hcd_pipeline.jpeg.coefficients import read_coefficients, write_coefficients
+    from hcd_pipeline.jpeg.decoder import decode_coefficients
 
     x = read_image(SAMPLES / "astronaut_crop.png").pixels[:, :60, :70]
     c = read_coefficients(encode_lr(x, None, "jpeg", 90))

@@ -52,9 +52,9 @@ class Downscaler(Recorder):
         )
         super().__init__(settings, int(self.model.scale))
         if self._jpeg_file_mode():
-            from hcd_pipeline.hcd.jpeg_file import _jpeglib
+            from hcd_pipeline.jpeg.coefficients import jpeglib_module
 
-            _jpeglib()  # before any work: a missing optional package is one line, not a failure per image
+            jpeglib_module()  # before any work: a missing optional package is one line, not a failure per image
 
     def layout(self, height: int, width: int) -> tuple[int, str]:
         """(LR tile side or 0 for the whole image, memory mode) for an HR image of this size.

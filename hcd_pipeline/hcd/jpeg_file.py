@@ -7,32 +7,25 @@ rounded, written as a JPEG with exactly those coefficients (``jpeglib``, libjpeg
 real decoder and judged; the best file is stored byte for byte. Pixel-domain HCD cannot do this: the encoder's
 quantisation throws most of its change away (``benchmarks/lr_formats.py``).
 
-Layout: ``jpeglib`` gives each component's coefficients as (block rows, block cols, 8, 8) in natural (row-major)
-order and the quantisation tables as (tables, 8, 8); Pillow writes 4:2:0 (luma blocks twice the chroma blocks in
-each direction), and the image is padded to whole MCUs (16 x 16).
+The file's coefficients are read and written by :mod:`hcd_pipeline.jpeg.coefficients`, decoded differentiably by
+:mod:`hcd_pipeline.jpeg.decoder`.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from hcd_pipeline.core.errors import SettingsError
 from hcd_pipeline.io.lr_formats import decode_lr, encode_lr
+from hcd_pipeline.jpeg.coefficients import read_coefficients, write_coefficients
+from hcd_pipeline.jpeg.decoder import decode_coefficients
+from hcd_pipeline.jpeg.transform import chroma, luma
 
 __all__ = [
-    "JpegCoefficients",
     "JpegResult",
-    "read_coefficients",
-    "write_coefficients",
-    "decode_coefficients",
     "bits_proxy",
     "optimise_jpeg",
     "JPEG_OPTIMIZERS",
@@ -70,19 +63,6 @@ def optimizer_constants(optimizer: str) -> dict[str, float]:
 
 
 @dataclass
-class JpegCoefficients:
-    """A baseline 4:2:0 JPEG's quantised coefficients (int, natural order) and tables; ``size`` = (h, w)."""
-
-    y: np.ndarray  # (by, bx, 8, 8)
-    cb: np.ndarray  # (by/2, bx/2, 8, 8)
-    cr: np.ndarray
-    qt_luma: np.ndarray  # (8, 8)
-    qt_chroma: np.ndarray
-    size: tuple[int, int]
-    _template: bytes
-
-
-@dataclass
 class JpegResult:
     """What :func:`optimise_jpeg` chose: the file to store and its decode (1, 3, h, w), the start file's decode, the
     judge's dB of both, and diagnostics (loss per step, iterates judged, coefficients changed by the last one)."""
@@ -98,76 +78,6 @@ class JpegResult:
     coefficients_changed_last: int
 
 
-def _jpeglib():  # noqa: ANN202 - the module
-    try:
-        import jpeglib
-    except ImportError as exc:  # an optional dependency (the [jpeg] extra): one line where it is missing
-        raise SettingsError(
-            "HCD in the JPEG file (--lr-format jpeg) needs the jpeglib package: pip install 'hcd_pipeline[jpeg]' (PNG and WebP LRs do not)"
-        ) from exc
-    return jpeglib
-
-
-def read_coefficients(data: bytes) -> JpegCoefficients:
-    """The coefficients of a JPEG file's bytes (written by :func:`~hcd_pipeline.io.lr_formats.encode_lr`: 4:2:0)."""
-    jl = _jpeglib()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "in.jpg")
-        with open(path, "wb") as fh:
-            fh.write(data)
-        im = jl.read_dct(path)
-        im.load()
-        qt = np.asarray(im.qt)
-        tbl = np.asarray(im.quant_tbl_no)
-        return JpegCoefficients(np.array(im.Y), np.array(im.Cb), np.array(im.Cr), qt[tbl[0]].astype(np.float32),
-                                qt[tbl[1]].astype(np.float32), (int(im.height), int(im.width)), data)  # fmt: skip
-
-
-def write_coefficients(c: JpegCoefficients, y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> bytes:
-    """A JPEG file with the same header and tables as ``c`` and these integer coefficients."""
-    jl = _jpeglib()
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = os.path.join(tmp, "in.jpg"), os.path.join(tmp, "out.jpg")
-        with open(src, "wb") as fh:
-            fh.write(c._template)
-        im = jl.read_dct(src)
-        im.load()
-        im.Y, im.Cb, im.Cr = y.astype(np.int16), cb.astype(np.int16), cr.astype(np.int16)
-        im.write_dct(dst)
-        with open(dst, "rb") as fh:
-            return fh.read()
-
-
-def _dct_matrix(device: torch.device) -> torch.Tensor:
-    k = torch.arange(8, dtype=torch.float64)
-    d = torch.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * math.sqrt(2 / 8)
-    d[0] /= math.sqrt(2)
-    return d.float().to(device)
-
-
-def _plane(coef: torch.Tensor, qt: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """(by, bx, 8, 8) quantised coefficients -> the decoded plane (by*8, bx*8) in 0..255."""
-    blocks = d.T @ (coef * qt) @ d + 128.0
-    by, bx = blocks.shape[:2]
-    return blocks.permute(0, 2, 1, 3).reshape(by * 8, bx * 8)
-
-
-def decode_coefficients(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor, qt_luma: torch.Tensor, qt_chroma: torch.Tensor,
-                        size: tuple[int, int]) -> torch.Tensor:  # fmt: skip
-    """A differentiable baseline 4:2:0 JPEG decoder: coefficients -> RGB (1, 3, h, w) in [0, 1].
-
-    libjpeg's decoder differs by rounding (integer IDCT) and clamping: about one level; the judge uses libjpeg.
-    """
-    d = _dct_matrix(y.device)
-    lum = _plane(y, qt_luma, d)
-    chroma = torch.stack([_plane(cb, qt_chroma, d), _plane(cr, qt_chroma, d)])[None]
-    # Chroma planes cover whole MCUs (twice their size in luma pixels), which may reach past the luma plane.
-    chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)[0, :, : lum.shape[0], : lum.shape[1]] - 128.0
-    rgb = torch.stack([lum + 1.402 * chroma[1], lum - 0.344136 * chroma[0] - 0.714136 * chroma[1], lum + 1.772 * chroma[0]])
-    h, w = size
-    return (rgb[:, :h, :w] / 255.0).clamp(0, 1).unsqueeze(0)
-
-
 def bits_proxy(coefficients: list[torch.Tensor]) -> torch.Tensor:
     """A differentiable stand-in for a JPEG's entropy-coded size: sum of log2(1 + |c|) over quantised coefficients.
 
@@ -179,14 +89,13 @@ def bits_proxy(coefficients: list[torch.Tensor]) -> torch.Tensor:
 
 def _luma(x: torch.Tensor) -> torch.Tensor:
     """BT.601 luma of (B, 3, H, W) (the judge's channel; chroma errors would dominate an RGB loss after 4:2:0)."""
-    return 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    return luma(x[:, 0], x[:, 1], x[:, 2])
 
 
 def _chroma_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean squared BT.601 Cb plus Cr difference of two (B, 3, H, W) images in [0, 1]."""
     d = x - y
-    cb = -0.168736 * d[:, 0] - 0.331264 * d[:, 1] + 0.5 * d[:, 2]
-    cr = 0.5 * d[:, 0] - 0.418688 * d[:, 1] - 0.081312 * d[:, 2]
+    cb, cr = chroma(d[:, 0], d[:, 1], d[:, 2])
     return torch.mean(cb**2) + torch.mean(cr**2)
 
 

@@ -16,10 +16,11 @@ benchmark use the real codec.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from hcd_pipeline.jpeg import transform
+from hcd_pipeline.jpeg.transform import blocks, dct_blocks, dct_matrix, idct_blocks, luma, unblocks, ycbcr_to_rgb
 
 __all__ = ["SIMULATED_CODECS", "jpeg_sim", "quant_tables"]
 
@@ -43,35 +44,15 @@ def quant_tables(quality: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tuple(torch.clamp(torch.floor((t * scale + 50) / 100), 1, 255) for t in (_LUMA, _CHROMA))  # type: ignore[return-value]
 
 
-def _dct_matrix(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    k = torch.arange(8, dtype=torch.float64)
-    d = torch.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * math.sqrt(2 / 8)
-    d[0] /= math.sqrt(2)
-    return d.to(device, dtype)
-
-
-def _blocks(x: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) -> (N, H/8, W/8, 8, 8)."""
-    n, h, w = x.shape
-    return x.reshape(n, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4)
-
-
-def _unblocks(b: torch.Tensor) -> torch.Tensor:
-    n, bh, bw, _, _ = b.shape
-    return b.permute(0, 1, 3, 2, 4).reshape(n, bh * 8, bw * 8)
-
-
 def _round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
 def _code(plane: torch.Tensor, tables: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """Planes (N, H, W) in 0..255 and tables (N, 8, 8) -> the planes after DCT, quantisation and inverse DCT."""
-    b = _blocks(plane - 128.0)
-    coef = d @ b @ d.T
+    coef = dct_blocks(blocks(plane - 128.0), d)
     t = tables[:, None, None]
-    rec = d.T @ (_round_ste(coef / t) * t) @ d
-    return _unblocks(rec) + 128.0
+    return unblocks(idct_blocks(_round_ste(coef / t) * t, d)) + 128.0
 
 
 def _tables(quality: int | torch.Tensor | list[int], batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,16 +75,15 @@ def jpeg_sim(x: torch.Tensor, quality: int | torch.Tensor | list[int]) -> torch.
     ph, pw = -h % 16, -w % 16
     v = (F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x) * 255.0
     r, g, bl = v[:, 0], v[:, 1], v[:, 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * bl
-    cb = 128.0 - 0.168736 * r - 0.331264 * g + 0.5 * bl
-    cr = 128.0 + 0.5 * r - 0.418688 * g - 0.081312 * bl
-    d = _dct_matrix(x.device, x.dtype)
+    y = luma(r, g, bl)
+    cb, cr = transform.chroma(r, g, bl, offset=128.0)
+    d = dct_matrix(x.device, x.dtype)
     y = _code(y, luma_t, d)
     chroma = F.avg_pool2d(torch.stack([cb, cr], 1), 2)  # (B, 2, H/2, W/2)
     hc, wc = chroma.shape[-2:]
     chroma = _code(chroma.reshape(b * 2, hc, wc), chroma_t.repeat_interleave(2, 0), d).reshape(b, 2, hc, wc)
     chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)
     cb, cr = chroma[:, 0] - 128.0, chroma[:, 1] - 128.0
-    rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
+    rgb = ycbcr_to_rgb(y, cb, cr, dim=1)
     rgb = _round_ste(rgb.clamp(0, 255)) / 255.0
     return rgb[..., :h, :w]
