@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from hcd_pipeline.core.metrics import score_pair  # noqa: E402
 from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, upscale_lr  # noqa: E402
-from hcd_pipeline.evaluation.evaluate import _modcrop  # noqa: E402
+from hcd_pipeline.evaluation.evaluate import modcrop  # noqa: E402
 from hcd_pipeline.io.images import read_image  # noqa: E402
 from hcd_pipeline.io.lr_formats import decode_lr, encode_lr  # noqa: E402
 from hcd_pipeline.models import load_model  # noqa: E402
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--out", default="docs/jpeg_pictures.png")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    img = _modcrop(read_image(args.image), 2)
+    img = modcrop(read_image(args.image), 2)
     hr = img.pixels[:3]
     n_px = hr.shape[-1] * hr.shape[-2]
     y, x, side = (int(v) for v in args.crop.split(","))

@@ -31,7 +31,7 @@ from PIL import Image  # noqa: E402
 
 from hcd_pipeline.core.metrics import score_pair  # noqa: E402
 from hcd_pipeline.downscaler import Downscaler, DownscaleSettings  # noqa: E402
-from hcd_pipeline.evaluation.evaluate import _modcrop, resolve_dataset  # noqa: E402
+from hcd_pipeline.evaluation.evaluate import modcrop, resolve_dataset  # noqa: E402
 from hcd_pipeline.io.images import list_images, read_image  # noqa: E402
 from hcd_pipeline.io.lr_formats import decode_lr, encode_lr  # noqa: E402
 from hcd_pipeline.models import load_model  # noqa: E402
@@ -220,7 +220,7 @@ def main() -> None:
     downscalers: dict[tuple[str, str], Downscaler] = {}  # one per variant and format, reused for every image
     rows = []
     for path in list_images(resolve_dataset(args.data))[: args.limit]:
-        img = _modcrop(read_image(path), s)
+        img = modcrop(read_image(path), s)
         hr = img.pixels if img.pixels.shape[0] == 3 else img.pixels.expand(3, -1, -1)
         pixels = hr.shape[-1] * hr.shape[-2]
 

@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-VARIANTS: dict[str, tuple[str, str, dict[str, object]]] = {
-    # name: (method, preset, overrides)
+VARIANTS: dict[str, tuple] = {
+    # name: (method, preset, overrides[, other DownscaleSettings fields])
     "official": ("hcd", "official", {}),
     "adam (previous default)": ("hcd", "adam", {}),
     "default": ("hcd", "default", {}),
@@ -37,6 +37,8 @@ VARIANTS: dict[str, tuple[str, str, dict[str, object]]] = {
     "default, first step 1/255": ("hcd", "default", {"step": 1 / 255}),
     "default, judged every step": ("hcd", "default", {"judge_every": 1}),
     "default, judged every 4th": ("hcd", "default", {"judge_every": 4}),
+    # The precision policy (#24): the optimisation's model calls in bfloat16 (autocast), judged in float32.
+    "default, bf16": ("hcd", "default", {}, {"precision": "bf16"}),
 }
 
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
-    from hcd_pipeline.evaluation.evaluate import _modcrop, resolve_dataset
+    from hcd_pipeline.evaluation.evaluate import modcrop, resolve_dataset
     from hcd_pipeline.io.images import list_images, read_image
 
     torch.set_num_threads(1)
@@ -52,13 +54,14 @@ def run(args: argparse.Namespace) -> dict:
     wanted = args.only.split(";" if ";" in args.only else ",") if args.only else None
     names = [v for v in VARIANTS if not wanted or v in wanted]
     ds = {n: Downscaler(DownscaleSettings(scale=args.scale, method=VARIANTS[n][0], preset=VARIANTS[n][1],
-                                          overrides=dict(VARIANTS[n][2]))) for n in names}  # fmt: skip
+                                          overrides=dict(VARIANTS[n][2]), **(VARIANTS[n][3] if len(VARIANTS[n]) > 3 else {})))
+          for n in names}  # fmt: skip
     rows = []
     per_set = dict(kv.split("=", 1) for kv in args.set_variants)
     for set_name in args.sets.split(","):
         chosen = [n for n in names if set_name not in per_set or n in per_set[set_name].split(",")]
         for path in list_images(resolve_dataset(set_name))[: args.limit]:
-            img = _modcrop(read_image(path), args.scale)
+            img = modcrop(read_image(path), args.scale)
             for n in chosen:
                 t0 = time.perf_counter()
                 out = ds[n].process(img)

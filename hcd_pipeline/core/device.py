@@ -18,12 +18,17 @@ import torch
 
 from hcd_pipeline.core.errors import SettingsError
 
-__all__ = ["GPU_MODES", "device_record", "device_label", "device_mode", "free_memory", "resolve_device"]
+__all__ = ["GPU_MODES", "PRECISIONS", "device_record", "device_label", "device_mode", "precision_mode", "free_memory", "resolve_device"]
 
 GPU_MODES = ("deterministic", "fast")
 """``deterministic`` (the default): cuDNN deterministic algorithms, no autotuning, no TF32 (full float32 matmuls
 and convolutions): the same input gives the same bytes run after run. ``fast``: cuDNN autotuning and TF32 tensor
 cores (Ampere and later); results may differ by an LR level between runs and from ``deterministic``."""
+PRECISIONS = ("fp32", "tf32", "bf16")
+"""Numerics of the optimisation's model calls (forward and backward; :func:`precision_mode`): ``fp32``; ``tf32``
+(float32 tensors, TF32 tensor-core matmuls and convolutions on CUDA; exactly ``fp32`` on the CPU, which has none);
+``bf16`` (autocast to bfloat16 on CUDA and on the CPU). What is judged and scored (the no-harm rule, keep-best,
+the metrics) always runs in float32, so a lower precision can cost gain but never stores an LR worse than plain."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,8 +59,9 @@ def device_label(dev: torch.device) -> str:
     return "cpu"
 
 
-def device_record(dev: torch.device, *, gpu_mode: str, threads: int) -> dict[str, Any]:
-    """What fixes the output bits besides the settings: device kind and name, versions, numerics flags.
+def device_record(dev: torch.device, *, gpu_mode: str, threads: int, precision: str = "fp32") -> dict[str, Any]:
+    """What fixes the output bits besides the settings: device kind and name, versions, numerics flags, and the
+    optimisation's precision when it is not ``fp32`` (records of fp32 runs are those of earlier releases).
 
     Read inside :func:`device_mode` so that the flags are those the call ran with.
     """
@@ -78,6 +84,8 @@ def device_record(dev: torch.device, *, gpu_mode: str, threads: int) -> dict[str
         )
     else:
         rec["cpu"] = platform.processor() or platform.machine()
+    if precision != "fp32":
+        rec["precision"] = precision
     return rec
 
 
@@ -98,6 +106,27 @@ def device_mode(dev: torch.device, gpu_mode: str) -> Iterator[None]:
             yield
     finally:
         cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def precision_mode(dev: torch.device, precision: str) -> Iterator[None]:
+    """Run a block's model calls in ``precision`` (:data:`PRECISIONS`) on ``dev``; flags are restored after it."""
+    if precision not in PRECISIONS:
+        raise SettingsError(f"precision {precision!r}: expected one of {PRECISIONS}")
+    if precision == "bf16":
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
+            yield
+        return
+    if precision == "fp32" or dev.type != "cuda":
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 def free_memory(dev: torch.device) -> int | None:

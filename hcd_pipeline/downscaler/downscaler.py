@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from hcd_pipeline.core.device import device_mode, device_record, free_memory, resolve_device
+from hcd_pipeline.core.device import device_mode, device_record, free_memory, precision_mode, resolve_device
 from hcd_pipeline.core.errors import ImageReadError, SettingsError
 from hcd_pipeline.core.metrics import to_uint8_levels
 from hcd_pipeline.core.resize import pad_symmetric
@@ -128,7 +128,7 @@ class Downscaler(Recorder):
             got = optimise_jpeg(
                 lambda lr_in, z=z: self.model.upscale(lr_in, z), hr[i : i + 1], r.plain_lr, q,
                 lambda lr_dec, j=judge, z=z: float(j(lr_dec, z)[0]), steps=self.hcd.lr_steps, judge_every=self.hcd.judge_every,
-                optimizer=self._jpeg_optimizer_name(),
+                optimizer=self._jpeg_optimizer_name(), numerics=lambda: precision_mode(self.device, self.settings.precision),
             )  # fmt: skip
             changed = int((torch.round(got.lr * 255) != torch.round(got.start_lr * 255)).sum())
             res = HCDResult(lr=got.lr, plain_lr=got.start_lr, z=z, losses=got.losses, changed=changed,
@@ -176,7 +176,9 @@ class Downscaler(Recorder):
         torch.set_num_threads(self.settings.threads)
         try:
             with device_mode(self.device, self.settings.gpu_mode):
-                record = device_record(self.device, gpu_mode=self.settings.gpu_mode, threads=self.settings.threads)
+                record = device_record(
+                    self.device, gpu_mode=self.settings.gpu_mode, threads=self.settings.threads, precision=self.settings.precision
+                )
                 return self._optimise_batch(images, metrics=metrics, progress=progress, record=record)
         finally:
             torch.set_num_threads(previous)
@@ -257,11 +259,13 @@ class Downscaler(Recorder):
                 res: HCDResult = tiled_collaborative_downscale(
                     self.model, hr, tile=tile, overlap=self.settings.overlap, method=self.settings.method,
                     settings=self.hcd, generator=gens[0], progress=progress, batch=self.batch_items(side, side, memory),
+                    precision=self.settings.precision,
                 )  # fmt: skip
             else:
                 res = collaborative_downscale(
                     self.model, hr, method=self.settings.method, settings=self.hcd,
                     generator=gens[0] if len(gens) == 1 else gens, progress=progress, judge=judge,
+                    precision=self.settings.precision,
                 )  # fmt: skip
         finally:
             if previous is not None:

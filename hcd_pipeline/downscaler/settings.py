@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from hcd_pipeline.core.device import GPU_MODES
+from hcd_pipeline.core.device import GPU_MODES, PRECISIONS
 from hcd_pipeline.core.errors import SettingsError
 from hcd_pipeline.core.settings_fields import setting
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET, METHODS, PRESETS, HCDSettings, get_preset
@@ -61,6 +61,10 @@ class ImageSettings:
         " rebuilds block inputs from outputs; auto: low above 0.26 MP", choices=MEMORY_CHOICES, fp="unless-default",
     )  # fmt: skip
     gpu_mode: str = setting("deterministic", "CUDA numerics: deterministic, or fast (TF32, autotuned cuDNN)", choices=GPU_MODES)
+    precision: str = setting(
+        "fp32", "numerics of the optimisation's model calls: fp32, tf32 (CUDA tensor cores), bf16 (autocast); what is"
+        " judged and scored stays float32", choices=PRECISIONS, fp="unless-default",
+    )  # fmt: skip
     lr_format: str = setting(
         "png", "stored LR file; jpeg / webp are judged as decoded (never worse than plain at that format)", choices=LR_FORMATS,
         fp="unless-default",
@@ -85,6 +89,8 @@ class ImageSettings:
             raise SettingsError(f"unknown memory mode {self.memory!r}; expected one of {MEMORY_CHOICES}")
         if self.gpu_mode not in GPU_MODES:
             raise SettingsError(f"unknown gpu_mode {self.gpu_mode!r}; expected one of {GPU_MODES}")
+        if self.precision not in PRECISIONS:
+            raise SettingsError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
         if self.tile is not None and self.tile < 0:
             raise SettingsError(f"tile must be >= 0 (0: whole image), got {self.tile}")
         if self.overlap < 0:

@@ -60,7 +60,7 @@ class EvalSettings:
     device: str = "cpu"  # cpu, cuda, cuda:N, auto
 
 
-def _modcrop(img: DecodedImage, s: int) -> DecodedImage:
+def modcrop(img: DecodedImage, s: int) -> DecodedImage:
     h, w = img.height - img.height % s, img.width - img.width % s
     return DecodedImage(img.pixels[:, :h, :w], None, img.bit_depth, img.source_mode, img.name)
 
@@ -99,7 +99,7 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
     s = downscalers[0].scale
     rows = []
     for path in paths:
-        img = _modcrop(read_image(path), s)
+        img = modcrop(read_image(path), s)
         per_draw = []
         fidelity: list[float] = []
         t0 = time.perf_counter()

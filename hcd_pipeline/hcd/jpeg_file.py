@@ -13,6 +13,7 @@ The file's coefficients are read and written by :mod:`hcd_pipeline.jpeg.coeffici
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -130,6 +131,7 @@ def optimise_jpeg(
     radius: float = 10.0,
     judge_every: int = 2,
     optimizer: str = "bb",
+    numerics: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> JpegResult:
     """Optimise the JPEG (at ``quality``) of the LR ``start`` (1, 3, h, w) for ``upscale``.
 
@@ -143,7 +145,8 @@ def optimise_jpeg(
     ``optimizer``: ``"bb"`` (Barzilai-Borwein on the loss alone; best at the preset's 8 steps) or ``"adam"`` (Adam
     at :data:`ADAM_STEP` quantisation steps on the luma loss plus :data:`CHROMA_WEIGHT` x the chroma error, plus
     :data:`RATE_WEIGHT` x :func:`bits_proxy`, both terms relative to the start file's; it needs more steps than
-    ``bb``: ``docs/hcd.md``).
+    ``bb``: ``docs/hcd.md``). ``numerics()``: the context of the model's forward and backward (the precision
+    policy); the judge runs outside it.
     """
     if optimizer not in JPEG_OPTIMIZERS:
         raise ValueError(f"JPEG optimizer must be one of {JPEG_OPTIMIZERS}, got {optimizer!r}")
@@ -180,7 +183,8 @@ def optimise_jpeg(
         v = [t.clone().requires_grad_(True) for t in x]
         # Real-valued coefficients; the judged iterates are rounded. (Rounding inside the loss with a straight-through
         # gradient, and greedy +-1 steps on the largest gradients, were tried and gained nothing.)
-        rec = upscale(decode_coefficients(*v, qy, qc, c0.size))
+        with numerics():
+            rec = upscale(decode_coefficients(*v, qy, qc, c0.size)).float()
         loss = torch.mean((_luma(rec) - _luma(hr)) ** 2)
         losses.append(loss.item())
         if adam is not None:
@@ -188,11 +192,13 @@ def optimise_jpeg(
             if scale is None:  # both terms relative to the start file's, so RATE_WEIGHT means the same on any image
                 scale = (max(loss.item(), 1e-12), max(float(bits_proxy(base)), 1.0))
             objective = loss / scale[0] + RATE_WEIGHT * bits_proxy(v) / scale[1]
-            grads = torch.autograd.grad(objective, v)
+            with numerics():
+                grads = torch.autograd.grad(objective, v)
             with torch.no_grad():
                 x = [torch.max(torch.min(t - d, b + radius), b - radius) for t, d, b in zip(x, adam.step(grads), base, strict=True)]
             continue
-        grads = torch.autograd.grad(loss, v)
+        with numerics():
+            grads = torch.autograd.grad(loss, v)
         with torch.no_grad():
             if prev is None:
                 alpha = first_step / max(float(max(g.abs().max() for g in grads)), 1e-30)

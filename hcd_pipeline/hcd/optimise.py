@@ -21,6 +21,7 @@ Everything here is I/O-free: tensors in, tensors out. Randomness comes only from
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hcd_pipeline.core.device import precision_mode
 from hcd_pipeline.core.errors import SettingsError
 from hcd_pipeline.hcd.judge import Judge, reconstruction_psnr
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET, METHODS, PRESETS, HCDSettings
@@ -165,6 +167,7 @@ def _optimise(
     score: Callable[[torch.Tensor], torch.Tensor] | None = None,
     best: tuple[torch.Tensor, torch.Tensor] | None = None,
     candidate: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    numerics: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Minimise each item's ``loss_fn(base + d)`` over d in the budget; returns (the chosen points, their values).
 
@@ -174,6 +177,7 @@ def _optimise(
     ``keep_best`` the candidate with the highest ``score`` (or the lowest loss when ``score`` is None) wins,
     starting from ``best`` (values, candidates) when given; the values are None without ``keep_best``.
     ``candidate(point)``: the candidate without the loss (lets the last point be judged without a forward pass).
+    ``numerics()``: the context of the loss's forward and backward (the precision policy); ``score`` runs outside it.
     An item whose judge has not improved for ``patience`` judged iterates stops moving (as it would stop alone);
     the stage ends when every item has stopped.
     """
@@ -191,7 +195,9 @@ def _optimise(
         return _scores(score(cand.detach()), b) if score is not None else -loss.detach().double().cpu()
 
     for i in range(steps):
-        loss, cand = loss_fn(base + d)
+        with numerics():
+            loss, cand = loss_fn(base + d)
+        loss = loss.float()
         step_losses.append((loss.detach(), active.clone()))
         # A judge costs a forward pass: judge every judge_every-th iterate (the loss alone is free to compare).
         # The start point given with `best` was judged already: judging it again would count it as stale.
@@ -202,7 +208,8 @@ def _optimise(
                 active &= keep.stale < settings.patience
                 if not bool(active.any()):
                     break  # every item's judge has stopped improving: the rest of the stage's steps are saved
-        (grad,) = torch.autograd.grad(loss.sum(), d)
+        with numerics():  # a memory-light backward recomputes forward passes: in the same numerics
+            (grad,) = torch.autograd.grad(loss.sum(), d)
         with torch.no_grad():
             before = d.detach().clone()
             if opt is not None:
@@ -254,6 +261,7 @@ def collaborative_downscale(
     progress: Callable[[], None] | None = None,
     z: torch.Tensor | None = None,
     judge: Judge | None = None,
+    precision: str = "fp32",
 ) -> HCDResult:
     """Optimise the 8-bit LR images of ``hr`` for ``model``'s upscaler (a batch: each item on its own).
 
@@ -276,6 +284,8 @@ def collaborative_downscale(
         z: the decoder's z, if already drawn (tiles use slices of one image-wide z); else drawn here.
         judge: ``judge(lr, z) -> dB per item`` for keep-best and the no-harm rule; default
             :func:`reconstruction_psnr` over ``hr`` with ``settings.judge``'s channels.
+        precision: numerics of the optimisation's model calls (:data:`~hcd_pipeline.core.device.PRECISIONS`); the
+            plain LR, the judge and the no-harm choice always run in float32.
 
     Returns:
         :class:`HCDResult`; ``result.lr`` is exactly the images to store; ``result.split()`` gives one result
@@ -291,6 +301,10 @@ def collaborative_downscale(
     x = x.detach()
     b = x.shape[0]
     t_start = time.perf_counter()
+
+    def numerics() -> contextlib.AbstractContextManager[None]:
+        return precision_mode(x.device, precision)
+
     with torch.no_grad():
         lr_cont, _ = model.downscale(x)
         plain = _round8(lr_cont)
@@ -333,6 +347,7 @@ def collaborative_downscale(
         hr_pert, best_value = _optimise(
             x, cfg.hr_radius, cfg.hr_steps, cfg, hr_loss, generator, losses, progress,
             score=hr_score if judge_fn else None, best=(plain_score, x) if judge_fn else None, candidate=lambda xp: xp,
+            numerics=numerics,
         )  # fmt: skip
         seconds["hr"] = time.perf_counter() - t0
     with torch.no_grad():
@@ -351,7 +366,7 @@ def collaborative_downscale(
         lr_final, value = _optimise(
             lr0, cfg.lr_radius, cfg.lr_steps, cfg, lr_loss, generator, losses, progress,
             score=lr_score if judge_fn else None, best=(best_value, lr0) if judge_fn and best_value is not None else None,
-            candidate=_round8,
+            candidate=_round8, numerics=numerics,
         )  # fmt: skip
         best_value = value
         seconds["lr"] = time.perf_counter() - t0

@@ -58,6 +58,7 @@ def tiled_collaborative_downscale(
     generator: torch.Generator | None = None,
     progress: Callable[[], None] | None = None,
     batch: int = 1,
+    precision: str = "fp32",
 ) -> HCDResult:
     """Like :func:`~hcd_pipeline.hcd.optimise.collaborative_downscale` on (1, 3, H, W), tile by tile.
 
@@ -86,7 +87,9 @@ def tiled_collaborative_downscale(
         group = places[at : at + step]
         sub = torch.cat([x[..., y0 * s : (y0 + th) * s, x0 * s : (x0 + tw) * s] for y0, x0 in group])
         z_tile = None if z_full is None else torch.cat([z_full[..., y0 : y0 + th, x0 : x0 + tw] for y0, x0 in group])
-        res = collaborative_downscale(model, sub, method=method, settings=cfg, generator=generator, progress=progress, z=z_tile)
+        res = collaborative_downscale(
+            model, sub, method=method, settings=cfg, generator=generator, progress=progress, z=z_tile, precision=precision
+        )
         for (y0, x0), part in zip(group, res.split(), strict=True):
             losses.extend(part.losses)
             w = torch.outer(_ramp(y0, th, overlap, lh), _ramp(x0, tw, overlap, lw)).to(plain)
