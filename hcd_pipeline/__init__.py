@@ -1,7 +1,9 @@
 """hcd_pipeline: better small images at scale with Hierarchical Collaborative Downscaling.
 
-Layers, bottom up: maths (:mod:`.resize`, :mod:`.metrics`, :mod:`.hcd`) <- models (:mod:`.models`)
-<- single-image service (:mod:`.service`) <- pipeline (:mod:`.pipeline`) <- CLI (:mod:`.cli`).
+Layers, one folder each, bottom up (imports only go down; docs/architecture.md): :mod:`.core` (resize, metrics,
+devices) <- :mod:`.io` (images, LR formats, storage) <- :mod:`.jpeg` <- :mod:`.models` <- :mod:`.hcd` (the method)
+<- :mod:`.downscaler` (one image) <- :mod:`.pipeline` (Ray Data), :mod:`.evaluation`, :mod:`.training` <-
+:mod:`.report` <- :mod:`.cli`.
 """
 
 from hcd_pipeline._version import __version__

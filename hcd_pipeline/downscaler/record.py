@@ -51,7 +51,7 @@ class Optimised:
             when the stored LR is the plain one.
         device: :func:`~hcd_pipeline.core.device.device_record` of the device that made it; batch: images optimised
             together with it (1: alone).
-        lr_file: the stored file itself when the optimisation made the file (JPEG coefficients, :mod:`.jpeg_hcd`);
+        lr_file: the stored file itself when the optimisation made the file (JPEG coefficients, :mod:`~hcd_pipeline.hcd.jpeg_file`);
             None when the file is the encoding of ``lr``.
     """
 
@@ -134,7 +134,7 @@ class Recorder:
         }
 
     def _jpeg_optimizer_name(self) -> str:
-        """The coefficient optimiser of JPEG file mode (:data:`.jpeg_hcd.JPEG_OPTIMIZERS`; ``pgd`` means ``bb`` there)."""
+        """The coefficient optimiser of JPEG file mode (:data:`~hcd_pipeline.hcd.jpeg_file.JPEG_OPTIMIZERS`; ``pgd`` means ``bb`` there)."""
         return "adam" if self.hcd.optimizer == "adam" else "bb"
 
     def _jpeg_optimizer(self) -> dict[str, object]:
@@ -145,7 +145,7 @@ class Recorder:
         return {"name": name, **optimizer_constants(name)}
 
     def _jpeg_file_mode(self) -> bool:
-        """JPEG with ``codec_aware``: optimise the file's DCT coefficients (:mod:`.jpeg_hcd`) instead of LR pixels."""
+        """JPEG with ``codec_aware``: optimise the file's DCT coefficients (:mod:`~hcd_pipeline.hcd.jpeg_file`) instead of LR pixels."""
         return self.settings.lr_format == "jpeg" and self.settings.codec_aware and self.settings.method in ("lr", "hcd")
 
     def finish(self, info: ImageInfo, opt: Optimised, *, alpha: torch.Tensor | None, hr_levels: torch.Tensor | None) -> DownscaleOutput:

@@ -27,7 +27,7 @@ class ReconstructionJudge:
     (default: the scale, the field's protocol); ``view``: maps item i's reconstruction (3, H', W') onto its
     source's channels and region (one callable for every item, or one per item; default: as it is). Calling it
     returns a (B,) float64 tensor (one upscale pass for the whole batch). ``decoded``: maps LR candidates to what
-    users get from the stored file (``codecs.roundtrip`` for JPEG / WebP), so that a lossy file is judged as decoded.
+    users get from the stored file (``io.lr_formats.roundtrip`` for JPEG / WebP), so that a lossy file is judged as decoded.
     :class:`~hcd_pipeline.downscaler.Downscaler` passes each source's own region and channels, so that the judge
     equals the metric rows' ``psnr_y`` / ``psnr_rgb``; it then takes the reconstructions the judge already made
     (:meth:`reconstruction`) instead of upscaling the plain and the stored LR again.

@@ -22,7 +22,7 @@ class HCDSettings:
             projection; the original), ``"adam"`` (Adam with learning rate ``step``, then projection) or ``"bb"``
             (projected gradient descent with Barzilai-Borwein step lengths: the first step moves the largest value
             by ``step``, later ones take alpha = s.s / s.y from the last move s and gradient change y). In JPEG file
-            mode (:mod:`.jpeg_hcd`) it picks the coefficient optimiser instead: ``"adam"`` (with chroma and bits terms) or
+            mode (:mod:`~hcd_pipeline.hcd.jpeg_file`) it picks the coefficient optimiser instead: ``"adam"`` (with chroma and bits terms) or
             else Barzilai-Borwein, with that module's own step sizes.
         budget: ``"image"`` (L2 ball of radius ``hr_radius`` / ``lr_radius`` over the whole image, the
             original) or ``"pixel"`` (each value within +-radius).

@@ -293,7 +293,7 @@ def render_html(report: dict[str, Any], options: StorageOptions | None = None, *
     """A self-contained HTML page of the report (works offline: inline SVG charts, images as data URIs).
 
     ``compare``: for this many of the worst and of the best images, HR / plain / HCD reconstructions side by side
-    with a zoomed crop, rebuilt from the source and the stored LR (:mod:`.report_images`); the rest as LR
+    with a zoomed crop, rebuilt from the source and the stored LR (:mod:`.pictures`); the rest as LR
     thumbnails.
     """
     from hcd_pipeline.report.pictures import ERROR_GAIN, ZOOM, comparison_html, rebuild
