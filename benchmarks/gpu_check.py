@@ -15,6 +15,10 @@ rest go on, so a run cut short still leaves what it measured):
   difference, the gain on each and their difference (only with a device other than the CPU).
 - ``repeatability``: Set5 twice on the device (deterministic numerics): differing LR values (must be 0); the
   ``fast`` numerics against deterministic: differing values and the time ratio.
+- ``precision``: the precision policy (#24): per scale and precision (fp32, tf32 and bf16 on CUDA; fp32 and bf16 on
+  the CPU), HCD images/s at 512 x 512 (quick: 128) in batches of 16 (quick: 4), peak memory per image, the FLOPs of
+  one image's HCD (counted by ``torch.utils.flop_counter.FlopCounterMode`` at batch 1), the achieved TFLOP/s and their
+  share of the device's peak for that precision (H100 / H200 / A100 tables), and the Set5 mean gain against fp32's.
 - ``pipeline_stage``: the pipeline's model stage (``ModelStageCore``, what the Ray actor runs, without Ray or
   Arrow) on Set5 rows decoded as the decode stage does, with the settings dict the driver sends: errors, the
   batch sizes it chose, and LR values that differ from ``Downscaler.process`` of each image alone.
@@ -182,6 +186,71 @@ def step_ms(dev: torch.device, args: argparse.Namespace, images: list[DecodedIma
     return {"rows": rows}
 
 
+PEAK_TFLOPS = {"H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4}, "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+               "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0}}  # fmt: skip
+"""Dense peak TFLOP/s by precision (NVIDIA's data sheets, SXM parts; tensor cores for tf32 / bf16)."""
+
+
+def _peak(dev: torch.device, precision: str) -> float | None:
+    if dev.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(dev)
+    return next((v[precision] for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
+def _flops_per_image(model: Any, hr: torch.Tensor, cfg: Any, precision: str) -> int:
+    """FLOPs of one image's HCD (every model call: forward, backward, judge), counted at batch 1."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        collaborative_downscale(model, hr[:1], settings=cfg, generator=torch.Generator().manual_seed(0), precision=precision)
+    return int(counter.get_total_flops())
+
+
+def precision(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
+    side = 128 if args.quick else 512
+    b = 4 if args.quick else 16
+    precisions = ("fp32", "tf32", "bf16") if dev.type == "cuda" else ("fp32", "bf16")
+    cfg = get_preset("default")
+    rows = []
+    for scale in (2, 4):
+        model = load_model(_model(args, scale), device=dev)
+        hr = _square(images, side, b).to(dev)
+        free = free_memory(dev)
+        mode = "fast" if free is None or b * side * side * STEP_BYTES_PER_PIXEL["fast"] <= 0.8 * free else "low"
+        model.backward = MEMORY_MODES[mode]
+        gains: dict[str, float] = {}
+        for p in precisions:
+            row: dict[str, Any] = {"scale": scale, "precision": p, "side": side, "batch": b, "memory": mode}
+            try:
+                flops = _flops_per_image(model, hr, cfg, p)
+                gens = [torch.Generator().manual_seed(0) for _ in range(b)]
+                with device_mode(dev, "deterministic"):
+                    if not args.quick:
+                        collaborative_downscale(model, hr, settings=cfg, generator=gens, precision=p)  # warm-up
+                    _sync(dev)
+                    _peak_reset(dev)
+                    t0 = time.perf_counter()
+                    collaborative_downscale(model, hr, settings=cfg, generator=gens, precision=p)
+                    _sync(dev)
+                    dt = time.perf_counter() - t0
+                peak_mib = _peak_mib(dev)
+                tflops = flops * b / dt / 1e12
+                ds = Downscaler(DownscaleSettings(model=_model(args, scale), device=str(dev), precision=p))
+                gains[p] = _gain([ds.process(img) for img in images])
+                peak = _peak(dev, p)
+                row.update(images_per_s=round(b / dt, 3), peak_mib_per_image=None if peak_mib is None else round(peak_mib / b, 1),
+                           gflop_per_image=round(flops / 1e9, 1), achieved_tflops=round(tflops, 3),
+                           share_of_peak=None if peak is None else round(tflops / peak, 4), set_gain_db=gains[p],
+                           gain_vs_fp32_db=round(gains[p] - gains["fp32"], 4) if "fp32" in gains else None)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - a failing variant is recorded; the others go on
+                row["error"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return {"preset": "default", "set_images": len(images), "rows": rows}
+
+
 def _run_set(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage], gpu_mode: str = "deterministic", threads: int = 1):
     ds = Downscaler(DownscaleSettings(model=_model(args, 2), device=str(dev), gpu_mode=gpu_mode, threads=threads))
     t0 = time.perf_counter()
@@ -269,7 +338,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="image set (Set5, a folder); default: Set5 if found, else samples/")
     ap.add_argument("--limit", type=int, default=None, help="images of the set (default 5; quick: 2)")
     ap.add_argument("--cpu-threads", type=int, default=4, help="torch threads for the CPU reference of cpu_vs_device")
-    ap.add_argument("--sections", default="environment,throughput,step_ms,cpu_vs_device,repeatability,pipeline_stage")
+    ap.add_argument("--sections", default="environment,precision,throughput,step_ms,cpu_vs_device,repeatability,pipeline_stage")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     dev = resolve_device(args.device)
@@ -298,6 +367,7 @@ def main() -> None:
     funcs: dict[str, Callable[..., dict[str, Any]]] = {
         "environment": lambda: environment(dev, args),
         "throughput": lambda: throughput(dev, args, images),
+        "precision": lambda: precision(dev, args, images),
         "step_ms": lambda: step_ms(dev, args, images),
         "cpu_vs_device": lambda: cpu_vs_device(dev, args, images),
         "repeatability": lambda: repeatability(dev, args, images),

@@ -5,7 +5,7 @@
 Tiles (the same crop, enlarged 3x with nearest neighbours so that pixels stay visible), each titled with the whole
 image's Y-PSNR and the file's bits per HR pixel: the original; bicubic LR as JPEG + bicubic up; irn-x2's LR as JPEG,
 upscaled by irn-x2; the same file upscaled by irn-x2-jpeg; irn-x2-jpeg with HCD in the JPEG file; the same with
-irn-x2-jpeg-joint-v2 (its chain fine-tuned with JPEG); the same with jobs/archive-x2-jpeg.yaml's 32 Adam steps; and that
+irn-x2-jpeg-joint.v2 (its chain fine-tuned with JPEG); the same with jobs/archive-x2-jpeg.yaml's 32 Adam steps; and that
 stored JPEG LR itself (enlarged 6x), which is what a website would serve.
 """
 
@@ -72,10 +72,10 @@ def main() -> None:
     scored("same file, irn-x2-jpeg up", plain.data, upscale_lr(coded.model, decode_lr(plain.data), **kw))
     hcd = coded.process(img)
     scored("irn-x2-jpeg + HCD in the file", hcd.data, upscale_lr(coded.model, decode_lr(hcd.data), **kw))
-    joint = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint-v2", lr_format="jpeg", lr_quality=q))
+    joint = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint.v2", lr_format="jpeg", lr_quality=q))
     hcd = joint.process(img)
-    scored("irn-x2-jpeg-joint-v2 + HCD in the file", hcd.data, upscale_lr(joint.model, decode_lr(hcd.data), **kw))
-    archive = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint-v2", lr_format="jpeg", lr_quality=q,
+    scored("irn-x2-jpeg-joint.v2 + HCD in the file", hcd.data, upscale_lr(joint.model, decode_lr(hcd.data), **kw))
+    archive = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint.v2", lr_format="jpeg", lr_quality=q,
                                            overrides={"lr_steps": 32, "optimizer": "adam", "judge": "y+rgb"}))  # fmt: skip
     hcd = archive.process(img)  # jobs/archive-x2-jpeg.yaml's settings
     scored("the same, 32 Adam steps (archive job)", hcd.data, upscale_lr(archive.model, decode_lr(hcd.data), **kw))

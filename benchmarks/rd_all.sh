@@ -10,8 +10,8 @@
 # joint:SET: irn-x2-jpeg-joint and irn-x4-jpeg-joint (chain fine-tuned with JPEG) plain and with HCD in the file, and
 # 32 steps at x2 q90, Barzilai-Borwein (the preset's) and Adam with the bits term (`--set optimizer=adam`, the archive
 # job spec's), each in its own JSON file (--render merges the runs of one set and scale).
-# jointv2:SET: the same runs for irn-x2-jpeg-joint-v2 / irn-x4-jpeg-joint-v2 (the recipe trained longer, session 8).
-# guard:SET: irn-x2-jpeg-joint-v2 at x2 q90 with the colour guard (`--set judge=y+rgb`): the preset, 32 Barzilai-Borwein
+# jointv2:SET: the same runs for irn-x2-jpeg-joint.v2 / irn-x4-jpeg-joint.v2 (the recipe trained longer, session 8).
+# guard:SET: irn-x2-jpeg-joint.v2 at x2 q90 with the colour guard (`--set judge=y+rgb`): the preset, 32 Barzilai-Borwein
 # steps (and at q93) and 32 Adam steps.
 set -eu
 cd "$(dirname "$0")/.."
@@ -38,7 +38,7 @@ for run in ${RUNS:-x2:Set5 x2:Set14 x4:Set5 x4:Set14 steps:Set5 steps:Set14 join
     continue
   fi
   if [ "$s" = guard ]; then  # the colour guard with the v2 joint model: the preset, 32 BB steps at q90 and q93, 32 Adam steps
-    g=(--scale 2 --no-baselines --models irn-x2-jpeg-joint-v2:infile --set judge=y+rgb)
+    g=(--scale 2 --no-baselines --models irn-x2-jpeg-joint.v2:infile --set judge=y+rgb)
     $PY benchmarks/lr_formats.py --data "$set_" --formats jpeg:90 "${g[@]}" --out "docs/eval/lr_formats-guard-jointv2-x2-$set_.json"
     for q in 90 93; do
       [ $q = 93 ] && f=steps32q93 || f=steps32

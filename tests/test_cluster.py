@@ -44,7 +44,7 @@ def test_shipped_job_specs_are_valid():
     auto = load_job(ROOT / "jobs" / "archive-x2.yaml").settings
     assert (auto.min_actors, auto.max_actors, auto.num_gpus) == (1, 8, 1.0)
     jpeg = load_job(ROOT / "jobs" / "archive-x2-jpeg.yaml").settings
-    assert (jpeg.model, jpeg.lr_format, jpeg.lr_quality) == ("irn-x2-jpeg-joint-v2", "jpeg", 90)
+    assert (jpeg.model, jpeg.lr_format, jpeg.lr_quality) == ("irn-x2-jpeg-joint", "jpeg", 90)
     assert jpeg.overrides == {"lr_steps": 32, "optimizer": "adam", "judge": "y+rgb"}
 
 

@@ -25,11 +25,15 @@ def test_gpu_check_cpu_mode_writes_every_section(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out.read_text())
     sec = doc["sections"]
-    assert set(sec) == {"environment", "throughput", "step_ms", "cpu_vs_device", "repeatability", "pipeline_stage"}
+    assert set(sec) == {"environment", "precision", "throughput", "step_ms", "cpu_vs_device", "repeatability", "pipeline_stage"}
     assert sec["environment"]["kind"] == "cpu" and sec["environment"]["torch"] == torch.__version__
     assert {(r["scale"], r["batch"]) for r in sec["throughput"]["rows"]} == {(2, 1), (2, 4), (4, 1), (4, 4)}
     assert all(r["images_per_s"] > 0 for r in sec["throughput"]["rows"])
     assert {r["memory"] for r in sec["step_ms"]["rows"]} == {"fast", "low", "lowest"}
+    prec = sec["precision"]["rows"]
+    assert {(r["scale"], r["precision"]) for r in prec} == {(2, "fp32"), (2, "bf16"), (4, "fp32"), (4, "bf16")}
+    assert all("error" not in r and r["gflop_per_image"] > 0 and r["achieved_tflops"] > 0 for r in prec), prec
+    assert all(r["gain_vs_fp32_db"] == 0 for r in prec if r["precision"] == "fp32")
     assert sec["repeatability"]["run_to_run"]["differing_values"] == 0
     assert sec["pipeline_stage"]["errors"] == [] and sec["pipeline_stage"]["lr_values_differing_from_alone"] == 0
 

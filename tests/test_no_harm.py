@@ -169,7 +169,7 @@ def test_colour_guard_keeps_rgb_at_or_above_plain():
 
     def run(judge: str, lr_format: str = "jpeg"):  # noqa: ANN202
         overrides = {"lr_steps": 16, "optimizer": "bb", "judge": judge}
-        return Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint-v2", lr_format=lr_format, overrides=overrides)).process(img)
+        return Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint", lr_format=lr_format, overrides=overrides)).process(img)
 
     y_only, guarded = run("y"), run("y+rgb")
     assert y_only.optimised.psnr_rgb < y_only.plain.psnr_rgb - 0.2  # the problem the guard exists for

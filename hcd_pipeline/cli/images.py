@@ -28,7 +28,8 @@ def models() -> None:
     width = max(len(name) for name in MODELS)
     for spec in MODELS.values():
         scale = f"x{spec.scale}" if spec.scale else "any"
-        click.echo(f"{spec.name:{width}s} {scale:4s} {spec.description}")
+        kept = "" if spec.shipped else f" [your file's sha256 starts {spec.sha256}]"
+        click.echo(f"{spec.name:{width}s} {scale:4s} {spec.description}{kept}")
 
 
 @main.command()

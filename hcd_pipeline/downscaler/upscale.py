@@ -13,7 +13,7 @@ from hcd_pipeline.hcd.settings import get_preset
 from hcd_pipeline.io.images import DecodedImage
 from hcd_pipeline.io.lr_formats import LR_EXTENSIONS
 from hcd_pipeline.models.protocol import Rescaler
-from hcd_pipeline.models.registry import for_lr_format, load_model, model_fingerprint
+from hcd_pipeline.models.registry import for_lr_format, load_model, model_fingerprint, recorded_name, resolve_name
 
 
 def upscale_lr(
@@ -72,11 +72,12 @@ def upscale_stored(
     """
     if not isinstance(sidecar, dict):
         raise SettingsError(f"{lr.name}: its sidecar is not a JSON object (got {type(sidecar).__name__})")
-    name = model or sidecar.get("model")
+    recorded = recorded_name(str(sidecar["model"])) if sidecar.get("model") else None  # as earlier releases named it
+    name = resolve_name(model, None) if model else recorded
     if weights is None and (name is None or str(name).startswith("file:")):
         raise SettingsError(f"{lr.name}: no sidecar model; give --model/--scale or --weights")
-    if model and sidecar.get("model") and model != sidecar["model"]:
-        raise SettingsError(f"{lr.name}: sidecar says model {sidecar['model']!r}, but --model {model} was given")
+    if model and recorded and name != recorded:
+        raise SettingsError(f"{lr.name}: sidecar says model {recorded!r}, but --model {model} was given")
     sc = scale or sidecar.get("scale")
     net = load_model(None if weights else str(name), scale=int(sc) if sc else None, weights=weights, device=device)  # type: ignore[call-overload]
     net = for_lr_format(net, stored_lr_format(lr.name, sidecar))

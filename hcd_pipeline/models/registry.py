@@ -6,9 +6,10 @@ Shipped weights live in ``hcd_pipeline/weights/`` (provenance in each file's hea
 between downscaler and upscaler, used for LRs stored as JPEG (:func:`for_lr_format`); they decode existing
 ``irn-x2`` / ``irn-x4`` JPEGs better. ``irn-x2-jpeg-joint`` / ``irn-x4-jpeg-joint`` fine-tune the chain too, with the
 LR tied to bicubic (``--lambda-fit`` 8x its default): their own LRs differ, reconstruct better from JPEG and worse
-from PNG (``docs/training.md``), so they are for archives that store the LR as JPEG. ``irn-x2-jpeg-joint-v2`` /
-``irn-x4-jpeg-joint-v2`` are the same recipes trained 3-4x longer (session 8): new names, because an LR must be
-upscaled by the weights that made it (sidecars pin their fingerprint), so existing joint archives keep theirs.
+from PNG (``docs/training.md``), so they are for archives that store the LR as JPEG. Their generations are tags of one
+name (``name.tag``, as timm names weights): ``.v1`` (the first runs; no longer shipped: users keep the file and
+pass it with ``--weights``, which sidecars' ``weights_sha256`` identifies) and ``.v2`` (the same recipes trained 3-4x
+longer; the default tag). An LR must be upscaled by the weights that made it, so the tag is part of the recorded name.
 ``edsr-x2`` / ``edsr-x4`` are the SR pair (:mod:`.edsr`): the standard bicubic thumbnail, upscaled by an
 EDSR-baseline network trained here; HCD optimises the thumbnail for that network (weights stored as float16).
 ``tiny-irn-x2`` / ``tiny-irn-x4`` are test-sized models (one block per level,
@@ -17,6 +18,7 @@ width 8, trained for a few hundred steps) that keep CI fast; they are not meant 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,6 +37,9 @@ __all__ = [
     "ModelSpec",
     "MODELS",
     "DEFAULT_MODELS",
+    "DEFAULT_TAGS",
+    "DEPRECATED",
+    "recorded_name",
     "RESTORED_FORMATS",
     "load_model",
     "for_lr_format",
@@ -60,8 +65,10 @@ class ModelSpec:
         kind: ``"irn"`` (IRN weights), ``"sr"`` (bicubic down + EDSR up, EDSR weights) or ``"bicubic"`` (no weights,
             any integer scale).
         scale: fixed scale of the weights, or None for scale-free models.
-        weights: file name under ``hcd_pipeline/weights/``, or None.
+        weights: file name under ``hcd_pipeline/weights/``, or None (the bicubic pair, and tags not shipped).
         description: one line for ``hcd models``.
+        sha256: for a tag whose weights are not shipped, the short sha256 of its file (what sidecars recorded as
+            ``weights_sha256``), so that users can tell the file they kept.
     """
 
     name: str
@@ -69,6 +76,11 @@ class ModelSpec:
     scale: int | None
     weights: str | None
     description: str
+    sha256: str | None = None
+
+    @property
+    def shipped(self) -> bool:
+        return self.weights is not None or self.kind == "bicubic"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -80,33 +92,35 @@ MODELS: dict[str, ModelSpec] = {
     "irn-x4-jpeg": ModelSpec(
         "irn-x4-jpeg", "irn", 4, "irn-x4-jpeg.safetensors", "irn-x4 + an LR restorer for JPEG-stored LRs (same LR as irn-x4)"
     ),
-    "irn-x2-jpeg-joint": ModelSpec(
-        "irn-x2-jpeg-joint",
+    "irn-x2-jpeg-joint.v1": ModelSpec(
+        "irn-x2-jpeg-joint.v1",
         "irn",
         2,
-        "irn-x2-jpeg-joint.safetensors",
-        "irn-x2 fine-tuned with JPEG between its halves, LR tied to bicubic, + restorer: for LRs stored as JPEG",
+        None,
+        "irn-x2 fine-tuned with JPEG between its halves, LR tied to bicubic, + restorer (not shipped: --weights FILE)",
+        sha256="0f28ff351a2afd91",
     ),
-    "irn-x4-jpeg-joint": ModelSpec(
-        "irn-x4-jpeg-joint",
+    "irn-x4-jpeg-joint.v1": ModelSpec(
+        "irn-x4-jpeg-joint.v1",
         "irn",
         4,
-        "irn-x4-jpeg-joint.safetensors",
-        "irn-x4 fine-tuned with JPEG between its halves, LR tied to bicubic, + restorer: for LRs stored as JPEG",
+        None,
+        "irn-x4 fine-tuned with JPEG between its halves, LR tied to bicubic, + restorer (not shipped: --weights FILE)",
+        sha256="6ceb4dbb35940109",
     ),
-    "irn-x2-jpeg-joint-v2": ModelSpec(
-        "irn-x2-jpeg-joint-v2",
+    "irn-x2-jpeg-joint.v2": ModelSpec(
+        "irn-x2-jpeg-joint.v2",
         "irn",
         2,
         "irn-x2-jpeg-joint-v2.safetensors",
-        "irn-x2-jpeg-joint's recipe trained 4x longer on larger crops: for LRs stored as JPEG (its own LR)",
+        "v1's recipe trained 4x longer on larger crops: for LRs stored as JPEG (its own LR; irn-x2-jpeg-joint)",
     ),
-    "irn-x4-jpeg-joint-v2": ModelSpec(
-        "irn-x4-jpeg-joint-v2",
+    "irn-x4-jpeg-joint.v2": ModelSpec(
+        "irn-x4-jpeg-joint.v2",
         "irn",
         4,
         "irn-x4-jpeg-joint-v2.safetensors",
-        "irn-x4-jpeg-joint's recipe trained 3x longer on larger crops: for LRs stored as JPEG (its own LR)",
+        "v1's recipe trained 3x longer on larger crops: for LRs stored as JPEG (its own LR; irn-x4-jpeg-joint)",
     ),
     "edsr-x2": ModelSpec(
         "edsr-x2", "sr", 2, "edsr-x2.safetensors", "SR pair: MATLAB bicubic down + EDSR-baseline x2 up, trained here on BSD200"
@@ -119,6 +133,18 @@ MODELS: dict[str, ModelSpec] = {
     "tiny-irn-x4": ModelSpec("tiny-irn-x4", "irn", 4, "tiny-irn-x4.safetensors", "test-sized IRN x4 for CI"),
 }
 DEFAULT_MODELS = {2: "irn-x2", 4: "irn-x4"}
+DEFAULT_TAGS = {"irn-x2-jpeg-joint": "v2", "irn-x4-jpeg-joint": "v2"}
+"""A name without a tag means its default tag (the current generation)."""
+DEPRECATED = {"irn-x2-jpeg-joint-v2": "irn-x2-jpeg-joint.v2", "irn-x4-jpeg-joint-v2": "irn-x4-jpeg-joint.v2"}
+"""Names of earlier releases that users may still type -> the tagged name (a warning says so)."""
+RECORDED = {"irn-x2-jpeg-joint": "irn-x2-jpeg-joint.v1", "irn-x4-jpeg-joint": "irn-x4-jpeg-joint.v1", **DEPRECATED}
+"""Model names as sidecars and ``job.json`` files of earlier releases recorded them -> the tagged name of the weights
+they were made with (before tags, the bare joint name meant the first generation)."""
+
+
+def recorded_name(name: str) -> str:
+    """The tagged name of a model name read from an output of any release (see :data:`RECORDED`)."""
+    return RECORDED.get(name, name)
 
 
 def weights_path(spec: ModelSpec) -> Path:
@@ -142,8 +168,10 @@ def model_fingerprint(name: str, weights: str | Path | None = None) -> str:
     if weights is not None:
         return file_sha256(weights)
     spec = MODELS.get(name)
-    if spec is None or spec.weights is None:
+    if spec is None:
         return "none"
+    if spec.weights is None:
+        return spec.sha256 or "none"  # a tag not shipped: its file's, as sidecars recorded it
     return file_sha256(weights_path(spec))
 
 
@@ -196,10 +224,14 @@ def for_lr_format(model: Rescaler, lr_format: str) -> Rescaler:
 
 
 def resolve_name(name: str | None, scale: int | None) -> str:
-    """The table name :func:`load_model` loads for ``name`` / ``scale``: ``name`` itself, else the default
-    model of ``scale`` (:data:`DEFAULT_MODELS`), else ``irn-x2``."""
+    """The table name :func:`load_model` loads for ``name`` / ``scale``: ``name`` with its default tag (and a
+    deprecated name mapped, with a warning), else the default model of ``scale`` (:data:`DEFAULT_MODELS`), else
+    ``irn-x2``."""
     if name is not None:
-        return name
+        if name in DEPRECATED:
+            warnings.warn(f"model name {name!r} is deprecated: it is {DEPRECATED[name]!r}", FutureWarning, stacklevel=2)
+            return DEPRECATED[name]
+        return f"{name}.{DEFAULT_TAGS[name]}" if name in DEFAULT_TAGS else name
     if scale is None:
         return DEFAULT_MODELS[2]  # the documented default model
     if scale not in DEFAULT_MODELS:
@@ -219,7 +251,7 @@ def codec_model_hint(name: str | None, scale: int | None, lr_format: str) -> str
     # JPEG q90 with HCD in the file on both sides, Set14 to Set5 (docs/results.md, "Stored as JPEG or WebP")
     joint, same_lr = {"irn-x2": ("2.4-3.0", "1.9-2.4"), "irn-x4": ("1.5-2.1", "1.1-1.5")}[chosen]
     return (
-        f"note: {chosen}'s upscaler never saw {lr_format.upper()}; from {lr_format.upper()} LRs --model {chosen}-jpeg-joint-v2 "
+        f"note: {chosen}'s upscaler never saw {lr_format.upper()}; from {lr_format.upper()} LRs --model {chosen}-jpeg-joint "
         f"reconstructs {joint} dB better (q90), --model {chosen}-jpeg {same_lr} dB better with {chosen}'s own LR "
         "(docs/lr_formats.md)"
     )
@@ -251,6 +283,11 @@ def load_model(
         spec = MODELS.get(name)
         if spec is None:
             raise SettingsError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+        if not spec.shipped:
+            raise WeightsError(
+                f"{name}: its weights are not shipped with this release; pass the file you kept with --weights FILE "
+                f"(its sha256 starts {spec.sha256}; git history of hcd_pipeline/weights/ has it)"
+            )
         if spec.kind == "bicubic":
             if scale is None:
                 raise SettingsError(f"model {name!r} is scale-free: give --scale")

@@ -39,6 +39,7 @@ import pyarrow as pa
 from hcd_pipeline.core import errors
 from hcd_pipeline.core.errors import HcdError, SettingsError, StorageError
 from hcd_pipeline.io.storage import Storage, StorageOptions
+from hcd_pipeline.models.registry import recorded_name
 from hcd_pipeline.pipeline.cluster import check_fits, check_ray_address, check_ray_reachable, init_ray, is_local
 from hcd_pipeline.pipeline.keys import LAYOUT, check_disjoint
 from hcd_pipeline.pipeline.plan import done_keys, final_rows, finalize, iter_manifest
@@ -150,7 +151,8 @@ def _check_job(out: Storage, settings: PipelineSettings) -> None:
         raise SettingsError(f"{where}: output was made from the input {job.get('input')}, not {fp['input']}; use another output")
     then = dict(job.get("settings") or {})
     if "model" in then:  # outputs of earlier releases recorded the model unresolved (None for the default)
-        then["model"], then["scale"] = canonical_model(then.get("model"), then.get("scale"), then.get("weights"))
+        model = recorded_name(then["model"]) if then.get("model") and not then.get("weights") else then.get("model")
+        then["model"], then["scale"] = canonical_model(model, then.get("scale"), then.get("weights"))
     now = json.loads(json.dumps(fp["settings"]))  # as job.json holds it
     mixed = ("device", "gpu_mode") if settings.allow_mixed_devices else ()
     changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in mixed)
