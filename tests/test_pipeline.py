@@ -190,7 +190,7 @@ def test_the_write_stage_records_without_loading_weights(small_images, tmp_path,
     the weights file's hash): loading a model there is refused, and its LR equals the single-image path's."""
     import pyarrow as pa
 
-    import hcd_pipeline.downscaler as service
+    import hcd_pipeline.downscaler.downscaler as service
     from hcd_pipeline import Downscaler, DownscaleSettings, read_image
     from hcd_pipeline.pipeline.stages import ModelStage, _Writer, decode_stage, write_stage
 

@@ -4,17 +4,7 @@ The rescaling model stays fixed; the LR image is optimised for the upscaler by g
 the reconstruction loss, first through a perturbation ``d`` of the HR image (HR domain), then through a
 perturbation ``e`` of the 8-bit LR image (LR domain). The result is an ordinary 8-bit LR image.
 
-Two families of settings (:class:`HCDSettings`, named in :data:`PRESETS`):
-
-* ``official``: the original code's procedure (``shared/reference/published.md`` section 3): projected
-  normalised gradient descent in a whole-image L2 ball of radius 0.3, step 20/255, random start,
-  15 + 15 steps, a fresh z ~ N(0, 1) for every pass, straight-through rounding in the HR step, none in
-  the LR loop, the LR step's target the *perturbed* HR image; the stored LR is ``round(LR0 + e)``.
-* ``default`` (chosen by the measurements in ``docs/hcd.md``): 8 LR-domain steps of projected gradient descent
-  with Barzilai-Borwein step lengths in a per-pixel box of +-8/255 (no HR stage: it cost more than it gave),
-  the decoder's own z during optimisation, the true HR as the target, and the best iterate kept by the
-  no-harm judge (every 2nd step and the last).
-* ``adam``: the previous default (Adam, 5 HR + 20 LR steps), kept so that its outputs can be reproduced.
+The settings and presets are :mod:`.settings`'s; the judge is :mod:`.judge`'s.
 
 Everything here is I/O-free: tensors in, tensors out. Randomness comes only from ``generator``.
 """

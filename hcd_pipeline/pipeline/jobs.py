@@ -31,7 +31,7 @@ import yaml
 
 from hcd_pipeline.core.errors import SettingsError
 from hcd_pipeline.io.storage import StorageOptions
-from hcd_pipeline.models.registry import MODELS
+from hcd_pipeline.models.registry import MODELS, resolve_name
 from hcd_pipeline.pipeline.settings import PipelineSettings, field_types, parse_actors, setting_fields
 
 __all__ = ["JobSpec", "load_job", "SPEC_ENV", "SPEC_NAME_ENV"]
@@ -170,7 +170,7 @@ def load_job(path: str | Path) -> JobSpec:
         kwargs.update({k: v for k, v in res.items() if v is not None})
         settings = PipelineSettings(**kwargs, min_actors=lo, max_actors=hi, storage=StorageOptions(**st))
         settings.downscale_settings().hcd_settings()  # validates preset overrides
-        if settings.model is not None and settings.model not in MODELS:
+        if settings.model is not None and resolve_name(settings.model, settings.scale) not in MODELS:
             raise SettingsError(f"unknown model {settings.model!r}; available: {sorted(MODELS)}")
     except SettingsError as exc:
         raise SettingsError(f"{p}: {exc}") from exc
