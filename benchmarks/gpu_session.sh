@@ -3,6 +3,11 @@
 #   1. the prepared GPU check (benchmarks/gpu_check.py; cut at CHECK_S seconds, every finished section kept),
 #   2. codec-robust fine-tunes of the shipped IRNs (hcd train --codec jpeg), three at once on the one GPU, each
 #      with its schedule fitted to TRAIN_S seconds; their weights and logs come back.
+#   PLAN=8 (issue #25, prepared in session 12): the check's precision / throughput sections (#24), then the default
+#      x2 IRN grown to the original 8 blocks per level from INIT (the shipped 4-block irn-x2 the first time; the last
+#      session's $OUT/irn8-x2.safetensors, carried back, after that) for the time left, exported as float16 (3.3 MB:
+#      the state that travels), and its Set5 plain PSNR. Dry run here:
+#      PLAN=8 DEV=cpu CHECK_S=60 TRAIN_S=30 OUT=/tmp/gpu_out bash benchmarks/gpu_session.sh
 # Needs in the tree (untracked, under shared/, which travels): shared/data/Set5/HR (the check and validation) and
 # shared/train/BSD200-cN (200 centre crops of BSD200, made by benchmarks/make_train_pack.py; session 5 used N = 192,
 # session 6 N = 144; since the training checkpoints left the tree in session 6 it is 36.7 MB, so the next session can
@@ -24,9 +29,13 @@ t0=$(date +%s)
   $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
 } >"$OUT/gpu_check.log" 2>&1
 
+SECTIONS=${SECTIONS:-environment,precision,throughput,step_ms,cpu_vs_device,repeatability,pipeline_stage}
+if [ "${PLAN:-6}" = 8 ]; then SECTIONS=${SECTIONS_8:-environment,precision,throughput}; fi
+QUICK=()
+if [ "$DEV" = cpu ]; then QUICK=(--quick --tiny); fi  # the dry run
 if [ "$CHECK_S" -gt 0 ]; then
-  timeout "$CHECK_S" $PY benchmarks/gpu_check.py --device "$DEV" --limit 3 --cpu-threads 8 --out "$OUT/gpu.json" \
-    >>"$OUT/gpu_check.log" 2>&1
+  timeout "$CHECK_S" $PY benchmarks/gpu_check.py --device "$DEV" --limit 3 --cpu-threads 8 --sections "$SECTIONS" \
+    "${QUICK[@]}" --out "$OUT/gpu.json" >>"$OUT/gpu_check.log" 2>&1
   echo "gpu_check rc=$? after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
 else  # sessions 6 and 8 logged this case as "gpu_check rc=1" (the skipped test's status)
   echo "gpu_check skipped (CHECK_S=0)" | tee -a "$OUT/gpu_check.log"
@@ -34,6 +43,31 @@ fi
 
 DATA=${DATA:-$(ls -d shared/train/BSD200-c* | tail -1)}
 VAL=shared/data/Set5/HR
+if [ "${PLAN:-6}" = 8 ]; then  # #25: grow the default x2 model to 8 blocks per level, resumable across sessions
+  INIT=${INIT:-irn-x2}
+  LR=${LR:-2e-4}  # the published recipe's Adam rate: the run continues a trained model
+  P8=(--patch 144 --batch 16)
+  if [ "$DEV" = cpu ]; then P8=(--patch 48 --batch 2); fi
+  timeout $((TRAIN_S + 120)) $PY -m hcd_pipeline.cli --quiet train --scale 2 --blocks 8 --width 32 --z-train 0 \
+    --init "$INIT" --init-lr-scale 1 --data "$DATA" --val "$VAL" --lr "$LR" --warmup 50 --steps 100000 \
+    --time-budget "$TRAIN_S" --val-every 500 --ckpt-every 500 --threads 4 --device "$DEV" --export-dtype float16 \
+    "${P8[@]}" --out runs/irn8-x2 >runs/irn8-x2.log 2>&1
+  echo "irn8-x2 rc=$? after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
+  w=$(ls runs/irn8-x2/irn-x*.safetensors 2>/dev/null | head -1)
+  if [ -z "$w" ] && [ -f runs/irn8-x2/checkpoint.pt ]; then  # cut short: its last checkpoint, as float16
+    $PY -m hcd_pipeline.cli export runs/irn8-x2/checkpoint.pt runs/irn8-x2/export.safetensors >>runs/irn8-x2.log 2>&1
+    w=runs/irn8-x2/export.safetensors
+  fi
+  if [ -n "$w" ]; then
+    cp "$w" "$OUT/irn8-x2.safetensors"
+    $PY -m hcd_pipeline.cli eval --weights "$w" --data "$VAL" --method plain --device "$DEV" >>"$OUT/gpu_check.log" 2>&1
+  fi
+  cp runs/irn8-x2/log.jsonl "$OUT/irn8-x2.jsonl" 2>/dev/null
+  cp runs/irn8-x2.log "$OUT/" 2>/dev/null
+  echo "done after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
+  ls -la "$OUT"
+  exit 0
+fi
 common=(--data "$DATA" --val "$VAL" --z-train 0 --codec jpeg --codec-quality 70-95
   --restore-width 64 --lr 5e-4 --warmup 100 --steps 100000 --time-budget "$TRAIN_S" --val-every 500
   --ckpt-every 500 --threads 4 --device "$DEV")

@@ -1,13 +1,15 @@
-"""A small training pack that fits the GPU machine's 64 MiB working tree: centre crops of BSD200.
+"""A small training pack that fits the GPU machine's 64 MiB working tree: crops of every training photo we may use.
 
-    python benchmarks/make_train_pack.py                      # -> shared/train/BSD200-c144 (about 7.5 MB)
-    python benchmarks/make_train_pack.py --side 192           # what the first GPU session used (13.4 MB)
+    python benchmarks/make_train_pack.py                      # -> shared/train/BSD200-c192 (about 15 MB)
+    python benchmarks/make_train_pack.py --side 144           # sessions 6-8 (7.5 MB, BSD200 only)
 
-Each of the 200 BSD200 training photos (481 x 321) is cut to its centre ``--side`` x ``--side`` square, kept
-lossless (PNG). ``shared/`` inside the checkout is untracked (ignored in .git/info/exclude) and travels to a lent
-GPU machine with the tree; ``benchmarks/gpu_session.sh`` trains from it. The tree and ``shared/`` together must stay
-under 64 MiB: the tracked tree was 56.3 MB after session 5 (51.1 MB before its weights and results), so the
-default side is 144 now (patches of 128 still fit).
+Training data (#25): everything in ``../shared/data`` that is not a test set: BSD200 (200 photos, 481 x 321) and the
+scikit-image photos (never Set5, Set14, B100 or Urban100). Each BSD200 photo gives its centre ``--side`` x
+``--side`` square; a larger photo (scikit-image's 512 x 512) gives its non-overlapping squares. Kept lossless (PNG).
+``shared/`` inside the checkout is ignored by git and travels to a lent GPU machine with the tree;
+``benchmarks/gpu_session.sh`` trains from it, taking random ``--patch`` crops of these squares (flips and rotations
+as the original recipe). The tree, ``shared/`` and the carried training state must stay under 64 MiB: the tracked
+tree is 44 MB since the first joint models left the package, so 192-px squares (15 MB) leave 8 MB for the state.
 """
 
 from __future__ import annotations
@@ -17,28 +19,45 @@ from pathlib import Path
 
 from PIL import Image
 
+SOURCES = ("../shared/data/BSD200/HR", "../shared/data/skimage")
+TEST_SETS = ("Set5", "Set14", "B100", "Urban100")
+
+
+def squares(rgb: Image.Image, side: int) -> list[Image.Image]:
+    """The centre square of a photo less than two sides wide or high, else its non-overlapping squares."""
+    w, h = rgb.size
+    if w < 2 * side or h < 2 * side:
+        left, top = (w - side) // 2, (h - side) // 2
+        return [rgb.crop((left, top, left + side, top + side))]
+    return [rgb.crop((x, y, x + side, y + side)) for y in range(0, h - side + 1, side) for x in range(0, w - side + 1, side)]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", default="../shared/data/BSD200/HR")
-    ap.add_argument("--side", type=int, default=144)
+    ap.add_argument("--src", nargs="*", default=list(SOURCES), help="folders of training photos (no test set)")
+    ap.add_argument("--side", type=int, default=192)
     ap.add_argument("--out", default=None, help="default: shared/train/BSD200-c<side>")
     args = ap.parse_args()
     out = Path(args.out or f"shared/train/BSD200-c{args.side}")
     out.mkdir(parents=True, exist_ok=True)
-    total = 0
-    paths = sorted(Path(args.src).glob("*.png"))
-    if not paths:
-        raise SystemExit(f"{args.src}: no PNG images found")
-    s = args.side
-    for p in paths:
-        with Image.open(p) as im:
-            rgb = im.convert("RGB")
-        w, h = rgb.size
-        left, top = (w - s) // 2, (h - s) // 2
-        rgb.crop((left, top, left + s, top + s)).save(out / p.name, optimize=True)
-        total += (out / p.name).stat().st_size
-    print(f"{len(paths)} crops of {s} x {s} in {out}: {total / 1e6:.1f} MB")
+    total = count = 0
+    for src in args.src:
+        if any(name in Path(src).parts for name in TEST_SETS):
+            raise SystemExit(f"{src}: a test set is never training data")
+        paths = sorted(Path(src).glob("*.png"))
+        if not paths:
+            raise SystemExit(f"{src}: no PNG images found")
+        for p in paths:
+            with Image.open(p) as im:
+                rgb = im.convert("RGB")
+            if min(rgb.size) < args.side:
+                continue
+            for i, sq in enumerate(squares(rgb, args.side)):
+                dest = out / f"{Path(src).parent.name if src.endswith('HR') else Path(src).name}-{p.stem}-{i}.png"
+                sq.save(dest, optimize=True)
+                total += dest.stat().st_size
+                count += 1
+    print(f"{count} crops of {args.side} x {args.side} in {out}: {total / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
+from hcd_pipeline.core.errors import SettingsError
 from tests.conftest import SAMPLES
 
 HCD = str(Path(sys.executable).parent / "hcd")
@@ -77,3 +79,48 @@ def test_torchrun_two_ranks_stay_identical(tmp_path):
     assert h0 == h1
     trained = load_file(out / "irn-x2.safetensors")
     assert any(v.abs().sum() > 0 for k, v in trained.items() if "conv5" in k)  # left the zero init
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_a_grown_chain_starts_as_the_model_it_grew_from(scale):
+    """#25: the default models grow to the original 8 blocks per level from the shipped 4 (``--init irn-x2 --blocks 8``):
+    the old blocks keep their place in each level, the added ones start as the identity, so the grown model's LR and
+    reconstruction are the smaller model's before its first step."""
+    from hcd_pipeline.models import load_model
+    from hcd_pipeline.training.config import TrainConfig
+    from hcd_pipeline.training.objective import build_model
+    from hcd_pipeline.training.train import init_from
+
+    small = load_model(f"tiny-irn-x{scale}")
+    cfg = TrainConfig(scale=scale, blocks=small.config.blocks + 2, width=small.config.width, z_train=small.config.z_std)
+    grown = build_model(cfg).eval()
+    loaded = init_from(grown, f"tiny-irn-x{scale}")
+    assert loaded and all(k.startswith("operations.") for k in loaded)
+    assert len(grown.operations) == len(small.operations) + 2 * grown.config.levels
+    x = torch.rand(1, 3, 16 * scale, 16 * scale, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        lr_small, z_small = small.downscale(x)
+        lr_grown, z_grown = grown.downscale(x)
+        assert torch.allclose(lr_grown, lr_small, atol=1e-6) and torch.allclose(z_grown, z_small, atol=1e-6)
+        assert torch.allclose(grown.upscale(lr_small, z_small), small.upscale(lr_small, z_small), atol=1e-5)
+    with pytest.raises(SettingsError, match="blocks may grow"):
+        init_from(build_model(TrainConfig(scale=scale, blocks=1, width=small.config.width + 8, z_train=small.config.z_std)),
+                  f"tiny-irn-x{scale}")  # fmt: skip
+
+
+def test_irn_weights_stored_as_float16_load_and_compute_in_float32(tmp_path):
+    """#25's models ship as float16 files (half the bytes; 1.66 M parameters at x2 is 3.3 MB): they load strictly,
+    compute in float32, and differ from the float32 file by float16's rounding only."""
+    from hcd_pipeline.models import load_model
+    from hcd_pipeline.models.weights import save_weights
+
+    model = load_model("tiny-irn-x2")
+    save_weights(model, tmp_path / "f32.safetensors", provenance={})
+    save_weights(model, tmp_path / "f16.safetensors", provenance={}, dtype=torch.float16)
+    assert (tmp_path / "f16.safetensors").stat().st_size < 0.6 * (tmp_path / "f32.safetensors").stat().st_size
+    half = load_model(weights=tmp_path / "f16.safetensors")
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = model.downscale(x)[0], half.downscale(x)[0]
+    assert 0 < float((a - b).abs().max()) < 2e-3

@@ -54,13 +54,20 @@ def file_sha256(path: str | Path, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def save_weights(model: IRN, path: str | Path, provenance: dict[str, str], *, base: str | Path | None = None) -> int:
-    """Write ``model``'s trainable tensors and config to ``path`` atomically (.safetensors).
+def save_weights(
+    model: IRN, path: str | Path, provenance: dict[str, str], *, base: str | Path | None = None, dtype: torch.dtype = torch.float32
+) -> int:
+    """Write ``model``'s trainable tensors and config to ``path`` atomically (.safetensors), stored as ``dtype``
+    (float32, or float16: half the bytes; the model computes in float32 whatever the file holds).
 
     With ``base`` (one of our files, which must sit in the folder of ``path`` when it is read), only the tensors
     that are absent from it or differ from it are written. Returns the number of tensors written."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith("haar_weights")}
+    if dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"IRN weights are stored as float32 or float16, not {dtype}")
+    tensors = {k: v.detach().cpu().to(dtype).contiguous() for k, v in model.state_dict().items() if not k.endswith("haar_weights")}
     meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict()), "provenance": json.dumps(provenance)}
+    if dtype != torch.float32:  # files of float32 tensors keep the header of earlier releases
+        meta["dtype"] = str(dtype).removeprefix("torch.")
     if base is not None:
         _, base_tensors, _ = read_weights(base)
         tensors = {k: v for k, v in tensors.items() if k not in base_tensors or not torch.equal(base_tensors[k], v)}

@@ -60,7 +60,7 @@ class TrainConfig:
         "irn", "irn: IRN; sr: bicubic down + EDSR up (--blocks / --width are EDSR's: 16 / 64 for EDSR-baseline)", choices=FAMILIES
     )
     export_dtype: str = setting(
-        "float32", "storage type of the exported SR weights (computed in float32; float16 halves the file)",
+        "float32", "storage type of the exported weights (computed in float32; float16 halves the file)",
         choices=("float32", "float16"),
     )  # fmt: skip
 

@@ -58,7 +58,8 @@ def _lr_at(cfg: TrainConfig, step: int, total: int | None = None) -> float:
 def init_from(model: Model, source: str) -> set[str]:
     """Copy the weights of ``source`` (a model name of the table, or a weights file) into ``model``.
 
-    IRN: the chain (scale, blocks, width) must match; a restorer that ``source`` lacks stays new. SR pair: blocks and
+    IRN: the chain's scale and width must match; it may have fewer coupling blocks per level than the run, which then
+    grows it (the added blocks start as the identity: :func:`_grown_name`); a restorer that ``source`` lacks stays new. SR pair: blocks and
     width must match, the scale may differ (a x2 network starts a x4 run; the upsampler of another scale stays new).
     Returns the names of the parameters that were loaded (they train at ``init_lr_scale`` times the learning rate)."""
     from hcd_pipeline.models.registry import load_weights_file, weights_file
@@ -74,17 +75,31 @@ def init_from(model: Model, source: str) -> set[str]:
         return {k for k in got if "_mean." not in k}
     src = load_irn(path, model.scale)
     mine, theirs = model.config, src.config
-    if (mine.blocks, mine.width, mine.clamp, mine.channels) != (theirs.blocks, theirs.width, theirs.clamp, theirs.channels):
+    if (mine.width, mine.clamp, mine.channels) != (theirs.width, theirs.clamp, theirs.channels) or mine.blocks < theirs.blocks:
         raise SettingsError(
             f"{path}: init weights are IRN x{theirs.scale} blocks={theirs.blocks} width={theirs.width}; "
-            f"the run asks for blocks={mine.blocks} width={mine.width}"
+            f"the run asks for blocks={mine.blocks} width={mine.width} (blocks may grow, nothing else may change)"
         )
     if mine.z_std != theirs.z_std:
         raise SettingsError(f"{path}: init weights were trained with z std {theirs.z_std}, the run with {mine.z_std} (--z-train)")
     own = model.state_dict()
-    taken = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+    renamed = {_grown_name(k, theirs.blocks, mine.blocks): v for k, v in src.state_dict().items()}
+    taken = {k: v for k, v in renamed.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(taken, strict=False)
     return {k for k in taken if not k.endswith("haar_weights")}
+
+
+def _grown_name(key: str, old_blocks: int, new_blocks: int) -> str:
+    """A chain parameter's name in a chain with ``new_blocks`` coupling blocks per level instead of ``old_blocks``.
+
+    Each level is a Haar step then its blocks (``operations.{level * (blocks + 1) + j}``, j = 0 the Haar step): the
+    old blocks keep their place in their level, and the blocks added after them start as the identity (their last
+    convolutions are zero), so a grown model starts as exactly the model it grew from."""
+    if not key.startswith("operations."):
+        return key
+    _, index, rest = key.split(".", 2)
+    level, j = divmod(int(index), old_blocks + 1)
+    return f"operations.{level * (new_blocks + 1) + j}.{rest}"
 
 
 def _atomic_torch_save(obj: object, path: Path) -> None:
@@ -253,7 +268,7 @@ def _save(model: Model, path: str | Path, provenance: dict[str, str], dtype: str
             raise SettingsError("--base applies to IRN weights only")
         save_edsr(model, path, provenance, dtype=getattr(torch, dtype))
     else:
-        save_weights(model, path, provenance=provenance, base=base)
+        save_weights(model, path, provenance=provenance, base=base, dtype=getattr(torch, dtype))
 
 
 def export_checkpoint(
@@ -261,12 +276,11 @@ def export_checkpoint(
 ) -> int:
     """Write the weights of a training checkpoint (or of a ``.safetensors`` file, e.g. one a GPU run exported) as
     ``.safetensors``; with ``base``, only the tensors that differ from that file (IRN, see ``save_weights``);
-    ``dtype`` (SR pair): float32 or float16, default the run's ``export_dtype``.
+    ``dtype``: float32 or float16, default the run's ``export_dtype`` (a weights file: what it holds).
 
     Returns the step the checkpoint was taken at (for a weights file: its provenance's ``steps``, else 0).
     """
     if Path(checkpoint).suffix == ".safetensors":
-        from hcd_pipeline.models.edsr_weights import FORMAT as EDSR_FORMAT
         from hcd_pipeline.models.registry import load_weights_file, safetensors_header
 
         meta = safetensors_header(checkpoint)
@@ -274,7 +288,7 @@ def export_checkpoint(
         model = load_weights_file(checkpoint)
         if command:
             provenance = {**provenance, "export_command": command}
-        stored = meta.get("dtype", "float32") if meta.get("format") == EDSR_FORMAT else "float32"
+        stored = meta.get("dtype", "float32")
         _save(model, dest, provenance, dtype or stored, base)
         return int(provenance.get("steps", 0) or 0)
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
