@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -124,3 +125,24 @@ def test_irn_weights_stored_as_float16_load_and_compute_in_float32(tmp_path):
     with torch.no_grad():
         a, b = model.downscale(x)[0], half.downscale(x)[0]
     assert 0 < float((a - b).abs().max()) < 2e-3
+
+
+def test_bf16_training_steps_and_logs_its_speed(tmp_path):
+    """#24: ``hcd train --precision bf16`` runs the step's forward and backward under bfloat16 autocast (validation in
+    float32); every log line says the steps per second since the previous one."""
+    import json
+
+    from hcd_pipeline.training.config import TrainConfig
+    from hcd_pipeline.training.train import train
+    from tests.conftest import SAMPLES
+
+    cfg = TrainConfig(blocks=1, width=8, data=str(SAMPLES), val=str(SAMPLES), steps=4, patch=32, batch=2, log_every=2,
+                      val_every=4, precision="bf16", out=str(tmp_path / "run"), device="cpu", z_train=0.0)  # fmt: skip
+    path = train(cfg, progress=False)
+    assert path.is_file()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in lines if "loss" in r]
+    assert [r["step"] for r in steps] == [2, 4] and all(r["steps_per_s"] > 0 and math.isfinite(r["loss"]) for r in steps)
+    assert torch.is_autocast_enabled("cpu") is False
+    with pytest.raises(SettingsError, match="precision"):
+        TrainConfig(precision="fp8").check()

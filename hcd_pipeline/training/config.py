@@ -59,6 +59,10 @@ class TrainConfig:
     family: str = setting(
         "irn", "irn: IRN; sr: bicubic down + EDSR up (--blocks / --width are EDSR's: 16 / 64 for EDSR-baseline)", choices=FAMILIES
     )
+    precision: str = setting(
+        "fp32", "numerics of the training step's forward and backward: fp32 (TF32 on GPUs), bf16 (autocast); "
+        "validation stays float32", choices=("fp32", "bf16"),
+    )  # fmt: skip
     export_dtype: str = setting(
         "float32", "storage type of the exported weights (computed in float32; float16 halves the file)",
         choices=("float32", "float16"),
@@ -85,6 +89,8 @@ class TrainConfig:
         """Refuse settings that cannot train (clear errors before any work)."""
         if self.family not in FAMILIES:
             raise SettingsError(f"training family {self.family!r}: expected one of {FAMILIES}")
+        if self.precision not in ("fp32", "bf16"):
+            raise SettingsError(f"training precision {self.precision!r}: expected fp32 or bf16")
         if self.family == "sr" and (self.codec != "none" or self.restore_blocks):
             raise SettingsError("the SR family trains without a codec or an LR restorer (--codec none, --restore-blocks 0)")
         if self.export_dtype not in ("float32", "float16"):

@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from hcd_pipeline.core.device import device_mode
+from hcd_pipeline.core.device import device_mode, precision_mode
 from hcd_pipeline.core.errors import SettingsError
 from hcd_pipeline.io.images import atomic_write_bytes
 from hcd_pipeline.models.edsr import SRRescaler
@@ -145,7 +145,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         {"params": [p for n, p in model.named_parameters() if p.requires_grad and n not in loaded], "scale": 1.0},
         {"params": [p for n, p in model.named_parameters() if p.requires_grad and n in loaded], "scale": cfg.init_lr_scale},
     ]
-    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Fused Adam on GPUs (one kernel for all parameters); the CPU keeps the reference implementation, whose resumed
+    # runs reach an uninterrupted run's parameters bit for bit.
+    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           fused=device.type == "cuda")  # fmt: skip
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step = 0
     total = cfg.steps  # the schedule's length; a time budget refits it once the speed is known
@@ -181,17 +184,19 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         # since the 10th: the first steps include cuDNN autotuning and warm-up, and fitting once at step 30 ended GPU
         # runs after ~70 % of their budget; later refits see validation time too.
         start, refits, mark = step, (30, 100, 300, 1000) if cfg.time_budget_s > 0 and not distributed else (), (step, t0)
+        last = (step, time.time())  # the last log line's step and time: steps/s between log lines
         while step < total:
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, step, total) * group.get("scale", 1.0)
             hr = sample_batch(images, cfg.patch, cfg.batch, gen).to(device)
 
-            if isinstance(model, SRRescaler):
-                loss, parts = sr_loss(model, hr)
-            else:
-                loss, parts = irn_loss(model, hr, fit_w, cfg.lambda_ce, gen, cfg.z_train, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            with precision_mode(device, cfg.precision):  # the recomputing backwards run in the forward's numerics
+                if isinstance(model, SRRescaler):
+                    loss, parts = sr_loss(model, hr)
+                else:
+                    loss, parts = irn_loss(model, hr, fit_w, cfg.lambda_ce, gen, cfg.z_train, cfg)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
             if distributed:
                 # Plain gradient averaging: the loss uses the network in both directions, which a
                 # DistributedDataParallel wrapper (forward only) would not see.
@@ -220,7 +225,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
                         "grad_norm": float(gnorm),
                         "lr": _lr_at(cfg, step - 1, total),
                         "elapsed_s": round(time.time() - t0, 1),
+                        "steps_per_s": round((step - last[0]) / max(time.time() - last[1], 1e-9), 3),
                     }
+                    last = (step, time.time())
                 if val_images and (step % cfg.val_every == 0 or step == total):
                     scores = validate(model, val_images, jpeg_quality=val_q)
                     rec = {**rec, "step": step, "total": total, **{f"val_{k}": v for k, v in scores.items()}}
