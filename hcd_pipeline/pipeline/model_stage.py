@@ -99,7 +99,7 @@ class ModelStageCore:
                 continue
             try:
                 c, h, w = row["channels"], row["height"], row["width"]
-                # The alpha goes along so that the service's rules about it hold here too (JPEG refuses it: without it
+                # The alpha goes along so that the downscaler's rules about it hold here too (JPEG refuses it: without it
                 # the pipeline stored such images as JPEG and dropped their transparency); it is resized in `write`.
                 alpha = pixels_tensor(row.get("alpha"), np.dtype(np.float32), (1, h, w))
                 img = DecodedImage(

@@ -47,7 +47,7 @@ def irn_loss(
     lr_stored = quantize_ste(lr)
     restore: bool | torch.Tensor = True
     if cfg is not None and cfg.codec != "none":
-        # A lossless LR is upscaled without the restorer (as the service does for PNG), a decoded one with it.
+        # A lossless LR is upscaled without the restorer (as the downscaler does for PNG), a decoded one with it.
         lr_stored, restore = codec_batch(lr_stored, cfg, gen)
     rec = model.upscale(lr_stored, z_draw, restore=restore)
     l_rec = torch.sqrt((rec - hr) ** 2 + 1e-6).sum() / b
