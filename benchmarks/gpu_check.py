@@ -317,11 +317,11 @@ def pipeline_stage(dev: torch.device, args: argparse.Namespace, images: list[Dec
     for r, img, data in zip(out, images, files, strict=True):
         if r["error"]:
             continue
-        batches.append(json.loads(r["diag"])["batch"])
+        batches.append(json.loads(r["diagnostics"])["batch"])
         ref = alone.optimise(decode_image(data, img.name))
         got = torch.frombuffer(bytearray(r["lr"]), dtype=torch.uint8)
         diffs += int((got != ref.lr.flatten()).sum())
-    device = json.loads(out[0]["diag"])["device"] if out and out[0]["diag"] else None
+    device = json.loads(out[0]["diagnostics"])["device"] if out and out[0]["diagnostics"] else None
     return {"images": len(images), "errors": errors, "batches": batches, "device": device,
             "lr_values_differing_from_alone": diffs, "seconds": round(dt, 2)}  # fmt: skip
 

@@ -5,7 +5,7 @@
 """
 
 from hcd_pipeline.downscaler.downscaler import Downscaler
-from hcd_pipeline.downscaler.record import DownscaleOutput, ImageInfo, Optimised, Recorder, bicubic_thumbnail, lr_fidelity
+from hcd_pipeline.downscaler.record import DownscaleOutput, ImageInfo, ModelResult, Recorder, bicubic_thumbnail, lr_fidelity
 from hcd_pipeline.downscaler.settings import (
     AUTO_TILE,
     AUTO_TILE_PIXELS,
@@ -23,7 +23,7 @@ __all__ = [
     "Downscaler",
     "Recorder",
     "ImageInfo",
-    "Optimised",
+    "ModelResult",
     "DownscaleOutput",
     "bicubic_thumbnail",
     "lr_fidelity",

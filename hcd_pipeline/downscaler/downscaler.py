@@ -23,7 +23,7 @@ from hcd_pipeline.core.device import device_mode, device_record, free_memory, pr
 from hcd_pipeline.core.errors import ImageReadError, SettingsError
 from hcd_pipeline.core.metrics import to_uint8_levels
 from hcd_pipeline.core.resize import pad_symmetric
-from hcd_pipeline.downscaler.record import DownscaleOutput, ImageInfo, Optimised, Recorder, _source_view
+from hcd_pipeline.downscaler.record import DownscaleOutput, ImageInfo, ModelResult, Recorder, _source_view
 from hcd_pipeline.downscaler.settings import (
     AUTO_TILE,
     AUTO_TILE_PIXELS,
@@ -95,11 +95,11 @@ class Downscaler(Recorder):
     def process(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> DownscaleOutput:  # noqa: ANN001
         """Downscale one image; ``progress`` is called once per optimisation step.
 
-        Equal to :meth:`finish` of :meth:`optimise`: the pipeline runs the two halves in different stages
+        Equal to :meth:`record` of :meth:`optimise`: the pipeline runs the two halves in different stages
         (the model stage on the accelerator, encoding and scoring on CPU workers) and gets the same bytes.
         """
         opt = self.optimise(image, metrics=metrics, progress=progress)
-        return self.finish(ImageInfo.of(image), opt, alpha=image.alpha, hr_levels=to_uint8_levels(image.pixels).to(torch.uint8))
+        return self.record(ImageInfo.of(image), opt, alpha=image.alpha, hr_levels=to_uint8_levels(image.pixels).to(torch.uint8))
 
     def judge(self, images: DecodedImage | Sequence[DecodedImage], *, as_decoded: bool = False) -> ReconstructionJudge:
         """The no-harm judge of one image or a batch of them: PSNR (dB) of an LR's 8-bit reconstruction exactly as
@@ -114,7 +114,7 @@ class Downscaler(Recorder):
 
     def _run_jpeg(
         self, images: list[DecodedImage], hr: torch.Tensor, gens: list[torch.Generator], memory: str, metrics: bool, t0: float
-    ) -> list[Optimised]:
+    ) -> list[ModelResult]:
         """HCD in the JPEG file: per image, the plain LR's JPEG coefficients optimised for the upscaler and judged as
         decoded by libjpeg; the best file (or the plain LR's file) is stored byte for byte."""
         from hcd_pipeline.hcd.jpeg_file import optimise_jpeg
@@ -149,7 +149,7 @@ class Downscaler(Recorder):
         fmt, q = self.settings.lr_format, self.settings.lr_quality
         return lambda lr: roundtrip(lr, fmt, q)
 
-    def optimise(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> Optimised:  # noqa: ANN001
+    def optimise(self, image: DecodedImage, *, metrics: bool = True, progress=None) -> ModelResult:  # noqa: ANN001
         """The model's part of :meth:`process`: HCD and the reconstructions to score (CPU tensors out)."""
         out = self.optimise_batch([image], metrics=metrics, progress=progress)[0]
         if isinstance(out, Exception):
@@ -162,7 +162,7 @@ class Downscaler(Recorder):
         *,
         metrics: bool = True,
         progress=None,  # noqa: ANN001
-    ) -> list[Optimised | Exception]:
+    ) -> list[ModelResult | Exception]:
         """:meth:`optimise` of several images; a failure comes back in its image's place, as the exception.
 
         Images that are optimised whole and share a padded size go through HCD together in batches of
@@ -190,8 +190,8 @@ class Downscaler(Recorder):
         metrics: bool,
         progress,  # noqa: ANN001
         record: dict[str, object],
-    ) -> list[Optimised | Exception]:
-        results: list[Optimised | Exception | None] = [None] * len(images)
+    ) -> list[ModelResult | Exception]:
+        results: list[ModelResult | Exception | None] = [None] * len(images)
         groups: dict[tuple[object, ...], list[tuple[int, torch.Tensor]]] = {}
         for i, image in enumerate(images):
             try:
@@ -221,7 +221,7 @@ class Downscaler(Recorder):
                         except Exception as one:  # noqa: BLE001
                             outs.append(one)  # type: ignore[arg-type]
                 for (i, _), out in zip(chunk, outs, strict=True):
-                    if isinstance(out, Optimised):
+                    if isinstance(out, ModelResult):
                         out.device, out.batch = record, len(chunk)
                     results[i] = out
         return [r if r is not None else RuntimeError("not processed") for r in results]
@@ -239,8 +239,8 @@ class Downscaler(Recorder):
         rgb = image.pixels if image.pixels.shape[0] == 3 else image.pixels.expand(3, -1, -1)
         return pad_symmetric(rgb.float(), s).unsqueeze(0).to(self.device)
 
-    def _run(self, images: list[DecodedImage], hr: torch.Tensor, *, metrics: bool, progress) -> list[Optimised]:  # noqa: ANN001
-        """HCD over same-size padded images (B, 3, H, W) -> one :class:`Optimised` per image."""
+    def _run(self, images: list[DecodedImage], hr: torch.Tensor, *, metrics: bool, progress) -> list[ModelResult]:  # noqa: ANN001
+        """HCD over same-size padded images (B, 3, H, W) -> one :class:`ModelResult` per image."""
         t0 = time.perf_counter()
         tile, memory = self.layout(*hr.shape[-2:])
         gens = [torch.Generator(device="cpu").manual_seed(self.settings.seed) for _ in images]
@@ -289,8 +289,8 @@ class Downscaler(Recorder):
         cached: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
         *,
         as_decoded: bool = False,
-    ) -> Optimised:
-        """One image's :class:`Optimised` from its HCD result: the whole-image no-harm guard, reconstructions
+    ) -> ModelResult:
+        """One image's :class:`ModelResult` from its HCD result: the whole-image no-harm guard, reconstructions
         (``cached(lr)``: one the judge already made, or None)."""
         s = self.scale
         h, w = image.height, image.width
@@ -318,7 +318,7 @@ class Downscaler(Recorder):
 
             plain_rec = reconstruct(res.plain_lr)
             rec = plain_rec if torch.equal(lr_stored, res.plain_lr) else reconstruct(lr_stored)
-        return Optimised(
+        return ModelResult(
             lr=torch.round(lr_stored[0].cpu() * 255).to(torch.uint8),
             tile=tile,
             memory=memory,

@@ -21,7 +21,7 @@ from hcd_pipeline.models.registry import model_fingerprint, resolve_name
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What :meth:`Downscaler.finish` needs to know of the source besides its pixels."""
+    """What :meth:`Downscaler.record` needs to know of the source besides its pixels."""
 
     name: str
     width: int
@@ -37,8 +37,8 @@ class ImageInfo:
 
 
 @dataclass
-class Optimised:
-    """The model stage's result for one image (CPU tensors): what :meth:`Downscaler.finish` turns into files.
+class ModelResult:
+    """The model stage's result for one image (CPU tensors): what :meth:`Downscaler.record` turns into files.
 
     Attributes:
         lr: the stored LR colour as 8-bit levels, uint8 (3, h, w).
@@ -99,7 +99,7 @@ class DownscaleOutput:
 
 
 class Recorder:
-    """What turns a model call's result into files (:meth:`finish`: scores, sidecar, the LR file) and describes the
+    """What turns a model call's result into files (:meth:`record`: scores, sidecar, the LR file) and describes the
     settings, without the model: the pipeline's write stage records on CPU workers that never load weights.
 
     ``scale``: the model's scale factor (the model stage that ran it knows it). The weights hash is the file's SHA-256.
@@ -148,7 +148,7 @@ class Recorder:
         """JPEG with ``codec_aware``: optimise the file's DCT coefficients (:mod:`~hcd_pipeline.hcd.jpeg_file`) instead of LR pixels."""
         return self.settings.lr_format == "jpeg" and self.settings.codec_aware and self.settings.method in ("lr", "hcd")
 
-    def finish(self, info: ImageInfo, opt: Optimised, *, alpha: torch.Tensor | None, hr_levels: torch.Tensor | None) -> DownscaleOutput:
+    def record(self, info: ImageInfo, opt: ModelResult, *, alpha: torch.Tensor | None, hr_levels: torch.Tensor | None) -> DownscaleOutput:
         """The CPU part of :meth:`process`: alpha, scores, sidecar and the PNG.
 
         ``alpha``: the source alpha (1, H, W) in [0, 1] or None; ``hr_levels``: the source rounded to 8-bit

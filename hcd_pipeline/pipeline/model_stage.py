@@ -21,10 +21,10 @@ from hcd_pipeline.downscaler import Downscaler
 from hcd_pipeline.io.images import DecodedImage, decode_image
 from hcd_pipeline.pipeline.settings import settings_from_dict
 
-__all__ = ["ModelStageCore", "DIAG_FIELDS", "pixels_tensor", "decoded_row", "failed_row"]
+__all__ = ["ModelStageCore", "DIAGNOSTIC_FIELDS", "pixels_tensor", "decoded_row", "failed_row"]
 
-DIAG_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds", "kept", "judged", "device", "batch")
-"""The fields of :class:`~hcd_pipeline.downscaler.Optimised` that travel as JSON (``diag``); the rest are arrays."""
+DIAGNOSTIC_FIELDS = ("tile", "memory", "changed", "losses", "seconds", "stage_seconds", "kept", "judged", "device", "batch")
+"""The fields of :class:`~hcd_pipeline.downscaler.ModelResult` that travel as JSON (``diagnostics``); the rest are arrays."""
 
 
 def failed_row(key: str, uri: str, exc: BaseException | str, version: str | None = None) -> dict[str, Any]:
@@ -93,7 +93,7 @@ class ModelStageCore:
         """
         todo: list[tuple[dict[str, Any], DecodedImage]] = []
         for row, px in zip(rows, pixels, strict=True):
-            row.update(hr8=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diag=None, lr_file=None,
+            row.update(hr_levels=None, lr=None, lr_width=None, lr_height=None, plain_rec=None, rec=None, diagnostics=None, lr_file=None,
                        scale=self.downscaler.scale)  # fmt: skip
             if row["error"] is not None:
                 continue
@@ -121,11 +121,11 @@ class ModelStageCore:
                 lr=opt.lr.numpy().tobytes(),
                 lr_width=int(opt.lr.shape[-1]),
                 lr_height=int(opt.lr.shape[-2]),
-                diag=json.dumps({f: getattr(opt, f) for f in DIAG_FIELDS}),
+                diagnostics=json.dumps({f: getattr(opt, f) for f in DIAGNOSTIC_FIELDS}),
                 lr_file=opt.lr_file,
             )
             if opt.plain_rec is not None:
-                row["hr8"] = to_uint8_levels(img.pixels).to(torch.uint8).numpy().tobytes()
+                row["hr_levels"] = to_uint8_levels(img.pixels).to(torch.uint8).numpy().tobytes()
                 row["plain_rec"] = opt.plain_rec.numpy().tobytes()
                 row["rec"] = None if opt.rec is opt.plain_rec else opt.rec.numpy().tobytes()  # type: ignore[union-attr]
         return rows

@@ -176,13 +176,13 @@ DECODED_SCHEMA = pa.schema([*ROW_COLUMNS, pa.field("pixels", pa.large_binary())]
 MODELLED_SCHEMA = pa.schema(
     [
         *ROW_COLUMNS,
-        pa.field("hr8", pa.large_binary()),  # source rounded to 8-bit levels, uint8 (C, H, W); null when not scored
+        pa.field("hr_levels", pa.large_binary()),  # source rounded to 8-bit levels, uint8 (C, H, W); null when not scored
         pa.field("lr", pa.large_binary()),  # uint8 (3, lr_height, lr_width)
         pa.field("lr_width", pa.int32()),
         pa.field("lr_height", pa.int32()),
         pa.field("plain_rec", pa.large_binary()),  # uint8 (C, H, W)
         pa.field("rec", pa.large_binary()),  # uint8 (C, H, W); null when equal to plain_rec
-        pa.field("diag", pa.string()),  # JSON of DIAG_FIELDS: tile, memory, changed, losses, seconds, kept, ...
+        pa.field("diagnostics", pa.string()),  # JSON of DIAGNOSTIC_FIELDS: tile, memory, changed, losses, seconds, kept, ...
         pa.field("lr_file", pa.binary()),  # the stored file when the model stage made it (JPEG coefficients)
         pa.field("scale", pa.int8()),  # the model's scale factor (the write stage records without loading the model)
     ]

@@ -31,12 +31,12 @@ import pyarrow.compute as pc
 
 from hcd_pipeline.core.errors import ImageReadError, StorageError
 from hcd_pipeline.core.metrics import psnr_gain
-from hcd_pipeline.downscaler import Downscaler, ImageInfo, Optimised, Recorder
+from hcd_pipeline.downscaler import Downscaler, ImageInfo, ModelResult, Recorder
 from hcd_pipeline.io import jsonfile as jsonutil
 from hcd_pipeline.io.metadata import SourceMetadata
 from hcd_pipeline.io.storage import Storage, StorageOptions, open_uri
 from hcd_pipeline.pipeline.keys import UnsafeKey, check_key, lr_key, sidecar_key
-from hcd_pipeline.pipeline.model_stage import DIAG_FIELDS, ModelStageCore, decoded_row, failed_row, pixels_tensor
+from hcd_pipeline.pipeline.model_stage import DIAGNOSTIC_FIELDS, ModelStageCore, decoded_row, failed_row, pixels_tensor
 from hcd_pipeline.pipeline.schema import (
     DECODED_SCHEMA,
     MAX_FAILURE_SAMPLES,
@@ -196,19 +196,19 @@ class ModelStage(ModelStageCore):
         return pa.Table.from_pylist(rows, schema=MODELLED_SCHEMA)
 
 
-def _optimised_of(row: dict[str, Any]) -> Optimised:
-    d = json.loads(row["diag"])
+def _model_result_of(row: dict[str, Any]) -> ModelResult:
+    d = json.loads(row["diagnostics"])
     c, h, w = row["channels"], row["height"], row["width"]
     plain = pixels_tensor(row["plain_rec"], np.dtype(np.uint8), (c, h, w))
     rec = pixels_tensor(row["rec"], np.dtype(np.uint8), (c, h, w)) if row["rec"] is not None else plain
     lr = pixels_tensor(row["lr"], np.dtype(np.uint8), (3, row["lr_height"], row["lr_width"]))
-    return Optimised(lr=lr, plain_rec=plain, rec=rec, lr_file=row.get("lr_file"), **{f: d[f] for f in DIAG_FIELDS})  # type: ignore[arg-type]
+    return ModelResult(lr=lr, plain_rec=plain, rec=rec, lr_file=row.get("lr_file"), **{f: d[f] for f in DIAGNOSTIC_FIELDS})  # type: ignore[arg-type]
 
 
 class _Writer:
     """Per-process cache of what the write stage needs: the output storage and a :class:`Recorder` per scale.
 
-    ``finish`` needs the settings, the scale (each modelled row carries the one its model ran at) and the model's
+    ``record`` needs the settings, the scale (each modelled row carries the one its model ran at) and the model's
     description (its name and the weights file's hash): no weights are loaded here; the model stage holds them.
     """
 
@@ -253,8 +253,8 @@ def _prepare_one(ds: Recorder, row: dict[str, Any], base: dict[str, Any]) -> tup
         meta = SourceMetadata(icc=row.get("icc"), exif=row.get("exif"))
         info = ImageInfo(row["source_uri"], w, h, c, row["bit_depth"], row["source_mode"], meta)
         alpha = pixels_tensor(row["alpha"], np.dtype(np.float32), (1, h, w))
-        hr8 = pixels_tensor(row["hr8"], np.dtype(np.uint8), (c, h, w))
-        done = ds.finish(info, _optimised_of(row), alpha=alpha, hr_levels=hr8)
+        hr_levels = pixels_tensor(row["hr_levels"], np.dtype(np.uint8), (c, h, w))
+        done = ds.record(info, _model_result_of(row), alpha=alpha, hr_levels=hr_levels)
         sidecar = {**done.sidecar, "key": row["key"], **{k: row.get(k) for k in SOURCE_FIELDS}}
         side = (jsonutil.dumps(sidecar, indent=1) + "\n").encode()
         res.update(row_metrics(done.sidecar), status="ok")

@@ -106,10 +106,10 @@ def rebuild(row: dict[str, Any], options: StorageOptions | None = None, cache: d
     def y_psnr(rec: torch.Tensor) -> float:
         return psnr(rgb_to_y(hr * 255), rgb_to_y(rec * 255), s)
 
-    hr8 = torch.round(hr * 255).to(torch.uint8)
-    thumbnail = bicubic_thumbnail(hr8, s)  # shown, and what the stored LR's distance is measured against
+    hr_levels = torch.round(hr * 255).to(torch.uint8)
+    thumbnail = bicubic_thumbnail(hr_levels, s)  # shown, and what the stored LR's distance is measured against
     stored = lr.pixels[:3]
-    fid = lr_fidelity(hr8, torch.round(stored * 255).to(torch.uint8), s, thumbnail=thumbnail)
+    fid = lr_fidelity(hr_levels, torch.round(stored * 255).to(torch.uint8), s, thumbnail=thumbnail)
     return Comparison(str(row["key"]), hr, rec_plain, rec_hcd, _best_crop(hr, rec_plain, rec_hcd, CROP), y_psnr(rec_plain), y_psnr(rec_hcd),
                       stored, (thumbnail / 255).float(), fid)  # fmt: skip
 
