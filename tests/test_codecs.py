@@ -159,7 +159,7 @@ def test_codec_robust_model_restores_jpeg_and_leaves_png_alone(tmp_path):
     assert got == pytest.approx(scores["irn-x2-jpeg", "jpeg"][0], abs=1e-6)
 
 
-def test_joint_codec_model_trades_png_for_jpeg_and_keeps_its_lr_near_bicubic():
+def test_joint_codec_model_trades_png_for_jpeg_and_keeps_its_lr_near_bicubic(monkeypatch):
     """irn-x2-jpeg-joint (tag v2: chain fine-tuned with JPEG, LR tied to bicubic): from a JPEG q90 LR it reconstructs
     better than irn-x2-jpeg (+0.63 dB on this crop; v1 gave +0.45, v2 +0.18 more), from a PNG LR worse; its LR is its
     own (not irn-x2's) and stays within 40 dB of MATLAB bicubic's. The deprecated name -v2 is the same model."""
@@ -169,6 +169,9 @@ def test_joint_codec_model_trades_png_for_jpeg_and_keeps_its_lr_near_bicubic():
     img = read_image(SAMPLES / "astronaut_crop.png")
     got = _plain_png_and_jpeg(img, ("irn-x2-jpeg", "irn-x2-jpeg-joint"))
     assert got["irn-x2-jpeg-joint", "jpeg"][0] > got["irn-x2-jpeg", "jpeg"][0] + 0.4
+    from hcd_pipeline.models import registry
+
+    monkeypatch.setattr(registry, "_WARNED", set())  # the warning comes once per process and name
     with pytest.warns(FutureWarning, match="deprecated"):
         old = _plain_png_and_jpeg(img, ("irn-x2-jpeg-joint-v2",))
     assert old["irn-x2-jpeg-joint-v2", "jpeg"] == got["irn-x2-jpeg-joint", "jpeg"]
@@ -189,6 +192,11 @@ def test_a_generation_that_is_not_shipped_is_one_line_naming_its_file(tmp_path):
 
     with pytest.raises(WeightsError, match=r"not shipped.*--weights FILE.*0f28ff351a2afd91"):
         load_model("irn-x2-jpeg-joint.v1")
+    # A deprecated name on the command line: one note, not a Python warning with its source line.
+    proc = subprocess.run([HCD, "downscale", str(SAMPLES / "coffee_crop.png"), "-o", str(tmp_path / "d"), "--method", "plain",
+                           "--model", "irn-x2-jpeg-joint-v2"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["note: model name 'irn-x2-jpeg-joint-v2' is deprecated: it is 'irn-x2-jpeg-joint.v2'"]
     img = read_image(SAMPLES / "astronaut_crop.png")
     out = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint", method="plain", lr_format="jpeg")).process(img)
     assert out.sidecar["model"] == "irn-x2-jpeg-joint.v2"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -55,6 +56,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return inner
 
 
+def _note_line(message: Warning | str, category: type[Warning], *_args: Any, **_kwargs: Any) -> str:
+    return f"note: {message}\n" if issubclass(category, FutureWarning) else f"{category.__name__}: {message}\n"
+
+
 @click.group()
 @click.version_option(package_name="hcd_pipeline")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display, only results and errors")
@@ -64,3 +69,5 @@ def main(quiet: bool, verbose: bool) -> None:
     if not verbose:
         # Ray's core workers warn about their own internals (actor arguments in the object store) on stderr.
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    # Our deprecations (a model name of an earlier release) are advice to users: one "note:" line, not a source line.
+    warnings.formatwarning = _note_line

@@ -142,6 +142,9 @@ RECORDED = {"irn-x2-jpeg-joint": "irn-x2-jpeg-joint.v1", "irn-x4-jpeg-joint": "i
 they were made with (before tags, the bare joint name meant the first generation)."""
 
 
+_WARNED: set[str] = set()
+
+
 def recorded_name(name: str) -> str:
     """The tagged name of a model name read from an output of any release (see :data:`RECORDED`)."""
     return RECORDED.get(name, name)
@@ -229,7 +232,9 @@ def resolve_name(name: str | None, scale: int | None) -> str:
     ``irn-x2``."""
     if name is not None:
         if name in DEPRECATED:
-            warnings.warn(f"model name {name!r} is deprecated: it is {DEPRECATED[name]!r}", FutureWarning, stacklevel=2)
+            if name not in _WARNED:  # once per name and process: every layer resolves the name it is given
+                _WARNED.add(name)
+                warnings.warn(f"model name {name!r} is deprecated: it is {DEPRECATED[name]!r}", FutureWarning, stacklevel=2)
             return DEPRECATED[name]
         return f"{name}.{DEFAULT_TAGS[name]}" if name in DEFAULT_TAGS else name
     if scale is None:
