@@ -32,7 +32,11 @@ from torch.utils.checkpoint import checkpoint
 
 from hcd_pipeline import load_model, read_image
 from hcd_pipeline.core.memstats import peak_rss_mib, reset_peak_rss, rss_mib
-from hcd_pipeline.evaluation.sections import section
+
+try:
+    from benchmarks.sections import section
+except ImportError:  # run as a file: benchmarks/ itself is the first entry of the path
+    from sections import section  # type: ignore[no-redef]
 from hcd_pipeline.models.irn import IRN, quantize_ste
 
 Chain = Callable[[torch.Tensor], torch.Tensor]

@@ -20,7 +20,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from hcd_pipeline.evaluation.sections import section
+try:
+    from benchmarks.sections import section
+except ImportError:  # run as a file: benchmarks/ itself is the first entry of the path
+    from sections import section  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
 

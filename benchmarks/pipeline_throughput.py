@@ -18,7 +18,11 @@ from pathlib import Path
 from PIL import Image
 
 from hcd_pipeline import Downscaler, DownscaleSettings, read_image
-from hcd_pipeline.evaluation.sections import section
+
+try:
+    from benchmarks.sections import section
+except ImportError:  # run as a file: benchmarks/ itself is the first entry of the path
+    from sections import section  # type: ignore[no-redef]
 from hcd_pipeline.io.images import list_images
 from hcd_pipeline.pipeline import PipelineSettings, run_pipeline
 

@@ -120,8 +120,11 @@ def chart(docs: list[dict], path: Path) -> None:
 
 
 def table(docs: list[dict]) -> str:
-    """The runs' tables as results.md shows them (``hcd bench --render-only`` renders the same section)."""
-    from hcd_pipeline.evaluation.sections import preset_cost_section
+    """The runs' tables as results.md shows them (``python -m benchmarks.bench --render-only`` renders the same section)."""
+    try:
+        from benchmarks.sections import preset_cost_section
+    except ImportError:  # run as a file
+        from sections import preset_cost_section  # type: ignore[no-redef]
 
     return "\n".join(preset_cost_section(docs))
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from hcd_pipeline.cli.group import handle_errors, main
-from hcd_pipeline.cli.options import DEVICE, model_options, need
+from hcd_pipeline.cli.options import model_options, need
 from hcd_pipeline.core.errors import HcdError
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET, PRESETS
 from hcd_pipeline.io import jsonfile as jsonutil
@@ -128,31 +127,8 @@ def report(
     click.echo(f"wrote {json_out} and {html_out}")
 
 
-@main.command()
-@click.option("--sets", default="Set5", show_default=True, help="comma-separated set names or folders")
-@click.option("--scales", default="2,4", show_default=True)
-@click.option("--methods", default="bicubic,plain,lr,hr,hcd,official", show_default=True)
-@click.option("--draws", type=int, default=1, show_default=True)
-@click.option("--limit", type=int, default=None, help="only the first N images of each set")
-@click.option("-o", "--output", "--out", "out", default="docs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--render-only", is_flag=True, help="rewrite results.md from results.json and eval/*.json without running anything")
-@DEVICE
+@main.command(hidden=True, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @handle_errors
-def bench(sets: str, scales: str, methods: str, draws: int, limit: int | None, out: str, render_only: bool, device: str) -> None:
-    """Compare methods over sets and scales; writes results.md/json, PNG plots and comparison.html."""
-    from hcd_pipeline.evaluation.bench import BENCH_METHODS, render_results, run_bench
-
-    if render_only:
-        if not (Path(out) / "results.json").exists():
-            raise HcdError(f"{Path(out) / 'results.json'}: not found; run hcd bench without --render-only first")
-        render_results(Path(out))
-        click.echo(f"wrote {out}/results.md")
-        return
-
-    ms = [m.strip() for m in methods.split(",") if m.strip()]
-    bad = [m for m in ms if m not in BENCH_METHODS]
-    if bad:
-        raise HcdError(f"--methods: unknown {bad}; choose from {BENCH_METHODS}")
-    run_bench([s.strip() for s in sets.split(",")], [int(s) for s in scales.split(",")], ms, draws, Path(out), limit=limit,
-              command="hcd bench " + " ".join(sys.argv[2:]), device=device)  # fmt: skip
-    click.echo(f"wrote {out}/results.md, results.json, comparison.html and plots")
+def bench() -> None:
+    """Moved: the docs' benchmark tables are made by the repository's benchmarks (the library writes no docs)."""
+    raise HcdError("hcd bench moved to the repository: python -m benchmarks.bench ... (same options; from a source checkout)")

@@ -1,1 +1,1 @@
-"""Benchmarks on standard sets: ``hcd eval`` and ``hcd bench``."""
+"""Evaluation on standard sets with the field's protocol: ``hcd eval`` (:mod:`.evaluate`)."""

@@ -1,6 +1,6 @@
 """Sections of ``docs/results.md`` made from the JSON that the scripts in ``benchmarks/`` write.
 
-``hcd bench`` (and ``hcd bench --render-only``) appends these after its own tables, so that every number in
+``python -m benchmarks.bench`` (and its ``--render-only``) appends these after its own tables, so that every number in
 ``results.md`` comes from a command printed next to it. A missing JSON file leaves its section out.
 ``caveats.md`` in the same folder (hand-written remarks on how the runs were made) closes the file.
 """
@@ -184,7 +184,7 @@ def projection(plan: dict[str, Any], archive: dict[str, Any], images: int = 10_0
     return [
         f"### Projection: {images:,} images on S3",
         "",
-        "From the per-item costs above (`hcd bench --render-only` computes it; `hcd_pipeline.evaluation.sections.projection`",
+        "From the per-item costs above (`python -m benchmarks.bench --render-only` computes it; `benchmarks.sections.projection`",
         "takes another LIST latency). Linear in the image count; the LIST latency of a real bucket is what to measure first.",
         "",
         *_table(["what", "projected"], rows),

@@ -1,4 +1,9 @@
-"""``hcd bench``: the method comparison over sets, scales and z draws, written as docs.
+"""The method comparison over sets, scales and z draws, written as docs (docs/results.md).
+
+    python -m benchmarks.bench --sets Set5 --scales 2,4 --methods bicubic,plain,lr,hr,hcd,official --out docs
+    python -m benchmarks.bench --render-only --out docs   # rewrite results.md from results.json and docs/eval/*.json
+
+Run from the repository root (the library does not write docs: this and :mod:`benchmarks.sections` do).
 
 Outputs in ``--out`` (default ``docs/``): ``results.md`` (tables, the command at the top), ``results.json``
 (every number), PNG plots (reconstruction PSNR against iteration per method; per-image gain) and
@@ -21,11 +26,11 @@ from typing import Any
 import torch
 from PIL import Image
 
+from benchmarks.plots import bar_chart, line_chart
+from benchmarks.sections import benchmark_sections
 from hcd_pipeline.core.memstats import peak_rss_mib, reset_peak_rss
 from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, upscale_lr
 from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate, resolve_dataset
-from hcd_pipeline.evaluation.plots import bar_chart, line_chart
-from hcd_pipeline.evaluation.sections import benchmark_sections
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET
 from hcd_pipeline.io.images import atomic_write_bytes, list_images, read_image
 from hcd_pipeline.models.registry import DEFAULT_MODELS
@@ -199,3 +204,45 @@ def _markdown(results: dict[str, Any], sets: list[str], scales: list[int], out: 
     lines += ["Visual comparison: [comparison.html](comparison.html).", ""]
     lines += benchmark_sections(out / "eval")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (``python -m benchmarks.bench``); returns the exit status."""
+    import argparse
+
+    from hcd_pipeline.core.errors import HcdError
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default="Set5", help="comma-separated set names or folders")
+    ap.add_argument("--scales", default="2,4")
+    ap.add_argument("--methods", default="bicubic,plain,lr,hr,hcd,official")
+    ap.add_argument("--draws", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
+    ap.add_argument("-o", "--output", "--out", dest="out", default="docs")
+    ap.add_argument("--render-only", action="store_true", help="rewrite results.md from results.json and eval/*.json, running nothing")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    try:
+        if args.render_only:
+            if not (out / "results.json").exists():
+                raise HcdError(f"{out / 'results.json'}: not found; run without --render-only first")
+            render_results(out)
+            print(f"wrote {out}/results.md")
+            return 0
+        ms = [m.strip() for m in args.methods.split(",") if m.strip()]
+        bad = [m for m in ms if m not in BENCH_METHODS]
+        if bad:
+            raise HcdError(f"--methods: unknown {bad}; choose from {BENCH_METHODS}")
+        run_bench([s.strip() for s in args.sets.split(",")], [int(s) for s in args.scales.split(",")], ms, args.draws, out,
+                  limit=args.limit, command="python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  device=args.device)  # fmt: skip
+    except HcdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}/results.md, results.json, comparison.html and plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
