@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import click
 from tqdm import tqdm
 
 from hcd_pipeline.cli.group import handle_errors, main, no_progress
-from hcd_pipeline.cli.options import downscaler, expand_inputs, model_options, refuse_overwrite, refuse_source, settings_options
+from hcd_pipeline.cli.options import downscaler, each_input, expand_inputs, model_options, refuse_overwrite, refuse_source, settings_options
 from hcd_pipeline.core.errors import HcdError, SettingsError
 from hcd_pipeline.core.metrics import psnr_gain, score_pair
 from hcd_pipeline.io import jsonfile as jsonutil
@@ -43,38 +42,33 @@ def downscale(inputs: tuple[str, ...], out_dir: str, force: bool, **opts: Any) -
     ds = downscaler(**opts)
     method = opts["method"]
     out = Path(out_dir)
-    failures = []
     claimed: dict[Path, Path] = {}  # output name -> the input that took it in this command
     pairs = expand_inputs(inputs, out)
     sources = {p.resolve() for p, _ in pairs}
-    for src, sub in tqdm(pairs, desc="images", disable=no_progress() or len(pairs) < 2):
+
+    def one(src: Path, sub: Path) -> None:
         dest = out / sub / (src.stem + LR_EXTENSIONS[opts["lr_format"]])
         side = dest.with_suffix(".json")
-        try:
-            refuse_source(dest, sources)
-            refuse_source(side, sources)
-            if dest in claimed:  # x.png and x.jpg: --force must not let the second replace the first
-                raise FileExistsError(f"{src}: its output {dest} is {claimed[dest]}'s in this command; downscale it separately")
-            claimed[dest] = src
-            refuse_overwrite(dest, force)
-            refuse_overwrite(side, force)
-            img = read_image(src)
-            steps = ds.hcd.hr_steps + ds.hcd.lr_steps if method != "plain" else 0
-            with tqdm(total=steps, desc=src.name, leave=False, disable=no_progress() or steps == 0) as bar:
-                res = ds.process(img, progress=lambda: bar.update(1))
-            # The sidecar is written last: an LR with a sidecar is complete.
-            atomic_write_bytes(dest, res.data)
-            atomic_write_bytes(side, (jsonutil.dumps(res.sidecar, indent=1) + "\n").encode())
-            gain = ""
-            if res.plain and res.optimised:
-                gain = f" plain {res.plain.psnr_y:.2f} dB -> {res.optimised.psnr_y:.2f} dB (Y)"
-            click.echo(f"{src} -> {dest}{gain}")
-        except (HcdError, FileExistsError, OSError) as exc:
-            failures.append(str(exc))
-            click.echo(f"error: {exc}", err=True)
-    if failures:
-        click.echo(f"{len(failures)} of {len(pairs)} failed", err=True)
-        sys.exit(1)
+        refuse_source(dest, sources)
+        refuse_source(side, sources)
+        if dest in claimed:  # x.png and x.jpg: --force must not let the second replace the first
+            raise FileExistsError(f"{src}: its output {dest} is {claimed[dest]}'s in this command; downscale it separately")
+        claimed[dest] = src
+        refuse_overwrite(dest, force)
+        refuse_overwrite(side, force)
+        img = read_image(src)
+        steps = ds.hcd.hr_steps + ds.hcd.lr_steps if method != "plain" else 0
+        with tqdm(total=steps, desc=src.name, leave=False, disable=no_progress() or steps == 0) as bar:
+            res = ds.process(img, progress=lambda: bar.update(1))
+        # The sidecar is written last: an LR with a sidecar is complete.
+        atomic_write_bytes(dest, res.data)
+        atomic_write_bytes(side, (jsonutil.dumps(res.sidecar, indent=1) + "\n").encode())
+        gain = ""
+        if res.plain and res.optimised:
+            gain = f" plain {res.plain.psnr_y:.2f} dB -> {res.optimised.psnr_y:.2f} dB (Y)"
+        click.echo(f"{src} -> {dest}{gain}")
+
+    each_input(pairs, one, (HcdError, FileExistsError, OSError))
 
 
 @main.command()
@@ -102,32 +96,27 @@ def upscale(
     from hcd_pipeline.downscaler import upscale_stored
 
     out = Path(out_dir)
-    failures = []
     pairs = expand_inputs(inputs, out)
     sources = {p.resolve() for p, _ in pairs}
-    for src, sub in tqdm(pairs, desc="images", disable=no_progress() or len(pairs) < 2):
+
+    def one(src: Path, sub: Path) -> None:
+        side_path = src.with_suffix(".json")
         try:
-            side_path = src.with_suffix(".json")
-            try:
-                side: dict[str, Any] = json.loads(side_path.read_text()) if side_path.exists() else {}
-            except ValueError as exc:
-                raise SettingsError(f"{side_path}: not a JSON sidecar ({exc})") from exc
-            lr_image = read_image(src)
-            rec, alpha = upscale_stored(lr_image, side, model=model, scale=scale, weights=weights, device=device, seed=seed, decode=decode)
-            dest = out / sub / (src.stem + ".png")
-            refuse_source(dest, sources)
-            refuse_overwrite(dest, force)
-            # The LR's ICC profile and EXIF (what its policy kept of the source's) go on to the upscaled image.
-            size = (int(rec.shape[-1]), int(rec.shape[-2]))
-            data, _ = embed_metadata(encode_png(rec, alpha, bit_depth=int(bit_depth)), "png", lr_image.metadata, "all", size)
-            atomic_write_bytes(dest, data)
-            click.echo(f"{src} -> {dest}")
-        except (HcdError, FileExistsError, OSError, ValueError, KeyError) as exc:
-            failures.append(str(exc))
-            click.echo(f"error: {exc}", err=True)
-    if failures:
-        click.echo(f"{len(failures)} of {len(pairs)} failed", err=True)
-        sys.exit(1)
+            side: dict[str, Any] = json.loads(side_path.read_text()) if side_path.exists() else {}
+        except ValueError as exc:
+            raise SettingsError(f"{side_path}: not a JSON sidecar ({exc})") from exc
+        lr_image = read_image(src)
+        rec, alpha = upscale_stored(lr_image, side, model=model, scale=scale, weights=weights, device=device, seed=seed, decode=decode)
+        dest = out / sub / (src.stem + ".png")
+        refuse_source(dest, sources)
+        refuse_overwrite(dest, force)
+        # The LR's ICC profile and EXIF (what its policy kept of the source's) go on to the upscaled image.
+        size = (int(rec.shape[-1]), int(rec.shape[-2]))
+        data, _ = embed_metadata(encode_png(rec, alpha, bit_depth=int(bit_depth)), "png", lr_image.metadata, "all", size)
+        atomic_write_bytes(dest, data)
+        click.echo(f"{src} -> {dest}")
+
+    each_input(pairs, one, (HcdError, FileExistsError, OSError, ValueError, KeyError))
 
 
 @main.command()

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from hcd_pipeline.cli.group import verbosity
+from hcd_pipeline.cli.group import no_progress, verbosity
 from hcd_pipeline.core.errors import HcdError
 from hcd_pipeline.io.images import list_images
 
@@ -89,11 +90,34 @@ def parse_threads(_ctx: Any, _param: Any, value: str | int | None) -> int | None
 
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--model``, ``--scale``, ``--weights`` (help from their :class:`ImageSettings` declarations) and ``--device``,
+    for the commands that load a model without taking the image settings (``upscale``, ``eval``)."""
+    from hcd_pipeline.core.settings_fields import setting_fields
+    from hcd_pipeline.downscaler.settings import ImageSettings
+
+    declared = setting_fields(ImageSettings)
     fn = DEVICE(fn)
-    fn = click.option("--weights", type=click.Path(dir_okay=False), help=WEIGHTS_HELP)(fn)
-    fn = click.option("--scale", type=int, help="scale factor; needed for scale-free models (bicubic)")(fn)
-    fn = click.option("--model", default=None, help="model name (hcd models); default irn-x2 / irn-x4 by --scale, irn-x2 if neither")(fn)
+    fn = click.option("--weights", type=click.Path(dir_okay=False), help=declared["weights"].metadata["help"])(fn)
+    fn = click.option("--scale", type=int, help=declared["scale"].metadata["help"])(fn)
+    fn = click.option("--model", default=None, help=declared["model"].metadata["help"])(fn)
     return fn
+
+
+def each_input(pairs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], errors: tuple[type[BaseException], ...]) -> None:
+    """``work(file, output subfolder)`` for every pair, with a progress bar: a failure of one input (one of ``errors``)
+    is an ``error:`` line and the next input goes on; after the last, any failure ends the command with status 1."""
+    from tqdm import tqdm
+
+    failures = []
+    for src, sub in tqdm(pairs, desc="images", disable=no_progress() or len(pairs) < 2):
+        try:
+            work(src, sub)
+        except errors as exc:
+            failures.append(str(exc))
+            click.echo(f"error: {exc}", err=True)
+    if failures:
+        click.echo(f"{len(failures)} of {len(pairs)} failed", err=True)
+        sys.exit(1)
 
 
 def downscaler(**opts: Any) -> Any:
@@ -172,7 +196,6 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return DEVICE(fn)
 
 
-WEIGHTS_HELP = "weights file: ours (.safetensors) or an original IRN, EDSR or BasicSR-EDSR checkpoint"
 SET_HELP = "override one HCD setting of the preset (repeatable), e.g. --set judge=rgb --set lr_steps=10"
 
 

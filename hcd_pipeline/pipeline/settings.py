@@ -122,8 +122,7 @@ class PipelineSettings(ImageSettings):
             raise SettingsError(f"scale must be an integer >= 2, got {self.scale!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise SettingsError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
-        super().__post_init__()  # the image settings' own checks (memory, tile, formats)
-        self.downscale_settings()  # and the actors' (hcd_batch)
+        self.downscale_settings()  # the image settings' own checks (memory, tile, formats) and the actors' (hcd_batch)
 
     def model_batch(self) -> int | None:
         """Images per model-stage call: ``batch_size``; unset: a whole decoded block for plain, 1 for optimisation on
