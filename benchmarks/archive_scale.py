@@ -1,6 +1,6 @@
 """Archive scale: `hcd run` on many tiny images against a hand-written Ray Data pipeline doing the same work.
 
-    python benchmarks/archive_scale.py --sizes 5000,20000,100000 --baseline-at 20000 --out docs/eval/archive_scale.json
+    python -m benchmarks.archive_scale --sizes 5000,20000,100000 --baseline-at 20000 --out docs/eval/archive_scale.json
 
 For each size N a folder of N tiny PNGs (16x16, made once, from the bundled samples) is processed by
 ``hcd run --model bicubic --scale 2 --method plain`` in a child process; the benchmark records its wall time
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 HCD = str(Path(sys.executable).parent / "hcd")
 
 
@@ -141,7 +140,7 @@ def main() -> None:
         if n == args.baseline_at:
             bout = work / f"baseline-{n}"
             shutil.rmtree(bout, ignore_errors=True)
-            b = timed([sys.executable, __file__, "--baseline-only", str(inp), str(bout)], env)
+            b = timed([sys.executable, "-m", "benchmarks.archive_scale", "--baseline-only", str(inp), str(bout)], env)
             row["baseline"] = {**b, "images_per_second": round(n / b["seconds"], 1)}
             row["ratio"] = round(row["hcd_run"]["images_per_second"] / row["baseline"]["images_per_second"], 3)
         print(json.dumps({k: v for k, v in row.items()}, default=str), flush=True)
@@ -149,7 +148,7 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
     doc = {
         # The command without --work (a temporary folder of this machine's).
-        "command": "python benchmarks/archive_scale.py " + " ".join(_without_work(sys.argv[1:])),
+        "command": "python -m benchmarks.archive_scale " + " ".join(_without_work(sys.argv[1:])),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "note": "wall time includes starting Ray; peak RSS is the driver process (hcd run / the baseline script) only",
         "results": results,

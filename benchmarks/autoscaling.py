@@ -1,6 +1,6 @@
 """Autoscaling GPU workers on a simulated cluster: does the model actor pool grow, do GPU nodes come and go?
 
-    python benchmarks/autoscaling.py --images 64 --max-actors 4 --out docs/eval/autoscaling.json
+    python -m benchmarks.autoscaling --images 64 --max-actors 4 --out docs/eval/autoscaling.json
 
 Starts a Ray head with Ray's fake multi-node provider (``tests/services.py``: worker "nodes" are local raylets
 declaring the resources of cluster.yaml's ``gpu_worker`` type, ``GPU: 1`` included, idle timeout scaled down to
@@ -27,7 +27,6 @@ from typing import Any
 
 os.environ.setdefault("RAY_AUTH_MODE", "token")  # the head uses token authentication; clients must know before import
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 MODEL_ACTOR = "MapBatches(ModelStage)"
 """Part of the class name Ray Data gives the model stage's actors (``MapWorker(MapBatches(ModelStage))``)."""
@@ -153,7 +152,7 @@ def measure(workdir: Path, *, images: int, max_actors: int, side: int = 48, lr_s
     gpu_counts = [s["nodes"].get("gpu_worker", 0) for s in timeline]
     peak_at = gpu_counts.index(max(gpu_counts)) if gpu_counts else 0
     return {
-        "command": "python benchmarks/autoscaling.py " + " ".join(sys.argv[1:]) if __name__ == "__main__" else "tests/test_autoscaling.py",
+        "command": "python -m benchmarks.autoscaling " + " ".join(sys.argv[1:]) if __name__ == "__main__" else "tests/test_autoscaling.py",
         "cluster": {
             "head": {"CPU": 2},
             **types,

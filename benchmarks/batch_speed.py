@@ -1,7 +1,7 @@
 """Batched HCD against one image at a time on the CPU, at tile sizes the pipeline uses (#13: batching must not
 slow the CPU path).
 
-    python benchmarks/batch_speed.py --sizes 128,192 --batches 1,4,8 --threads 2 --out docs/eval/batch_speed.json
+    python -m benchmarks.batch_speed --sizes 128,192 --batches 1,4,8 --threads 2 --out docs/eval/batch_speed.json
 
 For each HR size, ``max(batches)`` distinct centre crops of B100 images go through ``collaborative_downscale``
 (default preset, irn-x2, one generator per item) as batches of B, all in one process, the sizes and batch
@@ -17,15 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from hcd_pipeline.evaluation.evaluate import resolve_dataset  # noqa: E402
-from hcd_pipeline.hcd.optimise import collaborative_downscale  # noqa: E402
+from hcd_pipeline.hcd.optimise import collaborative_downscale
 from hcd_pipeline.hcd.settings import get_preset
-from hcd_pipeline.io.images import list_images, read_image  # noqa: E402
-from hcd_pipeline.models import load_model  # noqa: E402
+from hcd_pipeline.io.datasets import resolve_dataset
+from hcd_pipeline.io.images import list_images, read_image
+from hcd_pipeline.models import load_model
 
 
 def crops(n: int, side: int, data: str) -> torch.Tensor:
@@ -79,7 +77,7 @@ def main() -> None:
                    "lr_values_differing_from_alone": int((diff > 0).sum()), "max_level_difference": int(diff.max())}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
-    doc = {"command": "python benchmarks/batch_speed.py " + " ".join(sys.argv[1:]), "images_per_size": n, "threads": args.threads,
+    doc = {"command": "python -m benchmarks.batch_speed " + " ".join(sys.argv[1:]), "images_per_size": n, "threads": args.threads,
            "preset": "default", "model": "irn-x2", "rows": rows}  # fmt: skip
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")

@@ -30,8 +30,9 @@ from benchmarks.plots import bar_chart, line_chart
 from benchmarks.sections import benchmark_sections
 from hcd_pipeline.core.memstats import peak_rss_mib, reset_peak_rss
 from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, upscale_lr
-from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate, resolve_dataset
+from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET
+from hcd_pipeline.io.datasets import resolve_dataset
 from hcd_pipeline.io.images import atomic_write_bytes, list_images, read_image
 from hcd_pipeline.models.registry import DEFAULT_MODELS
 

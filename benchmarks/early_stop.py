@@ -1,6 +1,6 @@
 """Presets side by side on one set and scale: mean gain and seconds per image, for #14's cost target.
 
-    python benchmarks/early_stop.py --data Set5 --scale 2 --out docs/eval/early_stop-x2-Set5.json
+    python -m benchmarks.early_stop --data Set5 --scale 2 --out docs/eval/early_stop-x2-Set5.json
 
 Variants, one after the other in one process (1 thread): the official preset, the default preset, and the
 default preset with early stopping on the no-harm judge (``patience`` 1 and 2: a stage ends after that many
@@ -14,8 +14,6 @@ import json
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -46,7 +44,7 @@ def main() -> None:
     if base:
         for r in rows:
             r["time_vs_official"] = round(r["s_per_image"] / base["s_per_image"], 3)
-    doc = {"command": "python benchmarks/early_stop.py " + " ".join(sys.argv[1:]), "rows": rows}
+    doc = {"command": "python -m benchmarks.early_stop " + " ".join(sys.argv[1:]), "rows": rows}
     print(json.dumps(doc, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")

@@ -1,8 +1,8 @@
 """The prepared GPU check: everything a lent GPU machine should measure, in one call, into one JSON.
 
-    python benchmarks/gpu_check.py --device cuda --out docs/eval/gpu.json           # on a GPU: at most ~6 min
-    python benchmarks/gpu_check.py --device cpu --quick --out /tmp/gpu_check.json   # here: at most ~3 min
-    python benchmarks/gpu_check.py --device cpu --quick --tiny --out X.json         # the test suite (seconds)
+    python -m benchmarks.gpu_check --device cuda --out docs/eval/gpu.json           # on a GPU: at most ~6 min
+    python -m benchmarks.gpu_check --device cpu --quick --out /tmp/gpu_check.json   # here: at most ~3 min
+    python -m benchmarks.gpu_check --device cpu --quick --tiny --out X.json         # the test suite (seconds)
 
 Sections (each is written to the JSON as soon as it ends, and a failing section records its error and the
 rest go on, so a run cut short still leaves what it measured):
@@ -40,17 +40,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from hcd_pipeline.core.device import device_mode, device_record, free_memory, resolve_device  # noqa: E402
+from hcd_pipeline.core.device import device_mode, device_record, free_memory, resolve_device
 from hcd_pipeline.core.resize import pad_symmetric
-from hcd_pipeline.downscaler import MEMORY_MODES, STEP_BYTES_PER_PIXEL, Downscaler, DownscaleSettings  # noqa: E402
-from hcd_pipeline.hcd.optimise import collaborative_downscale  # noqa: E402
+from hcd_pipeline.downscaler import MEMORY_MODES, STEP_BYTES_PER_PIXEL, Downscaler, DownscaleSettings
+from hcd_pipeline.hcd.optimise import collaborative_downscale
 from hcd_pipeline.hcd.settings import get_preset
-from hcd_pipeline.io.images import DecodedImage, decode_image, list_images, read_image  # noqa: E402
-from hcd_pipeline.models import load_model  # noqa: E402
+from hcd_pipeline.io.images import DecodedImage, decode_image, list_images, read_image
+from hcd_pipeline.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +70,7 @@ def _peak_mib(dev: torch.device) -> float | None:
 def _images(data: str | None, limit: int, crop: int | None) -> list[DecodedImage]:
     """Up to ``limit`` images of the set (centre crops of ``crop`` when given), sides cut to multiples of 4."""
     if data:
-        from hcd_pipeline.evaluation.evaluate import resolve_dataset
+        from hcd_pipeline.io.datasets import resolve_dataset
 
         paths = list_images(resolve_dataset(data))
     else:
@@ -348,7 +346,7 @@ def main() -> None:
         data = str(inside)
     if data is None:
         try:
-            from hcd_pipeline.evaluation.evaluate import resolve_dataset
+            from hcd_pipeline.io.datasets import resolve_dataset
 
             resolve_dataset("Set5")
             data = "Set5"
@@ -358,7 +356,7 @@ def main() -> None:
     crop = 64 if args.tiny else (96 if args.quick else None)
     images = _images(data, limit, crop)
     doc: dict[str, Any] = {
-        "command": "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.gpu_check " + " ".join(sys.argv[1:]),
         "data": data or "samples",
         "crop": crop,
         "quick": args.quick,

@@ -34,7 +34,7 @@ if [ "${PLAN:-6}" = 8 ]; then SECTIONS=${SECTIONS_8:-environment,precision,throu
 QUICK=()
 if [ "$DEV" = cpu ]; then QUICK=(--quick --tiny); fi  # the dry run
 if [ "$CHECK_S" -gt 0 ]; then
-  timeout "$CHECK_S" $PY benchmarks/gpu_check.py --device "$DEV" --limit 3 --cpu-threads 8 --sections "$SECTIONS" \
+  timeout "$CHECK_S" $PY -m benchmarks.gpu_check --device "$DEV" --limit 3 --cpu-threads 8 --sections "$SECTIONS" \
     "${QUICK[@]}" --out "$OUT/gpu.json" >>"$OUT/gpu_check.log" 2>&1
   echo "gpu_check rc=$? after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
 else  # sessions 6 and 8 logged this case as "gpu_check rc=1" (the skipped test's status)

@@ -1,6 +1,6 @@
 """Measure HCD settings against the official preset on whole sets (docs/hcd.md).
 
-Usage: python benchmarks/hcd_presets.py --model irn-x2 --data Set5 [--weights W] [--draws 1] --out docs/eval/presets-x2.json
+Usage: python -m benchmarks.hcd_presets --model irn-x2 --data Set5 [--weights W] [--draws 1] --out docs/eval/presets-x2.json
 Every variant is the ``default`` preset with the listed overrides, or ``official``; all run in one process,
 so times are comparable. Prints a markdown table.
 """

@@ -7,7 +7,7 @@ subnetwork at a time) and ``reversible`` (block inputs rebuilt from outputs, mem
 The gradients agree (the reversible one up to float drift; its relative error is printed). Each variant runs
 the LR-domain step (upscale + backward) and the HR-domain step (downscale + round + upscale + backward). Run:
 
-    python benchmarks/hcd_step_speed.py --model irn-x2 --size 256 --steps 5 [--threads 2] [--compile]
+    python -m benchmarks.hcd_step_speed --model irn-x2 --size 256 --steps 5 [--threads 2] [--compile]
 
 Times: all variants in one process, interleaved twice, the second round reported. Memory: each variant runs
 again in a child process with glibc's mmap threshold fixed at 64 KiB (so that freed tensors leave the resident
@@ -45,7 +45,7 @@ Chain = Callable[[torch.Tensor], torch.Tensor]
 def step_memory_mib(argv: list[str], variant: str, stage: str) -> float:
     """Extra resident memory of two steps of ``variant``, measured in a child process."""
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    cmd = [sys.executable, __file__, *argv, "--memory-of", variant, "--stage", stage]
+    cmd = [sys.executable, "-m", "benchmarks.hcd_step_speed", *argv, "--memory-of", variant, "--stage", stage]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["extra_mib"])
 

@@ -1,6 +1,6 @@
 """HCD in the JPEG file: which coefficient optimiser, and what its bits term is worth at equal bytes (#16).
 
-    python benchmarks/jpeg_optimizers.py --out docs/eval/jpeg_optimizers.json            # about 25 min on 1 core
+    python -m benchmarks.jpeg_optimizers --out docs/eval/jpeg_optimizers.json            # about 25 min on 1 core
 
 Centre crops (240 x 240) of the first ``--n`` Set14 images, x2, ``irn-x2-jpeg-joint``, 1 thread. Rows: the plain
 file at several JPEG qualities (the model's plain LR; the flat curve a user gets by raising the quality), ``bb`` (the
@@ -22,16 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from PIL import Image
 
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from benchmarks.lr_formats import interpolate_log  # noqa: E402
-from hcd_pipeline.downscaler import Downscaler, DownscaleSettings  # noqa: E402
-from hcd_pipeline.evaluation.evaluate import resolve_dataset  # noqa: E402
-from hcd_pipeline.hcd import jpeg_file as jpeg_hcd  # noqa: E402
-from hcd_pipeline.io.images import decode_image, list_images  # noqa: E402
+from benchmarks.lr_formats import interpolate_log
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+from hcd_pipeline.hcd import jpeg_file as jpeg_hcd
+from hcd_pipeline.io.datasets import resolve_dataset
+from hcd_pipeline.io.images import decode_image, list_images
 
 MODEL = "irn-x2-jpeg-joint"
 BB_QUALITIES = (85, 88, 90, 93)
@@ -105,7 +103,7 @@ def main() -> None:
         print(f"{r['label']:34s}  q{r['quality']}  {r['psnr_y']:7.3f} {r['psnr_rgb']:9.3f} {r['bytes']:8.0f}  {eq}")
     if args.out:
         meta = {"model": MODEL, "data": f"Set14, first {args.n} images, centre {args.side} x {args.side}", "scale": 2, "threads": 1,
-                "command": "python benchmarks/jpeg_optimizers.py " + " ".join(sys.argv[1:]),
+                "command": "python -m benchmarks.jpeg_optimizers " + " ".join(sys.argv[1:]),
                 "shipped_rate_weight": jpeg_hcd.RATE_WEIGHT, "chroma_weight": jpeg_hcd.CHROMA_WEIGHT,
                 "adam_step": jpeg_hcd.ADAM_STEP}  # fmt: skip
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

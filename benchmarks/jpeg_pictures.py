@@ -1,6 +1,6 @@
 """What a JPEG-stored LR gives back, as pictures: one crop of one image through each way of storing it (#16).
 
-    python benchmarks/jpeg_pictures.py --image ../shared/data/Set5/HR/butterfly.png --out docs/jpeg_pictures.png
+    python -m benchmarks.jpeg_pictures --image ../shared/data/Set5/HR/butterfly.png --out docs/jpeg_pictures.png
 
 Tiles (the same crop, enlarged 3x with nearest neighbours so that pixels stay visible), each titled with the whole
 image's Y-PSNR and the file's bits per HR pixel: the original; bicubic LR as JPEG + bicubic up; irn-x2's LR as JPEG,
@@ -12,20 +12,16 @@ stored JPEG LR itself (enlarged 6x), which is what a website would serve.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from PIL import Image, ImageDraw
 
-import torch  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from hcd_pipeline.core.metrics import score_pair  # noqa: E402
-from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, upscale_lr  # noqa: E402
-from hcd_pipeline.evaluation.evaluate import modcrop  # noqa: E402
-from hcd_pipeline.io.images import read_image  # noqa: E402
-from hcd_pipeline.io.lr_formats import decode_lr, encode_lr  # noqa: E402
-from hcd_pipeline.models import load_model  # noqa: E402
+from hcd_pipeline.core.metrics import score_pair
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings, upscale_lr
+from hcd_pipeline.evaluation.evaluate import modcrop
+from hcd_pipeline.io.images import read_image
+from hcd_pipeline.io.lr_formats import decode_lr, encode_lr
+from hcd_pipeline.models import load_model
 
 
 def _tile(img: torch.Tensor, box: tuple[int, int, int], zoom: int, title: str) -> Image.Image:

@@ -1,6 +1,6 @@
 """What the no-harm judge costs: the default preset with the judge on every iterate, every 5th, and off.
 
-    python benchmarks/judge_cost.py --image ../shared/data/Set5/HR/baby.png --crop 192 --rounds 2
+    python -m benchmarks.judge_cost --image ../shared/data/Set5/HR/baby.png --crop 192 --rounds 2
 
 One process, one torch thread, ``irn-x2``, a centre-offset crop; variants interleaved ``--rounds`` times;
 prints seconds per image (median) and the Y-PSNR gain over plain for each.
@@ -11,11 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """A DIV2K-sized image (2040 x 1356, a mosaic of B100 photos) through `hcd downscale` at x2 and x4.
 
-Usage: python benchmarks/large_image.py [--out docs/eval/large_image.json] [--scales 2,4] [--layouts whole,tiled]
+Usage: python -m benchmarks.large_image [--out docs/eval/large_image.json] [--scales 2,4] [--layouts whole,tiled]
 Each run is `hcd downscale` in its own process (default preset, --threads 2); it reports wall time and peak RSS
 (max resident set size of the child, from wait4's rusage). Layouts: ``whole`` is the default command (a
 DIV2K-sized image is optimised whole, with the memory-light backward); ``tiled`` adds ``--tile 192``.

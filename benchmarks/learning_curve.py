@@ -1,6 +1,6 @@
 """Plot Set5 validation Y-PSNR against training step from ``log.jsonl`` files (SVG, no plotting library).
 
-Usage: python benchmarks/learning_curve.py docs/training_curves.svg LABEL=runs/irn-x2/log.jsonl ...
+Usage: python -m benchmarks.learning_curve docs/training_curves.svg LABEL=runs/irn-x2/log.jsonl ...
 The key plotted is ``val_psnr_z0`` (z = 0 at the decoder) and, where the run was trained with z ~ N(0, 1),
 also ``val_psnr_zdraw`` (one z draw).
 """

@@ -1,6 +1,6 @@
 """Rate and distortion of stored LR formats: bits per HR pixel against the Y-PSNR users get (#16).
 
-    python benchmarks/lr_formats.py --data Set5 --scale 2 --out /tmp/rd.json     # irn-x2: plain, pixel HCD, HCD in the JPEG file
+    python -m benchmarks.lr_formats --data Set5 --scale 2 --out /tmp/rd.json     # irn-x2: plain, pixel HCD, HCD in the JPEG file
     bash benchmarks/rd_all.sh                                                   # the committed runs (docs/eval/lr_formats-rd-*.json)
 
 Rows, per image and mean over the set (irn-x2 / irn-x4, the field's protocol, 1 thread):
@@ -24,18 +24,17 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from PIL import Image
 
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from hcd_pipeline.core.metrics import score_pair  # noqa: E402
-from hcd_pipeline.downscaler import Downscaler, DownscaleSettings  # noqa: E402
-from hcd_pipeline.evaluation.evaluate import modcrop, resolve_dataset  # noqa: E402
-from hcd_pipeline.io.images import list_images, read_image  # noqa: E402
-from hcd_pipeline.io.lr_formats import decode_lr, encode_lr  # noqa: E402
-from hcd_pipeline.models import load_model  # noqa: E402
-from hcd_pipeline.models.registry import RESTORED_FORMATS, weights_file  # noqa: E402
+from hcd_pipeline.core.metrics import score_pair
+from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
+from hcd_pipeline.evaluation.evaluate import modcrop
+from hcd_pipeline.io.datasets import resolve_dataset
+from hcd_pipeline.io.images import list_images, read_image
+from hcd_pipeline.io.lr_formats import decode_lr, encode_lr
+from hcd_pipeline.models import load_model
+from hcd_pipeline.models.registry import RESTORED_FORMATS, weights_file
 
 
 def _series(variant: str) -> tuple[str, str]:
@@ -277,7 +276,7 @@ def main() -> None:
     for r in summary:
         print(f"| {r['variant']} | {r['bpp']:.3f} | {r['psnr_y']:.3f} | {r['psnr_rgb']:.3f} | {r['s_per_image']:.2f} |")
     if args.out:
-        doc = {"command": "python benchmarks/lr_formats.py " + " ".join(sys.argv[1:]), "scale": s, "data": args.data,
+        doc = {"command": "python -m benchmarks.lr_formats " + " ".join(sys.argv[1:]), "scale": s, "data": args.data,
                "summary": summary, "rows": rows}  # fmt: skip
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
         if args.chart:

@@ -1,7 +1,7 @@
 """A small training pack that fits the GPU machine's 64 MiB working tree: crops of every training photo we may use.
 
-    python benchmarks/make_train_pack.py                      # -> shared/train/BSD200-c192 (about 15 MB)
-    python benchmarks/make_train_pack.py --side 144           # sessions 6-8 (7.5 MB, BSD200 only)
+    python -m benchmarks.make_train_pack                      # -> shared/train/BSD200-c192 (about 15 MB)
+    python -m benchmarks.make_train_pack --side 144           # sessions 6-8 (7.5 MB, BSD200 only)
 
 Training data (#25): everything in ``../shared/data`` that is not a test set: BSD200 (200 photos, 481 x 321) and the
 scikit-image photos (never Set5, Set14, B100 or Urban100). Each BSD200 photo gives its centre ``--side`` x

@@ -1,9 +1,9 @@
 """HCD across model families: plain / default / official per model and set, and how far the stored LR moves from
 the standard bicubic thumbnail.
 
-    python benchmarks/model_families.py --runs edsr-x2:2:Set5 edsr-x4:4:Set5 --methods plain,hcd,official \
+    python -m benchmarks.model_families --runs edsr-x2:2:Set5 edsr-x4:4:Set5 --methods plain,hcd,official \
         --out docs/eval/model_families.json
-    python benchmarks/model_families.py --out docs/eval/model_families.json --table      # print the Markdown tables
+    python -m benchmarks.model_families --out docs/eval/model_families.json --table      # print the Markdown tables
 
 Each run is MODEL:SCALE:SET[:LIMIT] (LIMIT: the first LIMIT images of the set in name order) through
 ``hcd_pipeline.evaluation.evaluate`` (the field's protocol: modcrop, Y-PSNR / SSIM with ``scale`` border pixels ignored).
@@ -27,7 +27,6 @@ from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -112,7 +111,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     doc.update(machine=f"{platform.machine()} {torch.get_num_threads()} threads, no GPU" if not torch.cuda.is_available() else "cuda",
-               command="python benchmarks/model_families.py " + " ".join(sys.argv[1:]))  # fmt: skip
+               command="python -m benchmarks.model_families " + " ".join(sys.argv[1:]))  # fmt: skip
     for run in args.runs:
         model, scale, data, *limit = run.split(":")
         for method in args.methods.split(","):

@@ -1,7 +1,7 @@
 """Per-image gain distribution of HCD with the no-harm rule: share improved, kept plain, worst, mean.
 
-    python benchmarks/no_harm.py --runs bicubic:2:Set14 irn-x2:2:Set5 irn-x4:4:Set5 --out docs/eval/no_harm.json
-    python benchmarks/no_harm.py --merge A.json B.json --out docs/eval/no_harm.json     # join runs made apart
+    python -m benchmarks.no_harm --runs bicubic:2:Set14 irn-x2:2:Set5 irn-x4:4:Set5 --out docs/eval/no_harm.json
+    python -m benchmarks.no_harm --merge A.json B.json --out docs/eval/no_harm.json     # join runs made apart
 
 Each run is MODEL:SCALE:SET (a set name or folder) through ``hcd_pipeline.evaluation.evaluate`` (the field's protocol:
 Y-PSNR with border crop, modcrop) with the default preset, plus the synthetic images of
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def _synthetic(n: int = 64) -> dict:
@@ -67,7 +66,7 @@ def main() -> None:
     from hcd_pipeline.evaluation.evaluate import EvalSettings, evaluate
     from hcd_pipeline.io.images import DecodedImage
 
-    out: dict = {"command": "python benchmarks/no_harm.py " + " ".join(sys.argv[1:]), "runs": []}
+    out: dict = {"command": "python -m benchmarks.no_harm " + " ".join(sys.argv[1:]), "runs": []}
     for spec in args.runs:
         model, scale, data = spec.split(":")
         t0 = time.perf_counter()

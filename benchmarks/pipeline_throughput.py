@@ -1,6 +1,6 @@
 """Pipeline throughput: images per second, plain and HCD, 1 vs 2 actors, and a plain Python loop.
 
-Usage: python benchmarks/pipeline_throughput.py --data ../shared/data/B100/HR --limit 8 --crop 192 --model irn-x2
+Usage: python -m benchmarks.pipeline_throughput --data ../shared/data/B100/HR --limit 8 --crop 192 --model irn-x2
 All variants run in one process on the same images, so their ratios are comparable (the machine is shared).
 ``--crop`` centre-crops every image to the same size, so that the work splits evenly across actors.
 Pipeline times are end to end (actor start and model load included), as a user of ``hcd run`` sees them.

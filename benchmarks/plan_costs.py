@@ -1,6 +1,6 @@
 """Per-item costs of planning and finishing a run, for projecting an archive of millions of images.
 
-    python benchmarks/plan_costs.py --keys 100000 --s3-keys 5000 --out docs/eval/plan_costs.json
+    python -m benchmarks.plan_costs --keys 100000 --s3-keys 5000 --out docs/eval/plan_costs.json
 
 Without processing an image it measures, on a synthetic output of ``--keys`` finished images (an ok row
 each in Parquet parts, a sidecar each under ``lr/`` in output layout 2) and an input folder of as many files:
@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def _rss_mib() -> float:
@@ -101,7 +100,6 @@ def synth_output(out: Path, inp: Path, n: int, part_rows: int = 4096) -> list[st
 
 
 def s3_listing(n: int) -> dict:
-    sys.path.insert(0, str(ROOT))
     import s3fs
 
     from hcd_pipeline.io.storage import StorageOptions
@@ -138,7 +136,7 @@ def main() -> None:
     from hcd_pipeline.pipeline.settings import PipelineSettings
     from hcd_pipeline.pipeline.sources import iter_inputs
 
-    res: dict = {"command": "python benchmarks/plan_costs.py " + " ".join(sys.argv[1:]), "keys": args.keys}
+    res: dict = {"command": "python -m benchmarks.plan_costs " + " ".join(sys.argv[1:]), "keys": args.keys}
     with tempfile.TemporaryDirectory(prefix="hcd-plan-") as tmp:
         out, inp = Path(tmp) / "out", Path(tmp) / "in"
         synth_output(out, inp, args.keys)

@@ -1,8 +1,8 @@
 """Gain against time of HCD presets and variants, side by side on the same images in one process (#14's target).
 
-    python benchmarks/preset_cost.py --scale 2 --sets Set5,Set14 --set-variants Set14=official,default --out docs/eval/preset_cost-x2.json
-    python benchmarks/preset_cost.py --scale 4 --sets Set5,Set14 --set-variants Set14=official,default --out docs/eval/preset_cost-x4.json
-    python benchmarks/preset_cost.py --render docs/eval/preset_cost-x2.json docs/eval/preset_cost-x4.json --chart docs/gain_vs_time.svg
+    python -m benchmarks.preset_cost --scale 2 --sets Set5,Set14 --set-variants Set14=official,default --out docs/eval/preset_cost-x2.json
+    python -m benchmarks.preset_cost --scale 4 --sets Set5,Set14 --set-variants Set14=official,default --out docs/eval/preset_cost-x4.json
+    python -m benchmarks.preset_cost --render docs/eval/preset_cost-x2.json docs/eval/preset_cost-x4.json --chart docs/gain_vs_time.svg
 
 Every image goes through every variant before the next image starts (variants interleaved per image, so that a
 change of machine load hits all of them alike), 1 torch thread, the shipped model of the scale, the field's
@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 VARIANTS: dict[str, tuple] = {
     # name: (method, preset, overrides[, other DownscaleSettings fields])
@@ -46,7 +45,8 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
-    from hcd_pipeline.evaluation.evaluate import modcrop, resolve_dataset
+    from hcd_pipeline.evaluation.evaluate import modcrop
+    from hcd_pipeline.io.datasets import resolve_dataset
     from hcd_pipeline.io.images import list_images, read_image
 
     torch.set_num_threads(1)
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> dict:
                        "gain_y": out.optimised.psnr_y - out.plain.psnr_y, "kept": out.sidecar["kept"]}  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    return {"command": "python benchmarks/preset_cost.py " + " ".join(sys.argv[1:]), "scale": args.scale,
+    return {"command": "python -m benchmarks.preset_cost " + " ".join(sys.argv[1:]), "scale": args.scale,
             "model": next(iter(ds.values())).model_name, "variants": {n: VARIANTS[n] for n in names},
             "rows": rows, "summary": summarise(rows)}  # fmt: skip
 

@@ -1,7 +1,7 @@
 """`hcd report`'s cost on a large metric table: N synthetic rows in the full schema, written as one Parquet file,
 then load_tables (the report's column projection) and build_report timed, with the process's peak RSS.
 
-    python benchmarks/report_scale.py --rows 1000000
+    python -m benchmarks.report_scale --rows 1000000
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Screenshots of `hcd report`'s HTML page in a real headless browser (Debian's chromium), for the docs.
 
-    make demo && python benchmarks/report_screenshots.py --run out/demo --rows 2000 --out docs
+    make demo && python -m benchmarks.report_screenshots --run out/demo --rows 2000 --out docs
 
 Writes docs/report/report.{html,json} (the report of the run), docs/report_charts.png (header, table and charts),
 docs/report_pictures.png (the stored LR beside the bicubic thumbnail, reconstructions and error maps of the worst

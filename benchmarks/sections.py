@@ -22,7 +22,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _speed(data: dict[str, Any]) -> list[str]:
     st = data["settings"]
-    cmd = f"python benchmarks/hcd_step_speed.py --model {st['model']} --size {st['size']} --steps {st['steps']} --threads {st['threads']}"
+    cmd = f"python -m benchmarks.hcd_step_speed --model {st['model']} --size {st['size']} --steps {st['steps']} --threads {st['threads']}"
     rows = [
         [
             r["stage"].upper(),
@@ -78,7 +78,7 @@ def _large(rows: list[dict[str, Any]]) -> list[str]:
     return [
         "### A DIV2K-sized image (2040 x 1356)",
         "",
-        f"`python benchmarks/large_image.py --layouts {','.join(dict.fromkeys(r['layout'] for r in rows))} --out"
+        f"`python -m benchmarks.large_image --layouts {','.join(dict.fromkeys(r['layout'] for r in rows))} --out"
         " docs/eval/large_image.json`: a mosaic of B100 photos through `hcd downscale`",
         "(default preset), each run its own process; peak RSS is that process's maximum resident set (from `wait4`).",
         "",
@@ -90,7 +90,7 @@ def _large(rows: list[dict[str, Any]]) -> list[str]:
 def _throughput(data: dict[str, Any]) -> list[str]:
     st = data["settings"]
     crop = f" --crop {st['crop']}" if st.get("crop") else ""
-    cmd = f"python benchmarks/pipeline_throughput.py --data {st['data']} --limit {st['limit']}{crop} --model {st['model']}"
+    cmd = f"python -m benchmarks.pipeline_throughput --data {st['data']} --limit {st['limit']}{crop} --model {st['model']}"
     rows = [[r["method"], r["runner"], str(r["images"]), f"{r['images_per_s']:.3f}", f"{r['seconds']:.1f}"] for r in data["rows"]]
     return [
         "### Pipeline throughput",

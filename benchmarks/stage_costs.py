@@ -1,6 +1,6 @@
 """CPU cost per image of the decode and write stages beside the model stage, to size a node's stages.
 
-    python benchmarks/stage_costs.py --data ../shared/data/B100/HR --limit 8 --crop 256 --method plain hcd --out docs/eval/stage_costs.json
+    python -m benchmarks.stage_costs --data ../shared/data/B100/HR --limit 8 --crop 256 --method plain hcd --out docs/eval/stage_costs.json
 
 The three stage callables of the pipeline are called directly (no Ray) on centre crops of the images, one
 image per call, in one process with one torch thread: ms per image for decode (read + decode), model
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
@@ -41,7 +40,7 @@ def main() -> None:
     from hcd_pipeline.pipeline.stages import ModelStage, decode_stage, write_stage
 
     torch.set_num_threads(1)
-    res: dict = {"command": "python benchmarks/stage_costs.py " + " ".join(sys.argv[1:]), "crop": args.crop, "rows": []}
+    res: dict = {"command": "python -m benchmarks.stage_costs " + " ".join(sys.argv[1:]), "crop": args.crop, "rows": []}
     with tempfile.TemporaryDirectory(prefix="hcd-stages-") as tmp:
         inp = Path(tmp) / "in"
         inp.mkdir()

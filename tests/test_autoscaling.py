@@ -1,7 +1,7 @@
 """Autoscaling GPU workers on a simulated cluster (Ray's fake multi-node provider): the model actor pool grows with
 the backlog, the autoscaler launches GPU nodes for it and releases them when idle, and every image is done once.
 
-The full-size run is ``python benchmarks/autoscaling.py`` (docs/eval/autoscaling.json); this is the same at a size
+The full-size run is ``python -m benchmarks.autoscaling`` (docs/eval/autoscaling.json); this is the same at a size
 that the suite affords on 2 cores.
 """
 
@@ -26,8 +26,8 @@ def test_pool_and_gpu_nodes_grow_with_the_backlog_and_shrink_after(tmp_path):
     # 128 s of backlog for one actor; here (quiet) the pool reached 4 by 70 s, with the suite beside it 3 of 4.
     args = ["--images", "32", "--max-actors", "4", "--side", "40", "--lr-steps", "4", "--hold", "4", "--out", str(tmp_path / "a.json"),
             "--chart", str(tmp_path / "a.svg")]  # fmt: skip
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "autoscaling.py"), *args], capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.autoscaling", *args], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "a.json").read_text())
     assert res["rc"] == 0, res["log_tail"]

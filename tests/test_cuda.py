@@ -20,8 +20,8 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 def test_gpu_check_cpu_mode_writes_every_section(tmp_path):
     out = tmp_path / "gpu.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--quick", "--tiny",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--quick", "--tiny",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out.read_text())
     sec = doc["sections"]

@@ -59,3 +59,34 @@ def test_no_library_module_is_larger_than_a_reader_can_hold():
     assert max(cli.values()) <= 300, cli
     big = {k: v for k, v in sizes.items() if v > 400}
     assert not big, big
+
+
+def test_benchmarks_are_a_package_that_uses_the_public_modules():
+    # Run as `python -m benchmarks.NAME` from the checkout: no script edits sys.path, and none imports a private name
+    # (a leading underscore) of the library, so a refactoring of the library's insides cannot break them unseen.
+    bench = ROOT / "benchmarks"
+    assert (bench / "__init__.py").exists()
+    bad = []
+    for path in bench.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) and node.value.id == "sys":
+                bad.append(f"{path.name}: sys.path")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hcd_pipeline"):
+                bad += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert not bad, bad
+
+
+def test_the_library_has_no_path_into_a_checkout():
+    # Data sets are found by name under $HCD_DATA_ROOT or the checkout's data folder (io.datasets), never by a
+    # relative path written into a default: an installed package has no ../shared beside it.
+    hits = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}  # docstrings may name the layout
+        hits += [
+            f"{path.relative_to(ROOT)}:{n.lineno}"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and "../shared" in n.value and id(n) not in docs
+        ]
+    assert not hits, hits

@@ -9,40 +9,19 @@ per-image score is the mean over draws.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from hcd_pipeline.core.metrics import psnr_gain
 from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET
+from hcd_pipeline.io.datasets import resolve_dataset
 from hcd_pipeline.io.images import DecodedImage, list_images, read_image
 
-__all__ = ["EVAL_METHODS", "resolve_dataset", "EvalSettings", "evaluate"]
+__all__ = ["EVAL_METHODS", "resolve_dataset", "EvalSettings", "evaluate"]  # resolve_dataset: io.datasets, kept here for callers
 
 EVAL_METHODS = ("plain", "lr", "hr", "hcd", "official")
-
-
-def resolve_dataset(name_or_path: str) -> Path:
-    """A folder path, or a set name looked up as ``<data root>/NAME/HR``.
-
-    The data root is ``$HCD_DATA_ROOT`` if set, else ``../shared/data`` from the working directory,
-    else ``shared/data`` beside the source checkout.
-    """
-    p = Path(name_or_path)
-    if p.is_dir():
-        return p
-    roots = []
-    if os.environ.get("HCD_DATA_ROOT"):
-        roots.append(Path(os.environ["HCD_DATA_ROOT"]))
-    roots += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
-    for root in roots:
-        cand = root / name_or_path / "HR"
-        if cand.is_dir():
-            return cand
-    raise FileNotFoundError(f"{name_or_path}: neither a folder nor a set under {', '.join(map(str, roots))}")
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ class TrainConfig:
     """Settings of one training run (recorded in the checkpoint and in the exported weights)."""
 
     scale: int = setting(2, "scale factor", choices=(2, 4))
-    data: str = setting("../shared/data/BSD200/HR", "training images (a folder)")
-    val: str = setting("../shared/data/Set5/HR", "validation folder ('' for none)")
+    data: str = setting("BSD200", "training images: a folder, or a set name under the data root (io.datasets)")
+    val: str = setting("Set5", "validation images: a folder or a set name ('' for none)")
     out: str = setting("runs/irn-x2", "run folder (hcd train: default runs/<family>-x<scale>)", cli=False)
     blocks: int = setting(4, "coupling blocks per level (EDSR: residual blocks)")
     width: int = setting(32, "dense-block growth channels (EDSR: channels)")

@@ -6,15 +6,17 @@ from pathlib import Path
 
 import torch
 
+from hcd_pipeline.io.datasets import resolve_dataset
 from hcd_pipeline.io.images import list_images, read_image
 from hcd_pipeline.jpeg.simulate import jpeg_sim
 from hcd_pipeline.training.config import TrainConfig
 
 
 def load_training_images(folder: str | Path, min_side: int) -> list[torch.Tensor]:
-    """Decode every RGB image of ``folder`` into a uint8 (3, H, W) tensor, in sorted name order."""
+    """Decode every RGB image of ``folder`` (a folder, or a set name: :func:`~hcd_pipeline.io.datasets.resolve_dataset`)
+    into a uint8 (3, H, W) tensor, in sorted name order."""
     images = []
-    for path in list_images(folder):
+    for path in list_images(resolve_dataset(folder)):
         img = read_image(path)
         if img.pixels.shape[0] != 3 or min(img.pixels.shape[-2:]) < min_side:
             continue
