@@ -31,7 +31,7 @@ def main() -> None:
     rows = []
     for v in args.variants.split(","):
         preset, _, extra = v.partition("+")
-        ov = (("patience", int(extra.removeprefix("patience"))),) if extra else ()
+        ov = {"patience": int(extra.removeprefix("patience"))} if extra else {}
         t0 = time.perf_counter()
         res = evaluate(EvalSettings(model=None, scale=args.scale, data=args.data, method="hcd", preset=preset, overrides=ov))
         n = len(res["images"])

@@ -310,7 +310,7 @@ def pipeline_stage(dev: torch.device, args: argparse.Namespace, images: list[Dec
     out = core.rows(rows, pixels)
     _sync(dev)
     dt = time.perf_counter() - t0
-    alone = Downscaler(DownscaleSettings(model=_model(args, 2), device=str(dev), batch=1))
+    alone = Downscaler(DownscaleSettings(model=_model(args, 2), device=str(dev), hcd_batch=1))
     diffs, batches, errors = 0, [], [r["error"] for r in out if r["error"]]
     for r, img, data in zip(out, images, files, strict=True):
         if r["error"]:

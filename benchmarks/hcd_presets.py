@@ -55,7 +55,7 @@ def main() -> None:
             over["decode"] = args.decode
         t0 = time.perf_counter()
         res = evaluate(EvalSettings(model=args.model if not args.weights else None, scale=args.scale, weights=args.weights, data=args.data,
-                                    method="hcd", preset=preset, draws=args.draws, overrides=tuple(over.items())))  # fmt: skip
+                                    method="hcd", preset=preset, draws=args.draws, overrides=dict(over)))  # fmt: skip
         m = res["mean"]
         results[name] = {"preset": preset, "overrides": over, "mean": m, "wall_s": time.perf_counter() - t0, "images": res["images"]}
         print(f"| {name} | {m['psnr_y']:.3f} | {m['gain_y']:+.3f} | {m['ssim_y']:.4f} | {m['seconds']:.2f} |", flush=True)

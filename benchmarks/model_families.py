@@ -65,7 +65,7 @@ def _method(name: str) -> tuple[str, tuple[tuple[str, object], ...]]:
         except ValueError:
             parsed = value
         overrides.append((key, parsed))
-    return base, tuple(overrides)
+    return base, dict(overrides)
 
 
 def _fmt(v: object, spec: str) -> str:

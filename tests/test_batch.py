@@ -91,13 +91,13 @@ def test_downscaler_batch_equals_alone_and_keeps_failures_apart():
         DecodedImage(hr[2][:, :31, :31], None, 8, "RGB", "odd"),  # pads to 32 x 32
         DecodedImage(torch.full((3, 32, 32), float("nan")), None, 8, "RGB", "bad"),
     ]
-    ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", batch=4, preset="default", overrides={"lr_steps": 6}))
+    ds = Downscaler(DownscaleSettings(model="tiny-irn-x2", hcd_batch=4, preset="default", overrides={"lr_steps": 6}))
     outs = ds.optimise_batch(images)
     assert isinstance(outs[3], Exception) and "NaN" in str(outs[3])
     for img, out in zip(images[:3], outs[:3], strict=True):
         assert not isinstance(out, Exception)
         assert out.batch == 3 and out.device["kind"] == "cpu"
-        alone = Downscaler(DownscaleSettings(model="tiny-irn-x2", batch=1, preset="default", overrides={"lr_steps": 6})).optimise(img)
+        alone = Downscaler(DownscaleSettings(model="tiny-irn-x2", hcd_batch=1, preset="default", overrides={"lr_steps": 6})).optimise(img)
         assert alone.batch == 1
         assert int((out.lr.int() - alone.lr.int()).abs().max()) <= 1, img.name
         assert out.kept == alone.kept and out.rec.shape == alone.rec.shape

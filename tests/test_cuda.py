@@ -70,8 +70,8 @@ def test_device_mode_restores_flags():
 @CUDA
 def test_cuda_batch_equals_alone_and_cpu_close():
     imgs = [_image(i) for i in range(3)]
-    batched = Downscaler(DownscaleSettings(model="tiny-irn-x2", device="cuda", batch=3)).optimise_batch(imgs)
-    alone = Downscaler(DownscaleSettings(model="tiny-irn-x2", device="cuda", batch=1))
+    batched = Downscaler(DownscaleSettings(model="tiny-irn-x2", device="cuda", hcd_batch=3)).optimise_batch(imgs)
+    alone = Downscaler(DownscaleSettings(model="tiny-irn-x2", device="cuda", hcd_batch=1))
     cpu = Downscaler(DownscaleSettings(model="tiny-irn-x2", device="cpu"))
     for img, out in zip(imgs, batched, strict=True):
         assert out.batch == 3

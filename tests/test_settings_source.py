@@ -15,6 +15,8 @@ from hcd_pipeline.cli import main
 from hcd_pipeline.cli.options import options_from
 from hcd_pipeline.core.settings_fields import default_of, field_types, setting, setting_fields
 from hcd_pipeline.downscaler.settings import DownscaleSettings, ImageSettings
+from hcd_pipeline.evaluation.evaluate import EvalSettings
+from hcd_pipeline.hcd.settings import METHODS
 from hcd_pipeline.pipeline.jobs import load_job
 from hcd_pipeline.pipeline.settings import PipelineSettings
 
@@ -57,13 +59,16 @@ def test_every_image_setting_is_declared_once_with_help():
         assert f.metadata["help"].strip(), name
         # The subclasses inherit the very declaration: no second copy to drift.
         assert setting_fields(PipelineSettings)[name] is f and setting_fields(DownscaleSettings)[name] is f
+        # eval's settings too, but for the method, which there also takes "official" (the original code's preset)
+        assert (setting_fields(EvalSettings)[name] is f) == (name != "method"), name
+    assert set(setting_fields(EvalSettings)["method"].metadata["choices"]) == {*METHODS, "official"}
     assert "codec_aware" in CLI_FIELDS and "overlap" in CLI_FIELDS  # reachable from the CLI, not only from Python
 
 
-@pytest.mark.parametrize("command", ["downscale", "roundtrip", "run"])
+@pytest.mark.parametrize("command", ["downscale", "roundtrip", "run", "eval"])
 def test_every_cli_setting_is_a_flag_of_the_commands_that_take_it(command):
     flags = flags_of(command)
-    cls = PipelineSettings if command == "run" else DownscaleSettings
+    cls = {"run": PipelineSettings, "eval": EvalSettings}.get(command, DownscaleSettings)
     for name, f in setting_fields(cls).items():
         if name == "device":  # the model commands' shared --device (upscale and eval have it too): auto there
             assert flags["device"].default == "auto"
@@ -75,7 +80,8 @@ def test_every_cli_setting_is_a_flag_of_the_commands_that_take_it(command):
         assert f"--{name.replace('_', '-')}" in opt.opts, (command, name, opt.opts)
         assert f.metadata["help"] in (opt.help or ""), (command, name)
         if f.metadata["choices"]:
-            assert list(opt.type.choices) == [str(c) for c in f.metadata["choices"]], (command, name)
+            extra = ["all"] if (command, name) == ("eval", "method") else []  # eval runs every method in turn
+            assert list(opt.type.choices) == [str(c) for c in f.metadata["choices"]] + extra, (command, name)
         # The single-image commands default to the declaration; hcd run leaves it to the job spec (None).
         want = None if command == "run" else default_of(f)
         got = opt.default

@@ -8,9 +8,10 @@ from typing import Any
 import click
 
 from hcd_pipeline.cli.group import handle_errors, main
-from hcd_pipeline.cli.options import model_options, need
+from hcd_pipeline.cli.options import DEVICE, need, options_from, set_option
 from hcd_pipeline.core.errors import HcdError
-from hcd_pipeline.hcd.settings import DEFAULT_PRESET, PRESETS
+from hcd_pipeline.core.settings_fields import setting_fields
+from hcd_pipeline.evaluation.evaluate import EVAL_METHODS, EvalSettings
 from hcd_pipeline.io import jsonfile as jsonutil
 from hcd_pipeline.io.images import atomic_write_bytes
 
@@ -21,13 +22,13 @@ def _eval_row(r: dict[str, Any]) -> str:
 
 
 @main.command(name="eval")
-@model_options
-@click.option("--data", default="Set5", show_default=True, help="set name (Set5, Set14, B100, Urban100) or folder")
-@click.option("--method", type=click.Choice(["plain", "lr", "hr", "hcd", "official", "all"]), default="plain", show_default=True)
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True)
-@click.option("--draws", type=int, default=1, show_default=True, help="z draws (seeds 0..N-1), scores averaged")
-@click.option("--decode", type=click.Choice(["draw", "zero"]), default=None, help="decoder z policy (default: the preset's)")
-@click.option("--limit", type=int, default=None, help="only the first N images")
+@DEVICE
+@options_from(EvalSettings, skip=("method",))
+@click.option(
+    "--method", type=click.Choice([*EVAL_METHODS, "all"]), default="plain", show_default=True,
+    help=setting_fields(EvalSettings)["method"].metadata["help"] + "; all: each in turn",
+)  # fmt: skip
+@set_option
 @click.option(
     "-o",
     "--output",
@@ -38,44 +39,22 @@ def _eval_row(r: dict[str, Any]) -> str:
     help="also write the numbers as JSON to this file (default: print only)",
 )
 @handle_errors
-def eval_cmd(
-    model: str | None,
-    scale: int | None,
-    weights: str | None,
-    device: str,
-    data: str,
-    method: str,
-    preset: str,
-    draws: int,
-    decode: str | None,
-    limit: int | None,
-    json_out: str | None,
-) -> None:
-    """Evaluate a model and method on a set with the standard protocol (Y-PSNR / SSIM, border crop)."""
-    from hcd_pipeline.evaluation.evaluate import EVAL_METHODS, EvalSettings, evaluate
+def eval_cmd(method: str, json_out: str | None, **opts: Any) -> None:
+    """Evaluate a model and method on a set with the standard protocol (Y-PSNR / SSIM, border crop); takes every
+    setting of ``hcd downscale``."""
+    from hcd_pipeline.evaluation.evaluate import evaluate
 
     methods = EVAL_METHODS if method == "all" else (method,)
     results = {}
     for m in methods:
-        cfg = EvalSettings(
-            model=model,
-            scale=scale,
-            data=data,
-            method=m,
-            preset=preset,
-            draws=draws,
-            decode=decode,
-            weights=weights,
-            limit=limit,
-            device=device,
-        )
+        cfg = EvalSettings(**opts, method=m)
         res = evaluate(cfg)
         results[m] = res
         st = res["settings"]
         click.echo(
-            f"# {st['model']} x{st['scale']} on {data}, method {m}"
-            + (f" (preset {preset})" if m not in ("plain", "official") else "")
-            + f", {draws} draw(s)"
+            f"# {st['model']} x{st['scale']} on {cfg.data}, method {m}"
+            + (f" (preset {cfg.preset})" if m not in ("plain", "official") else "")
+            + f", {cfg.draws} draw(s)"
         )  # type: ignore[index]
         click.echo(f"{'image':18s} {'PSNR-Y':>8s} {'SSIM-Y':>7s} {'PSNR':>8s} {'SSIM':>7s} {'gain':>7s} {'sec':>6s}")
         for r in [*res["images"], {"image": "mean", **res["mean"]}]:  # type: ignore[dict-item]

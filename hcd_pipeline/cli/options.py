@@ -145,10 +145,11 @@ def hint_codec_model(settings: Any) -> None:
         click.echo(hint, err=True)
 
 
-def options_from(cls: type, *, layered: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def options_from(cls: type, *, layered: bool = False, skip: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """One ``--flag`` per field of the settings dataclass ``cls`` declared with ``cli`` (name, type, choices, bounds,
     parser and help from the field: :func:`~hcd_pipeline.core.settings_fields.setting`).
 
+    ``skip``: fields the command declares itself (``eval``'s ``--method`` also takes ``all``).
     ``layered``: the flags override a job spec, so each defaults to None (the spec's value, else the field's, stands)
     and the field's default is shown in the help; otherwise the field's default is the flag's.
     """
@@ -158,7 +159,7 @@ def options_from(cls: type, *, layered: bool = False) -> Callable[[Callable[...,
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         for name, f in reversed(setting_fields(cls).items()):
-            if not f.metadata["cli"]:
+            if not f.metadata["cli"] or name in skip:
                 continue
             types, default = field_types(cls, name), default_of(f)
             flag = f.metadata.get("flag") or "--" + name.replace("_", "-")
@@ -191,9 +192,12 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``hcd downscale`` / ``roundtrip``: the device, every image setting (:class:`ImageSettings`) and ``--set``."""
     from hcd_pipeline.downscaler.settings import DownscaleSettings
 
-    fn = click.option("--set", "overrides", multiple=True, callback=parse_overrides, metavar="KEY=VALUE", help=SET_HELP)(fn)
-    fn = options_from(DownscaleSettings)(fn)
-    return DEVICE(fn)
+    return DEVICE(options_from(DownscaleSettings)(set_option(fn)))
+
+
+def set_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--set KEY=VALUE`` (repeatable): the image settings' ``overrides``."""
+    return click.option("--set", "overrides", multiple=True, callback=parse_overrides, metavar="KEY=VALUE", help=SET_HELP)(fn)
 
 
 SET_HELP = "override one HCD setting of the preset (repeatable), e.g. --set judge=rgb --set lr_steps=10"

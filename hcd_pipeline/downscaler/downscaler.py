@@ -83,10 +83,10 @@ class Downscaler(Recorder):
         return tile, memory
 
     def batch_items(self, height: int, width: int, memory: str) -> int:
-        """Images of this (padded) size optimised together: ``settings.batch``, else 1 on the CPU (measured: batching
+        """Images of this (padded) size optimised together: ``settings.hcd_batch``, else 1 on the CPU (measured: batching
         gains nothing there, ``benchmarks/batch_speed.py``) and on CUDA as many as fit in 60 % of the free memory."""
-        if self.settings.batch is not None:
-            return self.settings.batch
+        if self.settings.hcd_batch is not None:
+            return self.settings.hcd_batch
         free = free_memory(self.device)
         if free is None or self.settings.method == "plain":
             return 1 if free is None else MAX_BATCH

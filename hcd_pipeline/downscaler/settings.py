@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 from hcd_pipeline.core.device import GPU_MODES, PRECISIONS
 from hcd_pipeline.core.errors import SettingsError
-from hcd_pipeline.core.settings_fields import setting
+from hcd_pipeline.core.settings_fields import setting, setting_fields
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET, METHODS, PRESETS, HCDSettings, get_preset
 from hcd_pipeline.io.lr_formats import DEFAULT_QUALITY, LR_FORMATS, check_format
 from hcd_pipeline.io.metadata import METADATA_POLICIES
@@ -80,8 +80,9 @@ class ImageSettings:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise SettingsError(f"unknown method {self.method!r}; expected one of {METHODS}")
+        methods = setting_fields(type(self))["method"].metadata["choices"]  # a subclass may declare more (eval: official)
+        if self.method not in methods:
+            raise SettingsError(f"unknown method {self.method!r}; expected one of {methods}")
         check_format(self.lr_format, self.lr_quality)
         if self.metadata not in METADATA_POLICIES:
             raise SettingsError(f"metadata {self.metadata!r}: expected one of {METADATA_POLICIES}")
@@ -107,12 +108,14 @@ class DownscaleSettings(ImageSettings):
     where they run. ``device`` comes from the commands' ``--device`` (default ``auto`` there, ``cpu`` here)."""
 
     device: str = setting("cpu", "cpu, cuda, cuda:N or auto", cli=False)
-    batch: int | None = setting(None, "same-size images optimised together (None: 1 on the CPU, from free memory on CUDA)", cli=False)
+    hcd_batch: int | None = setting(
+        None, "same-size images optimised together in one model call (None: 1 on the CPU, from free memory on CUDA)", cli=False
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
-            raise SettingsError(f"batch must be between 1 and {MAX_BATCH}, got {self.batch}")
+        if self.hcd_batch is not None and not 1 <= self.hcd_batch <= MAX_BATCH:
+            raise SettingsError(f"hcd_batch must be between 1 and {MAX_BATCH}, got {self.hcd_batch}")
 
     def hcd_settings(self) -> HCDSettings:
         return get_preset(self.preset, **self.overrides)

@@ -2,7 +2,7 @@
 
 Each HR image is cropped to a multiple of the scale, downscaled by the chosen method to an 8-bit LR,
 upscaled, rounded to 8 bits and scored on Y and RGB with ``scale`` border pixels ignored
-(:mod:`hcd_pipeline.core.metrics`). With several z draws, every draw uses its own seed (0, 1, ...) and the
+(:mod:`hcd_pipeline.core.metrics`). With several z draws, every draw uses its own seed (``seed``, ``seed + 1``, ...) and the
 per-image score is the mean over draws.
 """
 
@@ -13,9 +13,11 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
+from hcd_pipeline.core.errors import SettingsError
 from hcd_pipeline.core.metrics import psnr_gain
+from hcd_pipeline.core.settings_fields import setting
 from hcd_pipeline.downscaler import Downscaler, DownscaleSettings
-from hcd_pipeline.hcd.settings import DEFAULT_PRESET
+from hcd_pipeline.downscaler.settings import ImageSettings
 from hcd_pipeline.io.datasets import resolve_dataset
 from hcd_pipeline.io.images import DecodedImage, list_images, read_image
 
@@ -24,19 +26,34 @@ __all__ = ["EVAL_METHODS", "resolve_dataset", "EvalSettings", "evaluate"]  # res
 EVAL_METHODS = ("plain", "lr", "hr", "hcd", "official")
 
 
-@dataclass(frozen=True)
-class EvalSettings:
-    model: str | None
-    scale: int | None
-    data: str
-    method: str = "plain"
-    preset: str = DEFAULT_PRESET
-    draws: int = 1
-    decode: str | None = None  # None: the preset's
-    weights: str | None = None
-    limit: int | None = None
-    overrides: tuple[tuple[str, object], ...] = ()  # preset fields to change, e.g. (("lr_steps", 30),)
-    device: str = "cpu"  # cpu, cuda, cuda:N, auto
+@dataclass(frozen=True, kw_only=True)
+class EvalSettings(ImageSettings):
+    """The protocol's settings: every image setting, declared once in :class:`ImageSettings` (``hcd eval`` takes the
+    same flags as ``hcd downscale``), plus the set, the z draws, a limit and the device. ``method`` defaults to
+    ``plain`` here and also takes ``official`` (``hcd`` with the original code's preset)."""
+
+    method: str = setting(
+        "plain", "plain, lr, hr, hcd, or official (hcd with the original code's preset, whatever --preset says)",
+        choices=EVAL_METHODS, fp="always",
+    )  # fmt: skip
+    data: str = setting("Set5", "set name (Set5, Set14, B100, Urban100: io.datasets) or folder")
+    draws: int = setting(1, "z draws (seeds seed .. seed + N - 1), scores averaged", bounds=(1, None))
+    decode: str | None = setting(None, "decoder z policy (default: the preset's)", choices=("draw", "zero"))
+    limit: int | None = setting(None, "only the first N images", bounds=(1, None))
+    device: str = setting("cpu", "cpu, cuda, cuda:N or auto", cli=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.draws < 1:
+            raise SettingsError(f"draws must be >= 1, got {self.draws}")
+
+    def downscale_settings(self, draw: int = 0) -> DownscaleSettings:
+        """The settings of one z draw (seed ``seed + draw``): ``official`` as ``hcd`` with that preset, ``decode`` as
+        an override of the preset's."""
+        method, preset = ("hcd", "official") if self.method == "official" else (self.method, self.preset)
+        overrides = {**self.overrides, **({"decode": self.decode} if self.decode else {})}
+        fields = {**self.image_settings(), "method": method, "preset": preset, "overrides": overrides, "seed": self.seed + draw}
+        return DownscaleSettings(**fields, device=self.device)
 
 
 def modcrop(img: DecodedImage, s: int) -> DecodedImage:
@@ -56,25 +73,7 @@ def evaluate(cfg: EvalSettings, *, progress=None) -> dict[str, object]:  # noqa:
     paths = list_images(folder)[: cfg.limit]
     if not paths:
         raise FileNotFoundError(f"{folder}: no images")
-    method, preset = ("hcd", "official") if cfg.method == "official" else (cfg.method, cfg.preset)
-    overrides: dict[str, object] = dict(cfg.overrides)
-    if cfg.decode:
-        overrides["decode"] = cfg.decode
-    downscalers = [
-        Downscaler(
-            DownscaleSettings(
-                model=cfg.model,
-                scale=cfg.scale,
-                weights=cfg.weights,
-                method=method,
-                preset=preset,
-                overrides=overrides,
-                seed=seed,
-                device=cfg.device,
-            )
-        )
-        for seed in range(cfg.draws)
-    ]
+    downscalers = [Downscaler(cfg.downscale_settings(draw)) for draw in range(cfg.draws)]
     s = downscalers[0].scale
     rows = []
     for path in paths:

@@ -139,7 +139,7 @@ class PipelineSettings(ImageSettings):
 
     def downscale_settings(self) -> DownscaleSettings:
         """The per-image settings of this job (every :class:`ImageSettings` field as it is) on the actors' device."""
-        return DownscaleSettings(**self.image_settings(), device=self.device_kind(), batch=self.hcd_batch)
+        return DownscaleSettings(**self.image_settings(), device=self.device_kind(), hcd_batch=self.hcd_batch)
 
     def device_kind(self) -> str:
         """``cuda`` when model actors get GPUs (and are not simulated), else ``cpu``: from the settings, never from the
