@@ -184,27 +184,36 @@ def test_joint_codec_model_trades_png_for_jpeg_and_keeps_its_lr_near_bicubic(mon
 
 
 def test_a_generation_that_is_not_shipped_is_one_line_naming_its_file(tmp_path):
-    """irn-x2-jpeg-joint.v1 left the package: loading it by name says how to use the kept file; an LR whose sidecar
-    records the bare name of earlier releases (then v1) is not upscaled by v2."""
+    """Tags not shipped (irn-x2-jpeg-joint.v1, the float32 files): loading one by name says how to use the kept file;
+    an LR whose sidecar records a name of earlier releases is read as what it meant then and is not upscaled by the
+    shipped float16 weights."""
     from hcd_pipeline.core.errors import WeightsError
     from hcd_pipeline.downscaler import upscale_stored
     from hcd_pipeline.models.registry import load_model
 
     with pytest.raises(WeightsError, match=r"not shipped.*--weights FILE.*0f28ff351a2afd91"):
         load_model("irn-x2-jpeg-joint.v1")
+    with pytest.raises(WeightsError, match=r"not shipped.*--weights FILE.*93019e7206844e46"):
+        load_model("irn-x2.v1")  # the float32 file of the default x2 model, as trained
     # A deprecated name on the command line: one note, not a Python warning with its source line.
     proc = subprocess.run([HCD, "downscale", str(SAMPLES / "coffee_crop.png"), "-o", str(tmp_path / "d"), "--method", "plain",
                            "--model", "irn-x2-jpeg-joint-v2"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.splitlines() == ["note: model name 'irn-x2-jpeg-joint-v2' is deprecated: it is 'irn-x2-jpeg-joint.v2'"]
+    assert proc.stderr.splitlines() == ["note: model name 'irn-x2-jpeg-joint-v2' is deprecated: it is 'irn-x2-jpeg-joint.v2-fp16'"]
     img = read_image(SAMPLES / "astronaut_crop.png")
     out = Downscaler(DownscaleSettings(model="irn-x2-jpeg-joint", method="plain", lr_format="jpeg")).process(img)
-    assert out.sidecar["model"] == "irn-x2-jpeg-joint.v2"
+    assert out.sidecar["model"] == "irn-x2-jpeg-joint.v2-fp16"
     lr = decode_image(out.data, "a.jpg")
     upscale_stored(lr, out.sidecar)  # as recorded now: fine
-    old = {**out.sidecar, "model": "irn-x2-jpeg-joint", "weights_sha256": "0f28ff351a2afd91"}  # as an earlier release wrote it
-    with pytest.raises(WeightsError, match="not shipped"):
-        upscale_stored(lr, old)
+    for then, sha in (("irn-x2-jpeg-joint", "0f28ff351a2afd91"), ("irn-x2-jpeg-joint-v2", "814c9343fc6dae25")):
+        old = {**out.sidecar, "model": then, "weights_sha256": sha}  # as earlier releases wrote it
+        with pytest.raises(WeightsError, match=f"not shipped.*{sha}"):
+            upscale_stored(lr, old)
+    png = Downscaler(DownscaleSettings(method="plain")).process(img)
+    assert png.sidecar["model"] == "irn-x2.v1-fp16"
+    old = {**png.sidecar, "model": "irn-x2", "weights_sha256": "93019e7206844e46"}  # the default model, earlier releases
+    with pytest.raises(WeightsError, match="not shipped.*93019e7206844e46"):
+        upscale_stored(decode_image(png.data, "a.png"), old)
 
 
 def test_cli_suggests_a_codec_model_for_jpeg_and_only_then(tmp_path):
@@ -217,9 +226,9 @@ def test_cli_suggests_a_codec_model_for_jpeg_and_only_then(tmp_path):
     assert codec_model_hint("bicubic", 3, "jpeg") is None and codec_model_hint(None, 3, "jpeg") is None
     src = str(SAMPLES / "astronaut_crop.png")
     for extra, said, model in (
-        ([], True, "irn-x2"),
-        (["--lr-format", "png"], False, "irn-x2"),
-        (["--model", "irn-x2-jpeg"], False, "irn-x2-jpeg"),
+        ([], True, "irn-x2.v1-fp16"),  # sidecars record the tagged name of the weights
+        (["--lr-format", "png"], False, "irn-x2.v1-fp16"),
+        (["--model", "irn-x2-jpeg"], False, "irn-x2-jpeg.v1-fp16"),
     ):
         args = [HCD, "downscale", src, "-o", str(tmp_path / "lr"), "--method", "plain", "--lr-format", "jpeg", "--force", *extra]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=300)

@@ -139,3 +139,44 @@ def test_latent_prior_is_part_of_the_config(tmp_path):
     assert not torch.equal(m.upscale(lr, z_scale=1.0), m.upscale(lr, z_scale=0.0))
     save_weights(m, tmp_path / "z0.safetensors", {"data": "none"})
     assert load_irn(tmp_path / "z0.safetensors").z_std == 0.0
+
+
+def test_weights_shipped_in_the_package_stay_within_25_mb():
+    # The wheel carries the weights of the current generation only (docs/models.md, "Tags"): 25 MB at most.
+    from tests.conftest import ROOT
+
+    files = list((ROOT / "hcd_pipeline" / "weights").glob("*.safetensors"))
+    assert files and sum(p.stat().st_size for p in files) <= 25_000_000, sorted((p.name, p.stat().st_size) for p in files)
+    # Every shipped file is a row of the table, and every row that ships has its file.
+    assert {p.name for p in files} == {s.weights for s in MODELS.values() if s.weights}
+
+
+def test_convert_stores_our_weights_as_float16_with_their_provenance(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hcd_pipeline.models.registry import weights_path
+    from hcd_pipeline.models.weights import file_sha256
+
+    src = weights_path(MODELS["tiny-irn-x2"])
+    dst, restorer = tmp_path / "half.safetensors", tmp_path / "restorer-half.safetensors"
+    hcd = str(Path(sys.executable).parent / "hcd")
+    proc = subprocess.run([hcd, "convert", str(src), str(dst), "--dtype", "float16"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    _, tensors, prov = read_weights(dst)
+    _, full, prov_src = read_weights(src)
+    assert {t.dtype for t in tensors.values()} == {torch.float16} and dst.stat().st_size < 0.6 * src.stat().st_size
+    assert {k: v for k, v in prov.items() if k in prov_src} == prov_src  # the training provenance is kept
+    assert prov["converted_from_sha256"] == file_sha256(src, 64) and "float16" in prov["converted_by"]
+    assert all(torch.equal(tensors[k], full[k].half()) for k in full)  # exactly the rounded tensors
+    a, b = load_irn(src), load_irn(dst)
+    assert all(p.dtype == torch.float32 for p in b.parameters())  # computes in float32 whatever the file holds
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert (a.downscale(x)[0] - b.downscale(x)[0]).abs().max() < 2e-3
+    # --base: only what differs from the base is written; nothing differs here, and it loads through its base.
+    proc = subprocess.run([hcd, "convert", str(dst), str(restorer), "--dtype", "float16", "--base", str(dst)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert restorer.stat().st_size < 2000
+    assert all(torch.equal(p, q) for p, q in zip(load_irn(restorer).parameters(), b.parameters(), strict=True))

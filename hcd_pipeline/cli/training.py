@@ -50,12 +50,16 @@ def export_cmd(checkpoint: str, dst: str, train_command: str, force: bool, base:
 @main.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="stored tensor type of an IRN file (the model computes in float32 either way)")  # fmt: skip
+@click.option("--base", type=click.Path(dir_okay=False), default=None, help="IRN: write only what differs from this file")
 @click.option("--force", is_flag=True, help="replace an existing weights file")
 @handle_errors
-def convert(src: str, dst: str, force: bool) -> None:
+def convert(src: str, dst: str, dtype: str, base: str | None, force: bool) -> None:
     """Convert an original checkpoint to .safetensors: IRN (IRN_x2.pth / IRN_x4.pth), EDSR (the original code's
-    edsr_baseline_x2.pt, ...) or BasicSR's EDSR (EDSR_Mx2_*.pth); the family is read from the tensors."""
+    edsr_baseline_x2.pt, ...) or BasicSR's EDSR (EDSR_Mx2_*.pth); the family is read from the tensors. One of our
+    IRN files is re-stored (--dtype float16: half the bytes) with its provenance kept."""
     from hcd_pipeline.models.convert import convert_weights
 
     refuse_overwrite(dst, force)
-    click.echo(f"{src} -> {dst} ({convert_weights(src, dst)})")
+    click.echo(f"{src} -> {dst} ({convert_weights(src, dst, dtype=dtype, base=base)})")

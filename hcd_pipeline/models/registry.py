@@ -1,19 +1,23 @@
 """The table of available models and :func:`load_model`.
 
-Shipped weights live in ``hcd_pipeline/weights/`` (provenance in each file's header and in
-``docs/training.md``). ``irn-x2-jpeg`` / ``irn-x4-jpeg`` are the codec-robust models: the shipped chain unchanged
-(their files hold only the restorer and name the chain's file as their base) plus an LR restorer trained with JPEG
-between downscaler and upscaler, used for LRs stored as JPEG (:func:`for_lr_format`); they decode existing
-``irn-x2`` / ``irn-x4`` JPEGs better. ``irn-x2-jpeg-joint`` / ``irn-x4-jpeg-joint`` fine-tune the chain too, with the
-LR tied to bicubic (``--lambda-fit`` 8x its default): their own LRs differ, reconstruct better from JPEG and worse
-from PNG (``docs/training.md``), so they are for archives that store the LR as JPEG. Their generations are tags of one
-name (``name.tag``, as timm names weights): ``.v1`` (the first runs; no longer shipped: users keep the file and
-pass it with ``--weights``, which sidecars' ``weights_sha256`` identifies) and ``.v2`` (the same recipes trained 3-4x
-longer; the default tag). An LR must be upscaled by the weights that made it, so the tag is part of the recorded name.
-``edsr-x2`` / ``edsr-x4`` are the SR pair (:mod:`.edsr`): the standard bicubic thumbnail, upscaled by an
-EDSR-baseline network trained here; HCD optimises the thumbnail for that network (weights stored as float16).
-``tiny-irn-x2`` / ``tiny-irn-x4`` are test-sized models (one block per level,
-width 8, trained for a few hundred steps) that keep CI fast; they are not meant for real images.
+Shipped weights live in ``hcd_pipeline/weights/`` (provenance in each file's header and in ``docs/training.md``).
+Names carry tags, as timm names weights (``name.tag``); a bare name means its default tag (:data:`DEFAULT_TAGS`).
+A tag names one weights file, so an LR is always upscaled by the weights that made it (sidecars record the tagged
+name and the file's ``weights_sha256``). ``.v1`` / ``.v2`` are training generations stored as float32, as trained
+(not shipped: users who made LRs with them keep the file and pass it with ``--weights``); ``-fp16`` tags hold the
+same weights stored as float16 (half the bytes; the model still computes in float32; Set5 means unchanged at
+0.001 dB, ``docs/models.md``), which is what ships.
+
+``irn-x2`` / ``irn-x4`` are the default IRNs. ``irn-x2-jpeg`` / ``irn-x4-jpeg`` are the codec-robust models: the
+shipped chain unchanged (their files hold only the restorer and name the chain's file as their base) plus an LR
+restorer trained with JPEG between downscaler and upscaler, used for LRs stored as JPEG (:func:`for_lr_format`).
+``irn-x2-jpeg-joint`` / ``irn-x4-jpeg-joint`` fine-tune the chain too, with the LR tied to bicubic (``--lambda-fit``
+8x its default): their own LRs differ, reconstruct better from JPEG and worse from PNG (``docs/training.md``), so
+they are for archives that store the LR as JPEG; ``.v2`` is ``.v1``'s recipe trained 3-4x longer. ``edsr-x2`` /
+``edsr-x4`` are the SR pair (:mod:`.edsr`): the standard bicubic thumbnail, upscaled by an EDSR-baseline network
+trained here; HCD optimises the thumbnail for that network (weights stored as float16). ``tiny-irn-x2`` /
+``tiny-irn-x4`` are test-sized models (one block per level, width 8, trained for a few hundred steps, 0.4 MB) that
+keep CI and users' own smoke tests fast; they are not meant for real images.
 """
 
 from __future__ import annotations
@@ -83,15 +87,22 @@ class ModelSpec:
         return self.weights is not None or self.kind == "bicubic"
 
 
+def _irn(name: str, scale: int, description: str, *, fp32_sha: str, tag: str = "v1") -> dict[str, ModelSpec]:
+    """One IRN generation as two table rows: ``name.tag`` (its float32 file, as trained; not shipped) and
+    ``name.tag-fp16`` (the same weights stored as float16: shipped, half the bytes, Set5 means unchanged at 0.001 dB,
+    ``docs/models.md``)."""
+    fp32, fp16 = f"{name}.{tag}", f"{name}.{tag}-fp16"
+    return {
+        fp32: ModelSpec(fp32, "irn", scale, None, f"{description}; float32 (not shipped: --weights FILE)", fp32_sha),
+        fp16: ModelSpec(fp16, "irn", scale, f"{fp16}.safetensors", f"{description}; stored as float16 ({name} means this)"),
+    }
+
+
 MODELS: dict[str, ModelSpec] = {
-    "irn-x2": ModelSpec("irn-x2", "irn", 2, "irn-x2.safetensors", "IRN x2 trained here on BSD200 (default at x2)"),
-    "irn-x4": ModelSpec("irn-x4", "irn", 4, "irn-x4.safetensors", "IRN x4 trained here on BSD200 (default at x4)"),
-    "irn-x2-jpeg": ModelSpec(
-        "irn-x2-jpeg", "irn", 2, "irn-x2-jpeg.safetensors", "irn-x2 + an LR restorer for JPEG-stored LRs (same LR as irn-x2)"
-    ),
-    "irn-x4-jpeg": ModelSpec(
-        "irn-x4-jpeg", "irn", 4, "irn-x4-jpeg.safetensors", "irn-x4 + an LR restorer for JPEG-stored LRs (same LR as irn-x4)"
-    ),
+    **_irn("irn-x2", 2, "IRN x2 trained here on BSD200 (the default at x2)", fp32_sha="93019e7206844e46"),
+    **_irn("irn-x4", 4, "IRN x4 trained here on BSD200 (the default at x4)", fp32_sha="4528b2f64c009ea8"),
+    **_irn("irn-x2-jpeg", 2, "irn-x2 + an LR restorer for JPEG-stored LRs (same LR as irn-x2)", fp32_sha="0369c145c408d653"),
+    **_irn("irn-x4-jpeg", 4, "irn-x4 + an LR restorer for JPEG-stored LRs (same LR as irn-x4)", fp32_sha="c4b2b2edb676ee64"),
     "irn-x2-jpeg-joint.v1": ModelSpec(
         "irn-x2-jpeg-joint.v1",
         "irn",
@@ -108,20 +119,10 @@ MODELS: dict[str, ModelSpec] = {
         "irn-x4 fine-tuned with JPEG between its halves, LR tied to bicubic, + restorer (not shipped: --weights FILE)",
         sha256="6ceb4dbb35940109",
     ),
-    "irn-x2-jpeg-joint.v2": ModelSpec(
-        "irn-x2-jpeg-joint.v2",
-        "irn",
-        2,
-        "irn-x2-jpeg-joint-v2.safetensors",
-        "v1's recipe trained 4x longer on larger crops: for LRs stored as JPEG (its own LR; irn-x2-jpeg-joint)",
-    ),
-    "irn-x4-jpeg-joint.v2": ModelSpec(
-        "irn-x4-jpeg-joint.v2",
-        "irn",
-        4,
-        "irn-x4-jpeg-joint-v2.safetensors",
-        "v1's recipe trained 3x longer on larger crops: for LRs stored as JPEG (its own LR; irn-x4-jpeg-joint)",
-    ),
+    **_irn("irn-x2-jpeg-joint", 2, "v1's recipe trained 4x longer on larger crops: for LRs stored as JPEG (its own LR)", tag="v2",
+           fp32_sha="814c9343fc6dae25"),
+    **_irn("irn-x4-jpeg-joint", 4, "v1's recipe trained 3x longer on larger crops: for LRs stored as JPEG (its own LR)", tag="v2",
+           fp32_sha="1db9c9a6175142ed"),
     "edsr-x2": ModelSpec(
         "edsr-x2", "sr", 2, "edsr-x2.safetensors", "SR pair: MATLAB bicubic down + EDSR-baseline x2 up, trained here on BSD200"
     ),
@@ -131,15 +132,27 @@ MODELS: dict[str, ModelSpec] = {
     "bicubic": ModelSpec("bicubic", "bicubic", None, None, "MATLAB bicubic down + bicubic up; needs --scale"),
     "tiny-irn-x2": ModelSpec("tiny-irn-x2", "irn", 2, "tiny-irn-x2.safetensors", "test-sized IRN x2 for CI"),
     "tiny-irn-x4": ModelSpec("tiny-irn-x4", "irn", 4, "tiny-irn-x4.safetensors", "test-sized IRN x4 for CI"),
-}
+}  # fmt: skip
 DEFAULT_MODELS = {2: "irn-x2", 4: "irn-x4"}
-DEFAULT_TAGS = {"irn-x2-jpeg-joint": "v2", "irn-x4-jpeg-joint": "v2"}
-"""A name without a tag means its default tag (the current generation)."""
-DEPRECATED = {"irn-x2-jpeg-joint-v2": "irn-x2-jpeg-joint.v2", "irn-x4-jpeg-joint-v2": "irn-x4-jpeg-joint.v2"}
-"""Names of earlier releases that users may still type -> the tagged name (a warning says so)."""
-RECORDED = {"irn-x2-jpeg-joint": "irn-x2-jpeg-joint.v1", "irn-x4-jpeg-joint": "irn-x4-jpeg-joint.v1", **DEPRECATED}
+DEFAULT_TAGS = {
+    "irn-x2": "v1-fp16",
+    "irn-x4": "v1-fp16",
+    "irn-x2-jpeg": "v1-fp16",
+    "irn-x4-jpeg": "v1-fp16",
+    "irn-x2-jpeg-joint": "v2-fp16",
+    "irn-x4-jpeg-joint": "v2-fp16",
+}
+"""A name without a tag means its default tag: the current generation, as shipped."""
+DEPRECATED = {"irn-x2-jpeg-joint-v2": "irn-x2-jpeg-joint.v2-fp16", "irn-x4-jpeg-joint-v2": "irn-x4-jpeg-joint.v2-fp16"}
+"""Names of earlier releases that users may still type -> the shipped tagged name (a warning says so)."""
+RECORDED = {
+    **{name: f"{name}.v1" for name in ("irn-x2", "irn-x4", "irn-x2-jpeg", "irn-x4-jpeg", "irn-x2-jpeg-joint", "irn-x4-jpeg-joint")},
+    "irn-x2-jpeg-joint-v2": "irn-x2-jpeg-joint.v2",
+    "irn-x4-jpeg-joint-v2": "irn-x4-jpeg-joint.v2",
+}
 """Model names as sidecars and ``job.json`` files of earlier releases recorded them -> the tagged name of the weights
-they were made with (before tags, the bare joint name meant the first generation)."""
+they were made with (before tags, a bare name meant the first generation, stored as float32; this release records
+tagged names)."""
 
 
 _WARNED: set[str] = set()
@@ -159,8 +172,8 @@ def weights_path(spec: ModelSpec) -> Path:
 
 def weights_file(model: str) -> Path | None:
     """The weights file behind ``model``: a table name's shipped file (None for a model without weights, the
-    bicubic pair), anything else taken as a path."""
-    spec = MODELS.get(model)
+    bicubic pair; a bare name means its default tag), anything else taken as a path."""
+    spec = MODELS.get(resolve_name(model, None))
     if spec is None:
         return Path(model)
     return weights_path(spec) if spec.weights is not None else None
@@ -170,7 +183,7 @@ def model_fingerprint(name: str, weights: str | Path | None = None) -> str:
     """Short sha256 of the weights a model uses (``"none"`` for the bicubic pair)."""
     if weights is not None:
         return file_sha256(weights)
-    spec = MODELS.get(name)
+    spec = MODELS.get(resolve_name(name, None))
     if spec is None:
         return "none"
     if spec.weights is None:
@@ -238,10 +251,10 @@ def resolve_name(name: str | None, scale: int | None) -> str:
             return DEPRECATED[name]
         return f"{name}.{DEFAULT_TAGS[name]}" if name in DEFAULT_TAGS else name
     if scale is None:
-        return DEFAULT_MODELS[2]  # the documented default model
+        return resolve_name(DEFAULT_MODELS[2], None)  # the documented default model
     if scale not in DEFAULT_MODELS:
         raise SettingsError(f"no default model for scale {scale}; choose one of {sorted(MODELS)}")
-    return DEFAULT_MODELS[scale]
+    return resolve_name(DEFAULT_MODELS[scale], None)
 
 
 def codec_model_hint(name: str | None, scale: int | None, lr_format: str) -> str | None:
@@ -251,6 +264,7 @@ def codec_model_hint(name: str | None, scale: int | None, lr_format: str) -> str
         chosen = resolve_name(name, scale)
     except SettingsError:  # no default model at this scale: nothing to suggest
         return None
+    chosen = chosen.split(".")[0]  # the name without its tag
     if lr_format not in RESTORED_FORMATS or chosen not in DEFAULT_MODELS.values():
         return None
     # JPEG q90 with HCD in the file on both sides, Set14 to Set5 (docs/results.md, "Stored as JPEG or WebP")
