@@ -203,7 +203,8 @@ def test_naming_the_default_model_resumes_the_same_output(ray_local, tmp_path):
     again = _hcd("run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--method", "plain", "--model", "irn-x2")
     assert again.returncode == 0 and "1 skipped" in again.stderr + again.stdout, again.stderr
     # The first line, before Ray starts, says what runs: the model resolved, with the tag of its weights.
-    assert again.stderr.startswith(f"[hcd] {tmp_path / 'in'} -> {tmp_path / 'out'}: model irn-x2.v1-fp16 x2, plain, png LRs; 1 model actor(s)")
+    said = f"[hcd] {tmp_path / 'in'} -> {tmp_path / 'out'}: model irn-x2.v1-fp16 x2, plain, png LRs; 1 model actor(s)"
+    assert again.stderr.startswith(said), again.stderr
 
 
 def test_changed_and_replaced_sources_are_redone_and_another_input_is_refused(ray_local, tmp_path):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hcd_pipeline.hcd.descent import BarzilaiBorwein, Evaluation, TextbookAdam, descend
 from hcd_pipeline.io.lr_formats import decode_lr, encode_lr
 from hcd_pipeline.jpeg.coefficients import read_coefficients, write_coefficients
 from hcd_pipeline.jpeg.decoder import decode_coefficients
@@ -100,25 +101,6 @@ def _chroma_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.mean(cb**2) + torch.mean(cr**2)
 
 
-class _Adam:
-    """Adam's update (Kingma & Ba, default betas) on a list of tensors: the step to subtract, in their units."""
-
-    def __init__(self, lr: float, shapes: list[torch.Size], device: torch.device) -> None:
-        self.lr, self.t = lr, 0
-        self.m = [torch.zeros(s, device=device) for s in shapes]
-        self.v = [torch.zeros(s, device=device) for s in shapes]
-
-    def step(self, grads: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-        self.t += 1
-        c1, c2 = 1 - 0.9**self.t, 1 - 0.999**self.t
-        out = []
-        for m, v, g in zip(self.m, self.v, grads, strict=True):
-            m.mul_(0.9).add_(g, alpha=0.1)
-            v.mul_(0.999).addcmul_(g, g, value=0.001)
-            out.append(self.lr * (m / c1) / ((v / c2).sqrt() + 1e-8))
-        return out
-
-
 def optimise_jpeg(
     upscale: Callable[[torch.Tensor], torch.Tensor],
     hr: torch.Tensor,
@@ -153,62 +135,44 @@ def optimise_jpeg(
     dev = start.device
     c0 = read_coefficients(encode_lr(start[0].cpu(), None, "jpeg", quality))
     qy, qc = (torch.from_numpy(t).to(dev) for t in (c0.qt_luma, c0.qt_chroma))
-    base = [torch.from_numpy(a.astype(np.float32)).to(dev) for a in (c0.y, c0.cb, c0.cr)]
+    # The Y, Cb and Cr planes, each with a batch dimension of one (the loop's items).
+    base = [torch.from_numpy(a.astype(np.float32)).to(dev).unsqueeze(0) for a in (c0.y, c0.cb, c0.cr)]
 
     def files(parts: list[torch.Tensor]) -> tuple[bytes, torch.Tensor]:
-        ints = [torch.round(p).detach().cpu().numpy() for p in parts]
+        ints = [torch.round(p[0]).detach().cpu().numpy() for p in parts]
         data = write_coefficients(c0, *ints)
         return data, decode_lr(data).unsqueeze(0).to(dev)
 
     start_lr = decode_lr(c0._template).unsqueeze(0).to(dev)
-    best_data, best_lr, best_val = c0._template, start_lr, judge(start_lr)
-    start_val = best_val
-    x = [b.clone() for b in base]
-    prev: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
-    alpha = 0.0
-    losses = []
-    judged = 0
-    adam = _Adam(ADAM_STEP, [t.shape for t in x], dev) if optimizer == "adam" else None
-    scale: tuple[float, float] | None = None
-    for i in range(steps + 1):
-        last = i == steps
-        if (i % judge_every == judge_every - 1) or last:
-            data, lr = files(x)
-            val = judge(lr)
-            judged += 1
-            if val > best_val:
-                best_val, best_data, best_lr = val, data, lr
-        if last:
-            break
-        v = [t.clone().requires_grad_(True) for t in x]
+    start_val = judge(start_lr)
+    scale: list[float] = []  # with adam: the start file's loss and bits, so that RATE_WEIGHT means the same on any image
+
+    def evaluate(points: list[torch.Tensor]) -> Evaluation:
         # Real-valued coefficients; the judged iterates are rounded. (Rounding inside the loss with a straight-through
         # gradient, and greedy +-1 steps on the largest gradients, were tried and gained nothing.)
-        with numerics():
-            rec = upscale(decode_coefficients(*v, qy, qc, c0.size)).float()
+        planes = [p[0] for p in points]
+        rec = upscale(decode_coefficients(*planes, qy, qc, c0.size)).float()
         loss = torch.mean((_luma(rec) - _luma(hr)) ** 2)
-        losses.append(loss.item())
-        if adam is not None:
-            loss = loss + CHROMA_WEIGHT * _chroma_mse(rec, hr)
-            if scale is None:  # both terms relative to the start file's, so RATE_WEIGHT means the same on any image
-                scale = (max(loss.item(), 1e-12), max(float(bits_proxy(base)), 1.0))
-            objective = loss / scale[0] + RATE_WEIGHT * bits_proxy(v) / scale[1]
-            with numerics():
-                grads = torch.autograd.grad(objective, v)
-            with torch.no_grad():
-                x = [torch.max(torch.min(t - d, b + radius), b - radius) for t, d, b in zip(x, adam.step(grads), base, strict=True)]
-            continue
-        with numerics():
-            grads = torch.autograd.grad(loss, v)
-        with torch.no_grad():
-            if prev is None:
-                alpha = first_step / max(float(max(g.abs().max() for g in grads)), 1e-30)
-            else:
-                s = [a - b for a, b in zip(x, prev[0], strict=True)]
-                yv = [a - b for a, b in zip(grads, prev[1], strict=True)]
-                sy = sum(float((a * b).sum()) for a, b in zip(s, yv, strict=True))
-                ss = sum(float((a * a).sum()) for a in s)
-                alpha = ss / sy if sy > 0 else alpha
-            prev = ([t.clone() for t in x], list(grads))
-            x = [torch.max(torch.min(t - alpha * g, b + radius), b - radius) for t, g, b in zip(x, grads, base, strict=True)]
-    changed = sum(int((torch.round(a) != b).sum()) for a, b in zip(x, base, strict=True))
-    return JpegResult(best_data, best_lr, start_lr, start_val, best_val, best_data is c0._template, losses, judged, changed)
+        if optimizer != "adam":
+            return Evaluation(loss.reshape(1), points)
+        full = loss + CHROMA_WEIGHT * _chroma_mse(rec, hr)
+        if not scale:
+            scale.extend((max(full.item(), 1e-12), max(float(bits_proxy([b[0] for b in base])), 1.0)))
+        return Evaluation(loss.reshape(1), points, full / scale[0] + RATE_WEIGHT * bits_proxy(planes) / scale[1])
+
+    def make_optimizer(points: list[torch.Tensor]) -> torch.optim.Optimizer:
+        return TextbookAdam(points, ADAM_STEP) if optimizer == "adam" else BarzilaiBorwein(points, first_step)
+
+    losses: list[list[float]] = [[]]
+    got = descend(
+        base, steps, make_optimizer, evaluate,
+        lambda points: [torch.max(torch.min(p, b + radius), b - radius) for p, b in zip(points, base, strict=True)],
+        best=(torch.tensor([start_val], dtype=torch.float64), base), losses=losses, judge_every=judge_every,
+        score=lambda planes: torch.tensor([judge(files(planes)[1])], dtype=torch.float64),  # type: ignore[arg-type]
+        candidate=lambda points: points, numerics=numerics,
+    )  # fmt: skip
+    stored_val = float(got.value[0])  # type: ignore[index]
+    kept_start = not stored_val > start_val  # the start file wins ties: no iterate beat it
+    data, lr = (c0._template, start_lr) if kept_start else files(got.chosen)  # type: ignore[arg-type]
+    changed = sum(int((torch.round(a) != b).sum()) for a, b in zip(got.final, base, strict=True))
+    return JpegResult(data, lr, start_lr, start_val, stored_val, kept_start, losses[0], got.judged, changed)

@@ -21,6 +21,7 @@ import torch
 
 from hcd_pipeline.core.device import precision_mode
 from hcd_pipeline.core.errors import SettingsError
+from hcd_pipeline.hcd.descent import BarzilaiBorwein, Evaluation, NormalisedGradient, descend, scores
 from hcd_pipeline.hcd.judge import Judge, reconstruction_psnr
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET, METHODS, PRESETS, HCDSettings
 from hcd_pipeline.models.irn import quantize_ste
@@ -123,28 +124,6 @@ def _project(d: torch.Tensor, base: torch.Tensor, radius: float, budget: str) ->
     return torch.max(torch.min(d, 1 - base), -base)
 
 
-def _scores(value: torch.Tensor | float | list[float], batch: int) -> torch.Tensor:
-    """A judge's answer as a (B,) float64 CPU tensor."""
-    t = torch.as_tensor(value, dtype=torch.float64).flatten().cpu()
-    if t.numel() != batch:
-        raise ValueError(f"the judge gave {t.numel()} values for a batch of {batch}")
-    return t
-
-
-class _Best:
-    """Keep-best state of a batch: per item the best value so far, its candidate and how stale it is."""
-
-    def __init__(self, value: torch.Tensor, cand: torch.Tensor) -> None:
-        self.value, self.cand = value.clone(), cand.detach().clone()
-        self.stale = torch.zeros_like(value, dtype=torch.long)
-
-    def consider(self, value: torch.Tensor, cand: torch.Tensor, active: torch.Tensor) -> None:
-        better = (value > self.value) & active  # strictly better: a tie keeps the earlier (NaN never wins)
-        self.value = torch.where(better, value, self.value)
-        self.cand = torch.where(_items(better).to(cand.device), cand.detach(), self.cand)
-        self.stale = torch.where(better, torch.zeros_like(self.stale), self.stale + 1)
-
-
 def _optimise(
     base: torch.Tensor,
     radius: float,
@@ -159,86 +138,38 @@ def _optimise(
     candidate: Callable[[torch.Tensor], torch.Tensor] | None = None,
     numerics: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Minimise each item's ``loss_fn(base + d)`` over d in the budget; returns (the chosen points, their values).
+    """Minimise each item's ``loss_fn(base + d)`` over d in the budget (:func:`~.descent.descend` over one pixel
+    perturbation); returns (the chosen points, their values).
 
-    ``loss_fn`` returns (per-item loss (B,), candidates): a candidate is what would be kept for the point (e.g.
-    the rounded LR). The gradient is that of the *sum* of item losses, so every item's gradient (and, since all
-    updates and projections act per item, its whole trajectory) is the one it would have alone. With
-    ``keep_best`` the candidate with the highest ``score`` (or the lowest loss when ``score`` is None) wins,
-    starting from ``best`` (values, candidates) when given; the values are None without ``keep_best``.
+    ``loss_fn`` returns (per-item loss (B,), candidates): a candidate is what would be kept for the point (e.g. the
+    rounded LR). With ``keep_best`` the candidate with the highest ``score`` (or the lowest loss when ``score`` is
+    None) wins, starting from ``best`` (values, candidates) when given; the values are None without ``keep_best``.
     ``candidate(point)``: the candidate without the loss (lets the last point be judged without a forward pass).
-    ``numerics()``: the context of the loss's forward and backward (the precision policy); ``score`` runs outside it.
-    An item whose judge has not improved for ``patience`` judged iterates stops moving (as it would stop alone);
-    the stage ends when every item has stopped.
     """
     b = base.shape[0]
     d0 = _random_ball(base, radius, settings.budget, gen) if settings.random_start else torch.zeros_like(base)
-    d = _project(d0, base, radius, settings.budget).requires_grad_(True)
-    opt = torch.optim.Adam([d], lr=settings.step) if settings.optimizer == "adam" else None
-    keep = _Best(best[0], best[1]) if best is not None else _Best(torch.full((b,), -math.inf, dtype=torch.float64), base)
-    active = torch.ones(b, dtype=torch.bool)
-    step_losses: list[tuple[torch.Tensor, torch.Tensor]] = []  # (loss, active) per step; read back once at the end
-    bb_prev: tuple[torch.Tensor, torch.Tensor] | None = None
-    alpha = torch.zeros(b, device=base.device)
 
-    def value_of(loss: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        return _scores(score(cand.detach()), b) if score is not None else -loss.detach().double().cpu()
+    def make_optimizer(points: list[torch.Tensor]) -> torch.optim.Optimizer:
+        if settings.optimizer == "adam":
+            return torch.optim.Adam(points, lr=settings.step)
+        if settings.optimizer == "bb":
+            return BarzilaiBorwein(points, settings.step)
+        return NormalisedGradient(points, settings.step)
 
-    for i in range(steps):
-        with numerics():
-            loss, cand = loss_fn(base + d)
-        loss = loss.float()
-        step_losses.append((loss.detach(), active.clone()))
-        # A judge costs a forward pass: judge every judge_every-th iterate (the loss alone is free to compare).
+    def evaluate(points: list[torch.Tensor]) -> Evaluation:
+        return Evaluation(*loss_fn(base + points[0]))
+
+    got = descend(
+        [d0], steps, make_optimizer, evaluate, lambda points: [_project(points[0], base, radius, settings.budget)],
+        best=best if best is not None else (torch.full((b,), -math.inf, dtype=torch.float64), base), losses=losses,
+        keep_best=settings.keep_best, judge_every=settings.judge_every, patience=settings.patience, score=score,
+        candidate=None if candidate is None else (lambda points: candidate(base + points[0])),
         # The start point given with `best` was judged already: judging it again would count it as stale.
-        fresh = not (i == 0 and best is not None and not settings.random_start)
-        if settings.keep_best and fresh and (score is None or i % settings.judge_every == settings.judge_every - 1):
-            keep.consider(value_of(loss, cand), cand, active)
-            if score is not None and settings.patience:
-                active &= keep.stale < settings.patience
-                if not bool(active.any()):
-                    break  # every item's judge has stopped improving: the rest of the stage's steps are saved
-        with numerics():  # a memory-light backward recomputes forward passes: in the same numerics
-            (grad,) = torch.autograd.grad(loss.sum(), d)
-        with torch.no_grad():
-            before = d.detach().clone()
-            if opt is not None:
-                d.grad = grad
-                opt.step()
-            elif settings.optimizer == "bb":
-                # Projected gradient descent with Barzilai-Borwein step lengths (per item): the first step moves the
-                # largest value by `step`, later ones use alpha = s.s / s.y of the last move s and gradient change y.
-                if bb_prev is None:
-                    alpha = settings.step / grad.flatten(1).abs().amax(1).clamp_min(1e-30)
-                else:
-                    s, y = d - bb_prev[0], grad - bb_prev[1]
-                    sy, ss = (s * y).flatten(1).sum(1), (s * s).flatten(1).sum(1)
-                    alpha = torch.where(sy > 0, ss / sy.clamp_min(1e-30), alpha)
-                bb_prev = (before, grad)
-                d -= _items(alpha) * grad
-            else:
-                gn = _items(grad.flatten(1).norm(dim=1))
-                d -= settings.step * grad / (gn + 1e-10)
-            d.copy_(_project(d, base, radius, settings.budget))
-            if not bool(active.all()):
-                d.copy_(torch.where(_items(active).to(d.device), d, before))
-        if tick is not None:
-            tick()
-    for loss, was_active in step_losses:
-        for j, (v, a) in enumerate(zip(loss.cpu().tolist(), was_active.tolist(), strict=True)):
-            if a:
-                losses[j].append(v)
-    final = (base + d).detach()
-    if settings.keep_best:
-        if score is not None and candidate is not None:
-            cand = candidate(final)  # the judge decides: the loss's forward pass would be wasted
-            keep.consider(_scores(score(cand), b), cand, active)
-        else:
-            with torch.no_grad():
-                loss, cand = loss_fn(final)
-            keep.consider(value_of(loss, cand), cand, active)
-        return keep.cand, keep.value
-    return final, None
+        judge_start=best is None or settings.random_start, tick=tick, numerics=numerics,
+    )  # fmt: skip
+    if not settings.keep_best:
+        return (base + got.final[0]).detach(), None
+    return got.chosen, got.value  # type: ignore[return-value]
 
 
 def collaborative_downscale(
@@ -316,7 +247,7 @@ def collaborative_downscale(
         judge_fn = judge or reconstruction_psnr(model, x, channels=cfg.judge)
 
     def lr_score(lr_cand: torch.Tensor) -> torch.Tensor:
-        return _scores(judge_fn(lr_cand, z_dec), b)  # type: ignore[misc]
+        return scores(judge_fn(lr_cand, z_dec), b)  # type: ignore[misc]
 
     nan = torch.full((b,), math.nan, dtype=torch.float64)
     plain_score = lr_score(plain) if judge_fn else nan
