@@ -19,6 +19,9 @@ rest go on, so a run cut short still leaves what it measured):
   the CPU), HCD images/s at 512 x 512 (quick: 128) in batches of 16 (quick: 4), peak memory per image, the FLOPs of
   one image's HCD (counted by ``torch.utils.flop_counter.FlopCounterMode`` at batch 1), the achieved TFLOP/s and their
   share of the device's peak for that precision (H100 / H200 / A100 tables), and the Set5 mean gain against fp32's.
+- ``mixed_sizes``: the pipeline's model stage over images at the sizes of B100 + Set14 + Set5 as listed, in listing
+  order and ordered by size within a decode task (``size_window``), against the same count at one size: megapixels/s,
+  the mean number of images optimised together, and the window's share of the same-size rate (#24: >= 80 %).
 - ``pipeline_stage``: the pipeline's model stage (``ModelStageCore``, what the Ray actor runs, without Ray or
   Arrow) on Set5 rows decoded as the decode stage does, with the settings dict the driver sends: errors, the
   batch sizes it chose, and LR values that differ from ``Downscaler.process`` of each image alone.
@@ -324,6 +327,65 @@ def pipeline_stage(dev: torch.device, args: argparse.Namespace, images: list[Dec
             "lr_values_differing_from_alone": diffs, "seconds": round(dt, 2)}  # fmt: skip
 
 
+B100_ORIENTATION = "PPPLLLLLLLLLLLLLLLLLPLLLLLLLLPLPLLPLLLPPLLLLLPLLLLLLLLPPLLLLLLPLPLLPLLLPLLLLLPLLLPPLLLLPLLLPLLPLLLPL"
+"""B100's images in listing order: L 480 x 320, P 320 x 480."""
+SET14_SIZES = [(500, 480), (720, 576), (512, 512), (352, 288), (250, 361), (276, 276), (500, 362), (352, 288), (512, 512),
+               (512, 512), (768, 512), (512, 512), (529, 656), (586, 391)]  # fmt: skip
+SET5_SIZES = [(512, 512), (288, 288), (256, 256), (280, 280), (228, 344)]
+
+
+def mixed_sizes(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
+    """The pipeline's model stage over an archive of mixed sizes (#24): B100 (first 40; all 100 with --limit 100) +
+    Set14 + Set5 at their sizes (width x height, as listed), content mirrored from the check's images, in model
+    calls of 8 (quick: 4): in listing order, ordered by size within a decode task of 4 calls (the pipeline's
+    ``size_window``), and every image at B100's 480 x 320 (same count). Megapixels/s of each; the window's share of
+    the same-size rate is the issue's >= 80 % target."""
+    from hcd_pipeline.io.images import encode_png
+    from hcd_pipeline.pipeline.model_stage import ModelStageCore, decoded_row
+    from hcd_pipeline.pipeline.settings import PipelineSettings
+
+    sizes = [(480, 320) if c == "L" else (320, 480) for c in B100_ORIENTATION[: 100 if (args.limit or 0) >= 100 else 40]]
+    sizes += SET14_SIZES + SET5_SIZES
+    call, window = (4, 4) if args.quick else (8, 4)
+    if args.quick:  # a quarter of each side (sides kept even), 16 images: the CPU test
+        sizes = [(w // 8 * 2, h // 8 * 2) for w, h in sizes[:12] + SET5_SIZES[:4]]
+    settings = PipelineSettings(input="-", output="-", model=_model(args, 2), num_gpus=1.0 if dev.type == "cuda" else 0.0,
+                                batch_size=call, hcd_batch=call).to_dict()  # fmt: skip
+    core = ModelStageCore(settings)
+
+    def rows_of(dims: list[tuple[int, int]]) -> list[tuple[dict[str, Any], bytes]]:
+        out = []
+        for i, (w, h) in enumerate(dims):
+            src = images[i % len(images)].pixels
+            src = pad_symmetric(src.expand(3, -1, -1) if src.shape[0] == 1 else src, max(w, h))[:, :h, :w]
+            row = decoded_row(f"m{i:03d}.png", f"m{i:03d}.png", encode_png(src.contiguous(), None))
+            out.append((row, row.pop("pixels")))
+        return out
+
+    def run(items: list[tuple[dict[str, Any], bytes]]) -> dict[str, Any]:
+        batches, t0 = [], time.perf_counter()
+        for k in range(0, len(items), call):
+            chunk = items[k : k + call]
+            out = core.rows([dict(r) for r, _ in chunk], [p for _, p in chunk])
+            batches += [json.loads(r["diagnostics"])["batch"] for r in out if not r["error"]]
+        _sync(dev)
+        dt = time.perf_counter() - t0
+        mp = sum(r["width"] * r["height"] for r, _ in items) / 1e6
+        return {"images": len(items), "megapixels": round(mp, 3), "seconds": round(dt, 2), "mp_per_s": round(mp / dt, 4),
+                "mean_batch": round(sum(batches) / max(len(batches), 1), 2)}  # fmt: skip
+
+    listed = rows_of(sizes)
+    ordered = []
+    for k in range(0, len(listed), call * window):  # what a decode task of `window` calls hands on (pipeline.stages._by_size)
+        ordered += sorted(listed[k : k + call * window], key=lambda it: (it[0]["height"], it[0]["width"]))
+    run(listed[:call])  # warm-up: the model's first call (allocations, cuDNN's choices) is not the archive's
+    res = {"call": call, "window": window, "listed": run(listed), "size_window": run(ordered)}
+    res["same_size"] = run(rows_of([(480, 320) if not args.quick else (120, 80)] * len(sizes)))
+    res["window_share_of_same_size"] = round(res["size_window"]["mp_per_s"] / res["same_size"]["mp_per_s"], 3)
+    res["listed_share_of_same_size"] = round(res["listed"]["mp_per_s"] / res["same_size"]["mp_per_s"], 3)
+    return res
+
+
 def _model(args: argparse.Namespace, scale: int) -> str:
     return f"tiny-irn-x{scale}" if args.tiny else f"irn-x{scale}"
 
@@ -336,7 +398,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="image set (Set5, a folder); default: Set5 if found, else samples/")
     ap.add_argument("--limit", type=int, default=None, help="images of the set (default 5; quick: 2)")
     ap.add_argument("--cpu-threads", type=int, default=4, help="torch threads for the CPU reference of cpu_vs_device")
-    ap.add_argument("--sections", default="environment,precision,throughput,step_ms,cpu_vs_device,repeatability,pipeline_stage")
+    ap.add_argument("--sections", default="environment,precision,throughput,mixed_sizes,step_ms,cpu_vs_device,repeatability,pipeline_stage")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     dev = resolve_device(args.device)
@@ -370,6 +432,7 @@ def main() -> None:
         "cpu_vs_device": lambda: cpu_vs_device(dev, args, images),
         "repeatability": lambda: repeatability(dev, args, images),
         "pipeline_stage": lambda: pipeline_stage(dev, args, images),
+        "mixed_sizes": lambda: mixed_sizes(dev, args, images),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,12 @@
 #      session's $OUT/irn8-x2.safetensors, carried back, after that) for the time left, exported as float16 (3.3 MB:
 #      the state that travels), and its Set5 plain PSNR. Dry run here:
 #      PLAN=8 DEV=cpu CHECK_S=60 TRAIN_S=30 OUT=/tmp/gpu_out bash benchmarks/gpu_session.sh
+#   PLAN=9 (session 13): the same for x2 and x4 at once (INIT4: irn-x4, or the last session's irn8-x4.safetensors);
+#      each model's weights, log and Set5 plain PSNR come back ($OUT/irn8-xN.*). Dry run as above with PLAN=9.
 # Needs in the tree (untracked, under shared/, which travels): shared/data/Set5/HR (the check and validation) and
 # shared/train/BSD200-cN (200 centre crops of BSD200, made by benchmarks/make_train_pack.py; session 5 used N = 192,
-# session 6 N = 144; since the training checkpoints left the tree in session 6 it is 36.7 MB, so the next session can
-# carry more data, e.g. `--side 256`: check that the tree plus shared/ stays under 64 MiB). PLAN picks the runs.
+# session 6 N = 144; the tracked tree is 27 MB since session 13 (float16 weights), so the next session can carry
+# more data, e.g. `--side 256`: check that the tree plus shared/ stays under 64 MiB). PLAN picks the runs.
 # Dry run here: DEV=cpu CHECK_S=60 TRAIN_S=30 OUT=/tmp/gpu_out bash benchmarks/gpu_session.sh
 set -u
 cd "$(dirname "$0")/.."
@@ -30,7 +32,7 @@ t0=$(date +%s)
 } >"$OUT/gpu_check.log" 2>&1
 
 SECTIONS=${SECTIONS:-environment,precision,throughput,step_ms,cpu_vs_device,repeatability,pipeline_stage}
-if [ "${PLAN:-6}" = 8 ]; then SECTIONS=${SECTIONS_8:-environment,precision,throughput}; fi
+if [ "${PLAN:-6}" -ge 8 ]; then SECTIONS=${SECTIONS_8:-environment,precision,throughput}; fi
 QUICK=()
 if [ "$DEV" = cpu ]; then QUICK=(--quick --tiny); fi  # the dry run
 if [ "$CHECK_S" -gt 0 ]; then
@@ -43,27 +45,33 @@ fi
 
 DATA=${DATA:-$(ls -d shared/train/BSD200-c* | tail -1)}
 VAL=shared/data/Set5/HR
-if [ "${PLAN:-6}" = 8 ]; then  # #25: grow the default x2 model to 8 blocks per level, resumable across sessions
-  INIT=${INIT:-irn-x2}
-  LR=${LR:-2e-4}  # the published recipe's Adam rate: the run continues a trained model
-  P8=(--patch 144 --batch 16)
-  if [ "$DEV" = cpu ]; then P8=(--patch 48 --batch 2); fi
-  timeout $((TRAIN_S + 120)) $PY -m hcd_pipeline.cli --quiet train --scale 2 --blocks 8 --width 32 --z-train 0 \
-    --init "$INIT" --init-lr-scale 1 --data "$DATA" --val "$VAL" --lr "$LR" --warmup 50 --steps 100000 \
+grow() {  # #25: the default IRN of scale $1 grown to 8 blocks per level from $2, resumable across sessions
+  local scale=$1 init=$2 name=irn8-x$1
+  local size=(--patch 144 --batch 16)
+  if [ "$DEV" = cpu ]; then size=(--patch 48 --batch 2); fi
+  timeout $((TRAIN_S + 120)) $PY -m hcd_pipeline.cli --quiet train --scale "$scale" --blocks 8 --width 32 --z-train 0 \
+    --init "$init" --init-lr-scale 1 --data "$DATA" --val "$VAL" --lr "${LR:-2e-4}" --warmup 50 --steps 100000 \
     --time-budget "$TRAIN_S" --val-every 500 --ckpt-every 500 --threads 4 --device "$DEV" --export-dtype float16 \
-    "${P8[@]}" --out runs/irn8-x2 >runs/irn8-x2.log 2>&1
-  echo "irn8-x2 rc=$? after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
-  w=$(ls runs/irn8-x2/irn-x*.safetensors 2>/dev/null | head -1)
-  if [ -z "$w" ] && [ -f runs/irn8-x2/checkpoint.pt ]; then  # cut short: its last checkpoint, as float16
-    $PY -m hcd_pipeline.cli export runs/irn8-x2/checkpoint.pt runs/irn8-x2/export.safetensors >>runs/irn8-x2.log 2>&1
-    w=runs/irn8-x2/export.safetensors
+    "${size[@]}" --out "runs/$name" >"runs/$name.log" 2>&1
+  echo "$name rc=$? after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
+  local w
+  w=$(ls runs/$name/irn-x*.safetensors 2>/dev/null | head -1)
+  if [ -z "$w" ] && [ -f "runs/$name/checkpoint.pt" ]; then  # cut short: its last checkpoint, as float16
+    $PY -m hcd_pipeline.cli export "runs/$name/checkpoint.pt" "runs/$name/export.safetensors" >>"runs/$name.log" 2>&1
+    w=runs/$name/export.safetensors
   fi
   if [ -n "$w" ]; then
-    cp "$w" "$OUT/irn8-x2.safetensors"
-    $PY -m hcd_pipeline.cli eval --weights "$w" --data "$VAL" --method plain --device "$DEV" >>"$OUT/gpu_check.log" 2>&1
+    cp "$w" "$OUT/$name.safetensors"
+    $PY -m hcd_pipeline.cli eval --weights "$w" --data "$VAL" --method plain --device "$DEV" >"$OUT/$name-eval.txt" 2>&1
   fi
-  cp runs/irn8-x2/log.jsonl "$OUT/irn8-x2.jsonl" 2>/dev/null
-  cp runs/irn8-x2.log "$OUT/" 2>/dev/null
+  cp "runs/$name/log.jsonl" "$OUT/$name.jsonl" 2>/dev/null
+}
+if [ "${PLAN:-6}" = 8 ] || [ "${PLAN:-6}" = 9 ]; then
+  # PLAN=8: x2 alone (INIT: the shipped irn-x2 the first time, the last session's irn8-x2.safetensors after that);
+  # PLAN=9: x2 and x4 at once on the one GPU (INIT4 likewise for x4).
+  grow 2 "${INIT:-irn-x2}" &
+  if [ "$PLAN" = 9 ]; then grow 4 "${INIT4:-irn-x4}" & fi
+  wait
   echo "done after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
   ls -la "$OUT"
   exit 0

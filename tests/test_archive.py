@@ -203,3 +203,23 @@ def test_settings_that_cannot_all_run_are_refused():
         check_fits(s, {"CPU": 2.0})
     with pytest.raises(SettingsError, match=r"but Ray has 0 GPUs: .*--num-gpus 0"):  # says how to run it on CPUs
         check_fits(PipelineSettings(input="in", output="out", num_gpus=1), {"CPU": 8.0})
+
+
+def test_a_size_window_fills_model_calls_with_same_size_images(ray_local, tmp_path):
+    # Listing order alternates two sizes: calls of 4 consecutive images hold 2 + 2, so at most 2 are optimised together.
+    # A decode task that takes two calls' worth and orders them by size hands on 4 + 4: full batches, same LRs' sizes.
+    src = Image.open(Path(__file__).resolve().parents[1] / "samples" / "astronaut_crop.png").convert("RGB")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(8):
+        src.crop((i * 5, 0, i * 5 + (24 if i % 2 else 32), 24)).save(inp / f"img{i}.png")
+    together = {}
+    for window in (1, 2):
+        out = tmp_path / f"out{window}"
+        s = PipelineSettings(input=str(inp), output=str(out), model="tiny-irn-x2", method="lr", overrides={"lr_steps": 1},
+                             batch_size=4, hcd_batch=4, size_window=window)  # fmt: skip
+        assert s.decode_rows() == 4 * window
+        assert run_pipeline(s, progress=False).done == 8
+        together[window] = sorted(json.loads(p.read_text())["batch"] for p in (out / "lr").glob("*.json"))
+    assert together == {1: [2] * 8, 2: [4] * 8}
+    assert PipelineSettings(input="i", output="o", num_gpus=1, batch_size=8, method="hcd").decode_rows() == 32  # GPU default: 4

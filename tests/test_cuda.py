@@ -25,7 +25,8 @@ def test_gpu_check_cpu_mode_writes_every_section(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out.read_text())
     sec = doc["sections"]
-    assert set(sec) == {"environment", "precision", "throughput", "step_ms", "cpu_vs_device", "repeatability", "pipeline_stage"}
+    assert set(sec) == {"environment", "precision", "throughput", "mixed_sizes", "step_ms", "cpu_vs_device", "repeatability",
+                        "pipeline_stage"}  # fmt: skip
     assert sec["environment"]["kind"] == "cpu" and sec["environment"]["torch"] == torch.__version__
     assert {(r["scale"], r["batch"]) for r in sec["throughput"]["rows"]} == {(2, 1), (2, 4), (4, 1), (4, 4)}
     assert all(r["images_per_s"] > 0 for r in sec["throughput"]["rows"])
@@ -36,6 +37,9 @@ def test_gpu_check_cpu_mode_writes_every_section(tmp_path):
     assert all(r["gain_vs_fp32_db"] == 0 for r in prec if r["precision"] == "fp32")
     assert sec["repeatability"]["run_to_run"]["differing_values"] == 0
     assert sec["pipeline_stage"]["errors"] == [] and sec["pipeline_stage"]["lr_values_differing_from_alone"] == 0
+    mixed = sec["mixed_sizes"]  # every image through the model stage in each order; one size fills every call
+    assert mixed["listed"]["images"] == mixed["size_window"]["images"] == mixed["same_size"]["images"] == 16
+    assert mixed["same_size"]["mean_batch"] == mixed["call"] and mixed["window_share_of_same_size"] > 0
 
 
 def test_unavailable_cuda_is_a_clear_error():

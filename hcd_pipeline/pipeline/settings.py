@@ -28,6 +28,8 @@ __all__ = [
 
 GPU_MODEL_BATCH = 8
 """Images per model-stage call on GPU actors when ``batch_size`` is unset."""
+GPU_SIZE_WINDOW = 4
+"""Model calls' worth of images that a decode task orders by size on GPU actors when ``size_window`` is unset."""
 PLAIN_DECODE_BATCH = 256
 """Items per decode task for plain downscaling (milliseconds per image: per-task costs must be spread thin)."""
 
@@ -59,6 +61,9 @@ class PipelineSettings(ImageSettings):
         address: Ray cluster address (None: start a local Ray).
         memory, tile: as ``hcd downscale --memory / --tile`` (``auto`` / None: by image size, and on a GPU by
             its free memory).
+        size_window: how many model calls' worth of input items each decode task takes; it hands its images on
+            ordered by size, so that a mixed-size archive still fills the calls with same-size images (which are
+            optimised together). None: :data:`GPU_SIZE_WINDOW` on GPU actors, 1 on the CPU (one image per call).
         hcd_batch: same-size images optimised together inside a model call (None: 1 on CPU actors, as many as
             fit in the GPU's free memory on GPU actors, at most ``batch_size``); see ``Downscaler.batch_items``.
         gpu_mode: CUDA numerics of GPU actors, ``deterministic`` (default) or ``fast`` (TF32, autotuned cuDNN).
@@ -89,6 +94,10 @@ class PipelineSettings(ImageSettings):
     storage: StorageOptions = setting(StorageOptions, "object-storage connection (endpoint_url, anon, region)", spec="storage", cli=False)
     address: str | None = setting(None, "Ray cluster address (default: start a local Ray)")
     hcd_batch: int | None = setting(None, "same-size images optimised together (default: by device memory)")
+    size_window: int | None = setting(
+        None, "model calls' worth of images that each decode task orders by size, so that same-size images share a call"
+        " (default: 4 on GPU actors, 1 on the CPU)",
+    )  # fmt: skip
     allow_mixed_devices: bool = setting(False, "add GPU outputs to a CPU output (or back)")
     simulated_gpus: bool = setting(False, "GPU actors run on the CPU (tests of autoscaling on a simulated cluster only)", cli=False)
     simulated_image_seconds: float = setting(0.0, "with simulated_gpus: each image holds its model actor at least this long", cli=False)
@@ -112,6 +121,8 @@ class PipelineSettings(ImageSettings):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise SettingsError(f"{name} must be >= 1 or unset, got {v}")
+        if self.size_window is not None and self.size_window < 1:
+            raise SettingsError(f"size_window must be >= 1 or unset, got {self.size_window}")
         if self.limit is not None and self.limit < 1:
             raise SettingsError(f"limit must be >= 1, got {self.limit}")
         if self.simulated_image_seconds and (not self.simulated_gpus or not 0 < self.simulated_image_seconds <= 60):
@@ -134,8 +145,13 @@ class PipelineSettings(ImageSettings):
         return GPU_MODEL_BATCH if self.device_kind() == "cuda" else 1
 
     def decode_rows(self) -> int:
-        """Input items per decode task."""
-        return self.decode_batch or self.model_batch() or PLAIN_DECODE_BATCH
+        """Input items per decode task: ``decode_batch``, else the model calls' images times the size window."""
+        if self.decode_batch:
+            return self.decode_batch
+        batch = self.model_batch()
+        if batch is None:
+            return PLAIN_DECODE_BATCH
+        return batch * (self.size_window or (GPU_SIZE_WINDOW if self.device_kind() == "cuda" else 1))
 
     def downscale_settings(self) -> DownscaleSettings:
         """The per-image settings of this job (every :class:`ImageSettings` field as it is) on the actors' device."""

@@ -181,10 +181,16 @@ def decode_stage(batch: pa.Table, settings: dict[str, Any], done_members: pa.Arr
             rows.append(row)
             size += len(row.get("pixels") or b"")
             if size >= _MAX_DECODED_BYTES:
-                yield pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
+                yield _by_size(rows)
                 rows, size = [], 0
     if rows:
-        yield pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
+        yield _by_size(rows)
+
+
+def _by_size(rows: list[dict[str, Any]]) -> pa.Table:
+    """The rows ordered by image size (stable; failed rows first): the model stage cuts its calls from consecutive
+    rows, and same-size images in one call are optimised together (``PipelineSettings.size_window``)."""
+    return pa.Table.from_pylist(sorted(rows, key=lambda r: (r.get("height") or 0, r.get("width") or 0)), schema=DECODED_SCHEMA)
 
 
 class ModelStage(ModelStageCore):

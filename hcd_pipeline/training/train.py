@@ -215,6 +215,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
                 rate = (time.time() - mark[1]) / (step - mark[0])
                 total = min(cfg.steps, max(step + 1, int(step + 0.97 * (cfg.time_budget_s - (time.time() - t0)) / rate)))
                 bar.total = total
+            elif refits and time.time() - t0 > cfg.time_budget_s:
+                total = bar.total = step  # over the budget before the schedule's next fit (slow steps): stop here
             if rank == 0 and log is not None:
                 rec: dict[str, float | int] = {}
                 if step % cfg.log_every == 0:
