@@ -106,8 +106,9 @@ def test_outputs_of_another_device_kind_are_refused_unless_allowed(tmp_path):
 
 
 def test_naming_the_default_model_is_the_same_setting(tmp_path):
-    """--model irn-x2, --scale 2 and neither are one setting (also against a job.json that recorded the default
-    unresolved, as earlier releases did); another model is refused."""
+    """--model irn-x2, --scale 2 and neither are one setting; another model is refused. A job.json that recorded the
+    default unresolved (None) or by its bare name, as earlier releases did, means the weights of that release (the
+    float32 irn-x2.v1): this release's float16 files are not added to it."""
     from hcd_pipeline.io.storage import Storage
     from hcd_pipeline.pipeline.runner import _check_job, _write_job
 
@@ -118,9 +119,15 @@ def test_naming_the_default_model_is_the_same_setting(tmp_path):
     with pytest.raises(SettingsError, match="differing: model, scale"):
         _check_job(out, _job(tmp_path, scale=4))
     record = json.loads((tmp_path / "out" / "job.json").read_text())
-    record["settings"].update(model=None, scale=None)  # as written before the model was resolved
+    for then in ({"model": None, "scale": None}, {"model": "irn-x2", "scale": 2}):  # as releases before tags wrote it
+        record["settings"].update(then)
+        (tmp_path / "out" / "job.json").write_text(json.dumps(record))
+        with pytest.raises(SettingsError, match="differing: model"):
+            _check_job(out, _job(tmp_path, model="irn-x2"))
+    record["settings"].update(model="irn-x2.v1-fp16", scale=2)  # as this release writes it
     (tmp_path / "out" / "job.json").write_text(json.dumps(record))
     _check_job(out, _job(tmp_path, model="irn-x2"))
+    _check_job(out, _job(tmp_path))
     with pytest.raises(SettingsError, match="differing: model"):
         _check_job(out, _job(tmp_path, model="edsr-x2"))
 

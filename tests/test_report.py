@@ -280,9 +280,10 @@ def test_report_header_counts_kept_plain_and_draws_gain_against_plain(tmp_path):
     rep = {"runs": run_info([str(out)]), **build_report(load_tables([str(out)]))}
     (g,) = rep["groups"]
     assert g["kept_plain"] == 1 and g["gain_rgb"]["mean"] == pytest.approx(0.3) and g["devices"] == {"cpu": 4}
-    assert rep["runs"][0]["settings"]["model"] == "irn-x2" and rep["runs"][0]["runs"][0]["images_per_second"] == 0.5
+    # The default recorded unresolved by an earlier release: the weights of that release, by their tag.
+    assert rep["runs"][0]["settings"]["model"] == "irn-x2.v1" and rep["runs"][0]["runs"][0]["images_per_second"] == 0.5
     text = format_text(rep)
-    assert f"/photos -> {out}: model irn-x2 x2, hcd" in text and "1 of 4 kept the plain LR" in text and "+0.300 dB" in text
+    assert f"/photos -> {out}: model irn-x2.v1 x2, hcd" in text and "1 of 4 kept the plain LR" in text and "+0.300 dB" in text
     page = render_html(rep)
     assert "<b>/photos</b> &rarr;" in page and "<td>r1</td><td>4</td>" in page
     svg = page[page.index("Gain against plain quality") :]

@@ -39,13 +39,12 @@ import pyarrow as pa
 from hcd_pipeline.core import errors
 from hcd_pipeline.core.errors import HcdError, SettingsError, StorageError
 from hcd_pipeline.io.storage import Storage, StorageOptions
-from hcd_pipeline.models.registry import recorded_name
 from hcd_pipeline.pipeline.cluster import check_fits, check_ray_address, check_ray_reachable, init_ray, is_local
 from hcd_pipeline.pipeline.keys import LAYOUT, check_disjoint
 from hcd_pipeline.pipeline.plan import done_keys, final_rows, finalize, iter_manifest
 from hcd_pipeline.pipeline.progress import Progress
 from hcd_pipeline.pipeline.schema import METRICS_SCHEMA, read_part
-from hcd_pipeline.pipeline.settings import PipelineSettings, canonical_model
+from hcd_pipeline.pipeline.settings import PipelineSettings, recorded_model
 from hcd_pipeline.pipeline.sources import check_input
 from hcd_pipeline.pipeline.stages import ModelStage, decode_stage, write_stage
 
@@ -150,9 +149,8 @@ def _check_job(out: Storage, settings: PipelineSettings) -> None:
     if job.get("input") != fp["input"]:
         raise SettingsError(f"{where}: output was made from the input {job.get('input')}, not {fp['input']}; use another output")
     then = dict(job.get("settings") or {})
-    if "model" in then:  # outputs of earlier releases recorded the model unresolved (None for the default)
-        model = recorded_name(then["model"]) if then.get("model") and not then.get("weights") else then.get("model")
-        then["model"], then["scale"] = canonical_model(model, then.get("scale"), then.get("weights"))
+    if "model" in then:  # as earlier releases recorded it: unresolved (None for the default), names of their time
+        then["model"], then["scale"] = recorded_model(then.get("model"), then.get("scale"), then.get("weights"))
     now = json.loads(json.dumps(fp["settings"]))  # as job.json holds it
     mixed = ("device", "gpu_mode") if settings.allow_mixed_devices else ()
     changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in mixed)

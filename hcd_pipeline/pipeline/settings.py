@@ -13,7 +13,7 @@ from hcd_pipeline.core.settings_fields import setting
 from hcd_pipeline.core.settings_fields import setting_fields as _setting_fields
 from hcd_pipeline.downscaler.settings import DownscaleSettings, ImageSettings
 from hcd_pipeline.io.storage import StorageOptions
-from hcd_pipeline.models.registry import MODELS, resolve_name
+from hcd_pipeline.models.registry import DEFAULT_MODELS, MODELS, recorded_name, resolve_name
 
 __all__ = [
     "PipelineSettings",
@@ -200,6 +200,17 @@ def canonical_model(model: str | None, scale: int | None, weights: str | None) -
         return model, scale  # refused with its own message where the model is loaded
     spec = MODELS.get(name)
     return name, (spec.scale if spec and spec.scale else scale)
+
+
+def recorded_model(model: str | None, scale: int | None, weights: str | None) -> tuple[str | None, int | None]:
+    """``(model, scale)`` of a ``job.json`` of any release, as :func:`canonical_model` gives them for this one: names
+    read as they meant then (:func:`~hcd_pipeline.models.registry.recorded_name`), and None, which the first releases
+    recorded for the default model, as that release's default of the scale (its first generation)."""
+    if weights:
+        return model, scale
+    if model is None and (scale or 2) in DEFAULT_MODELS:
+        model = DEFAULT_MODELS[scale or 2]
+    return canonical_model(recorded_name(model) if model else model, scale, weights)
 
 
 def fingerprint_hash(fingerprint: dict[str, Any]) -> str:

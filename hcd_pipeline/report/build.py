@@ -25,7 +25,7 @@ from hcd_pipeline.core.errors import SettingsError, StorageError
 from hcd_pipeline.io.storage import Storage, StorageOptions, open_uri
 from hcd_pipeline.pipeline.keys import input_root, inside
 from hcd_pipeline.pipeline.runner import read_metrics
-from hcd_pipeline.pipeline.settings import canonical_model
+from hcd_pipeline.pipeline.settings import recorded_model
 
 __all__ = ["load_tables", "run_info", "build_report", "format_text", "render_html", "stored_label", "STAT_COLUMNS", "REPORT_COLUMNS"]
 
@@ -71,8 +71,8 @@ def run_info(uris: list[str], options: StorageOptions | None = None) -> list[dic
         try:
             job = json.loads(st.read("job.json"))
             settings = {k: v for k, v in (job.get("settings") or {}).items() if k != "hcd"}
-            if "model" in settings:  # resolved as the fingerprint does (earlier releases recorded None for the default)
-                resolved = canonical_model(settings.get("model"), settings.get("scale"), settings.get("weights"))
+            if "model" in settings:  # as this release names it (earlier releases recorded None for the default)
+                resolved = recorded_model(settings.get("model"), settings.get("scale"), settings.get("weights"))
                 settings["model"], settings["scale"] = resolved
             entry.update(input=job.get("input"), settings=settings)
         except (OSError, ValueError, StorageError, AttributeError):
