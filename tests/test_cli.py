@@ -165,3 +165,13 @@ def test_a_16bit_lzw_tiff_scan_through_the_cli_and_defaults_in_help(tmp_path):
     assert side["source_bit_depth"] == 16 and side["lr_size"] == [10, 12]
     helptext = run("run", "--help").stdout
     assert "[default: hcd]" in helptext and "[default: 1]" in helptext and "[default: keep]" in helptext
+
+
+def test_models_lists_what_ships_and_names_the_tag_each_name_loads():
+    shipped = run("models").stdout
+    lines = {line.split()[0]: line for line in shipped.splitlines() if line and not line.startswith("(")}
+    assert "(irn-x2.v1-fp16)" in lines["irn-x2"] and "the default at x2" in lines["irn-x2"]  # the bare name and its tag
+    assert "irn-x2.v1" not in lines and "93019e7206844e46" not in shipped  # float32 tags of earlier releases: not shipped
+    assert "8 tags of earlier releases are not shipped" in shipped
+    everything = run("models", "--all").stdout
+    assert "irn-x2.v1 " in everything and "93019e7206844e46" in everything and "not shipped" in everything

@@ -20,15 +20,22 @@ from hcd_pipeline.io.metadata import embed_metadata
 
 
 @main.command()
-def models() -> None:
-    """List the available models."""
-    from hcd_pipeline.models.registry import MODELS
+@click.option("--all", "show_all", is_flag=True, help="also the tags of earlier releases that are not shipped")
+def models(show_all: bool) -> None:
+    """List the available models: the name to type, and the tag of the weights it loads."""
+    from hcd_pipeline.models.registry import DEFAULT_TAGS, MODELS
 
-    width = max(len(name) for name in MODELS)
-    for spec in MODELS.values():
+    typed = {f"{name}.{tag}": name for name, tag in DEFAULT_TAGS.items()}  # the tag a bare name means
+    shown = [spec for spec in MODELS.values() if spec.shipped or show_all]
+    names = {spec.name: f"{typed[spec.name]} ({spec.name})" if spec.name in typed else spec.name for spec in shown}
+    width = max(len(n) for n in names.values())
+    for spec in shown:
         scale = f"x{spec.scale}" if spec.scale else "any"
         kept = "" if spec.shipped else f" [your file's sha256 starts {spec.sha256}]"
-        click.echo(f"{spec.name:{width}s} {scale:4s} {spec.description}{kept}")
+        click.echo(f"{names[spec.name]:{width}s} {scale:4s} {spec.description}{kept}")
+    hidden = sum(not spec.shipped for spec in MODELS.values())
+    if hidden and not show_all:
+        click.echo(f"({hidden} tags of earlier releases are not shipped; LRs made with them need the file you kept: hcd models --all)")
 
 
 @main.command()

@@ -87,20 +87,20 @@ class ModelSpec:
         return self.weights is not None or self.kind == "bicubic"
 
 
-def _irn(name: str, scale: int, description: str, *, fp32_sha: str, tag: str = "v1") -> dict[str, ModelSpec]:
+def _irn(name: str, scale: int, description: str, *, fp32_sha: str, tag: str = "v1", note: str = "") -> dict[str, ModelSpec]:
     """One IRN generation as two table rows: ``name.tag`` (its float32 file, as trained; not shipped) and
     ``name.tag-fp16`` (the same weights stored as float16: shipped, half the bytes, Set5 means unchanged at 0.001 dB,
     ``docs/models.md``)."""
     fp32, fp16 = f"{name}.{tag}", f"{name}.{tag}-fp16"
     return {
         fp32: ModelSpec(fp32, "irn", scale, None, f"{description}; float32 (not shipped: --weights FILE)", fp32_sha),
-        fp16: ModelSpec(fp16, "irn", scale, f"{fp16}.safetensors", f"{description}; stored as float16 ({name} means this)"),
+        fp16: ModelSpec(fp16, "irn", scale, f"{fp16}.safetensors", f"{description}; stored as float16{note}"),
     }
 
 
 MODELS: dict[str, ModelSpec] = {
-    **_irn("irn-x2", 2, "IRN x2 trained here on BSD200 (the default at x2)", fp32_sha="93019e7206844e46"),
-    **_irn("irn-x4", 4, "IRN x4 trained here on BSD200 (the default at x4)", fp32_sha="4528b2f64c009ea8"),
+    **_irn("irn-x2", 2, "IRN x2 trained here on BSD200", fp32_sha="93019e7206844e46", note="; the default at x2"),
+    **_irn("irn-x4", 4, "IRN x4 trained here on BSD200", fp32_sha="4528b2f64c009ea8", note="; the default at x4"),
     **_irn("irn-x2-jpeg", 2, "irn-x2 + an LR restorer for JPEG-stored LRs (same LR as irn-x2)", fp32_sha="0369c145c408d653"),
     **_irn("irn-x4-jpeg", 4, "irn-x4 + an LR restorer for JPEG-stored LRs (same LR as irn-x4)", fp32_sha="c4b2b2edb676ee64"),
     "irn-x2-jpeg-joint.v1": ModelSpec(
