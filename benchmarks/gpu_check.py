@@ -22,6 +22,8 @@ rest go on, so a run cut short still leaves what it measured):
 - ``mixed_sizes``: the pipeline's model stage over images at the sizes of B100 + Set14 + Set5 as listed, in listing
   order and ordered by size within a decode task (``size_window``), against the same count at one size: megapixels/s,
   the mean number of images optimised together, and the window's share of the same-size rate (#24: >= 80 %).
+- ``train_speed``: training steps/s of the joint x2 codec recipe in fp32 and bf16 (#24's training target: 5x its 0.09
+  s/step on an H200); not in the default list (``--sections ...,train_speed``).
 - ``pipeline_stage``: the pipeline's model stage (``ModelStageCore``, what the Ray actor runs, without Ray or
   Arrow) on Set5 rows decoded as the decode stage does, with the settings dict the driver sends: errors, the
   batch sizes it chose, and LR values that differ from ``Downscaler.process`` of each image alone.
@@ -386,6 +388,47 @@ def mixed_sizes(dev: torch.device, args: argparse.Namespace, images: list[Decode
     return res
 
 
+def train_speed(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
+    """Training steps/s of the joint x2 codec recipe (#24's baseline: 0.09 s/step on an H200 in fp32; the GPU runs of
+    docs/training.md): --init irn-x2, JPEG between the halves, an 8-block restorer, crops of 128 in batches of 32,
+    for 40 steps (quick: the tiny model, crops of 32 in batches of 2, 12 steps) in fp32 and bf16. Steps/s over the
+    steps after the first 10 (the log's own measure), and the loss at the end (both runs draw the same crops)."""
+    import tempfile
+
+    from hcd_pipeline.training.config import TrainConfig
+    from hcd_pipeline.training.train import train
+
+    pack = sorted((ROOT / "shared" / "train").glob("BSD200-c*"))
+    if pack:
+        data = str(pack[-1])
+    else:  # the check's image set (its images are at least a crop's side), else the samples
+        from hcd_pipeline.io.datasets import resolve_dataset
+
+        data = str(resolve_dataset(args.image_set)) if args.image_set else str(ROOT / "samples")
+    quick = args.quick or args.tiny
+    size = {"patch": 32, "batch": 2, "steps": 12, "restore_blocks": 1, "restore_width": 8} if quick else \
+        {"patch": 128, "batch": 32, "steps": 40, "restore_blocks": 8, "restore_width": 64}  # fmt: skip
+    rows = []
+    for precision in ("fp32", "bf16"):
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = TrainConfig(scale=2, init=_model(args, 2), init_lr_scale=0.1, lambda_fit=32, codec="jpeg", z_train=0.0,
+                              blocks=1 if args.tiny else 4, width=8 if args.tiny else 32, data=data, val="", out=tmp,
+                              device=str(dev), precision=precision, log_every=2, ckpt_every=10_000, warmup=2, **size)  # fmt: skip
+            t0 = time.perf_counter()
+            train(cfg, progress=False)
+            wall = time.perf_counter() - t0
+            log = [json.loads(line) for line in (Path(tmp) / "log.jsonl").read_text().splitlines()]
+        steps = [r for r in log if "loss" in r]
+        rate = steps[-1].get("steps_per_s") if steps else None
+        rows.append({"precision": precision, "steps": size["steps"], "steps_per_s": rate,
+                     "s_per_step": round(1 / rate, 4) if rate else None, "wall_s": round(wall, 1),
+                     "last_loss": steps[-1]["loss"] if steps else None})  # fmt: skip
+    base = rows[0]["steps_per_s"]
+    for r in rows:
+        r["speed_vs_fp32"] = round(r["steps_per_s"] / base, 3) if base and r["steps_per_s"] else None
+    return {"data": data, **{k: v for k, v in size.items() if k != "steps"}, "rows": rows, "baseline_s_per_step_h200_fp32": 0.09}
+
+
 def _model(args: argparse.Namespace, scale: int) -> str:
     return f"tiny-irn-x{scale}" if args.tiny else f"irn-x{scale}"
 
@@ -414,6 +457,7 @@ def main() -> None:
             data = "Set5"
         except FileNotFoundError:
             data = None
+    args.image_set = data
     limit = args.limit or (2 if args.quick else 5)
     crop = 64 if args.tiny else (96 if args.quick else None)
     images = _images(data, limit, crop)
@@ -433,6 +477,7 @@ def main() -> None:
         "repeatability": lambda: repeatability(dev, args, images),
         "pipeline_stage": lambda: pipeline_stage(dev, args, images),
         "mixed_sizes": lambda: mixed_sizes(dev, args, images),
+        "train_speed": lambda: train_speed(dev, args, images),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

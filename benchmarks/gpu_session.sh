@@ -8,7 +8,7 @@
 #      session's $OUT/irn8-x2.safetensors, carried back, after that) for the time left, exported as float16 (3.3 MB:
 #      the state that travels), and its Set5 plain PSNR. Dry run here:
 #      PLAN=8 DEV=cpu CHECK_S=60 TRAIN_S=30 OUT=/tmp/gpu_out bash benchmarks/gpu_session.sh
-#   PLAN=9 (session 13): the check with its mixed_sizes section too (#24; CHECK_S=240 recommended), then the same
+#   PLAN=9 (session 13): the check with its mixed_sizes and train_speed sections too (#24; CHECK_S=240), then the same
 #      growth for x2 and x4 at once (INIT4: irn-x4, or the last session's irn8-x4.safetensors); each model's weights,
 #      log and Set5 plain PSNR come back ($OUT/irn8-xN.*). Dry run as above with PLAN=9.
 # Needs in the tree (untracked, under shared/, which travels): shared/data/Set5/HR (the check and validation) and
@@ -33,7 +33,7 @@ t0=$(date +%s)
 } >"$OUT/gpu_check.log" 2>&1
 
 SECTIONS=${SECTIONS:-environment,precision,throughput,step_ms,cpu_vs_device,repeatability,pipeline_stage}
-if [ "${PLAN:-6}" -ge 8 ]; then SECTIONS=${SECTIONS_8:-environment,precision,mixed_sizes,throughput}; fi
+if [ "${PLAN:-6}" -ge 8 ]; then SECTIONS=${SECTIONS_8:-environment,precision,mixed_sizes,train_speed,throughput}; fi
 QUICK=()
 if [ "$DEV" = cpu ]; then QUICK=(--quick --tiny); fi  # the dry run
 if [ "$CHECK_S" -gt 0 ]; then

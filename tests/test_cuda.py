@@ -42,6 +42,16 @@ def test_gpu_check_cpu_mode_writes_every_section(tmp_path):
     assert mixed["same_size"]["mean_batch"] == mixed["call"] and mixed["window_share_of_same_size"] > 0
 
 
+def test_gpu_check_measures_training_speed_in_both_precisions(tmp_path):
+    out = tmp_path / "train.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--quick", "--tiny", "--sections",
+                           "train_speed", "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["sections"]["train_speed"]["rows"]
+    assert [r["precision"] for r in rows] == ["fp32", "bf16"] and rows[0]["speed_vs_fp32"] == 1.0
+    assert all(r["steps_per_s"] > 0 and r["last_loss"] > 0 for r in rows), rows
+
+
 def test_unavailable_cuda_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
