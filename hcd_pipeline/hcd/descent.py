@@ -56,8 +56,11 @@ def _where(mask: torch.Tensor, new: Candidate, old: Candidate) -> Candidate:
     return [torch.where(per_item(mask, n).to(n.device), n.detach(), o) for n, o in zip(new, old, strict=True)]
 
 
-def _detached(c: Candidate) -> Candidate:
-    return c.detach().clone() if isinstance(c, torch.Tensor) else [t.detach().clone() for t in c]
+def _detached(c: Candidate, *, copy: bool = True) -> Candidate:
+    """``c`` out of the graph; a copy (``copy``) when it is kept while the points move on."""
+    if isinstance(c, torch.Tensor):
+        return c.detach().clone() if copy else c.detach()
+    return [t.detach().clone() if copy else t.detach() for t in c]
 
 
 class _Best:
@@ -122,7 +125,7 @@ def descend(
     judged = 0
 
     def value_of(ev: Evaluation) -> torch.Tensor:
-        return scores(score(_detached(ev.candidate)), b) if score is not None else -ev.loss.detach().double().cpu()
+        return scores(score(_detached(ev.candidate, copy=False)), b) if score is not None else -ev.loss.detach().double().cpu()
 
     for i in range(steps):
         with numerics():

@@ -21,7 +21,7 @@ import torch
 
 from hcd_pipeline.core.device import precision_mode
 from hcd_pipeline.core.errors import SettingsError
-from hcd_pipeline.hcd.descent import BarzilaiBorwein, Evaluation, NormalisedGradient, descend, scores
+from hcd_pipeline.hcd.descent import BarzilaiBorwein, Evaluation, NormalisedGradient, descend, per_item, scores
 from hcd_pipeline.hcd.judge import Judge, reconstruction_psnr
 from hcd_pipeline.hcd.settings import DEFAULT_PRESET, METHODS, PRESETS, HCDSettings
 from hcd_pipeline.models.irn import quantize_ste
@@ -100,16 +100,11 @@ def _z_std(model: Rescaler) -> float:
     return float(getattr(model, "z_std", 1.0))
 
 
-def _items(x: torch.Tensor) -> torch.Tensor:
-    """(B, ...) -> (B, 1, 1, 1), for per-item scalars broadcast over images."""
-    return x.view(-1, 1, 1, 1)
-
-
 def _random_ball(like: torch.Tensor, radius: float, budget: str, gen: Generators) -> torch.Tensor:
     if budget == "pixel":
         return (2 * _draw("rand", like.shape, gen, like.device) - 1) * radius
     d = _draw("randn", like.shape, gen, like.device)
-    n = _items(d.flatten(1).norm(dim=1))
+    n = per_item(d.flatten(1).norm(dim=1), d)
     r = _draw("rand", n.shape, gen, like.device)
     return d * r / n * radius
 
@@ -119,7 +114,7 @@ def _project(d: torch.Tensor, base: torch.Tensor, radius: float, budget: str) ->
     if budget == "pixel":
         d = d.clamp(-radius, radius)
     else:
-        n = _items(d.flatten(1).norm(dim=1))
+        n = per_item(d.flatten(1).norm(dim=1), d)
         d = d * torch.clamp(radius / (n + 1e-12), max=1.0)
     return torch.max(torch.min(d, 1 - base), -base)
 
@@ -296,7 +291,7 @@ def collaborative_downscale(
     if judge_fn:
         stored_score = best_value if cfg.keep_best and best_value is not None else lr_score(stored)
         keep = stored_score > plain_score  # a tie, a loss, or NaN keeps the plain LR
-        stored = torch.where(_items(keep).to(stored.device), stored, plain)
+        stored = torch.where(per_item(keep, stored).to(stored.device), stored, plain)
         stored_score = torch.where(keep, stored_score, plain_score)
         judged = [{"plain": float(p), "stored": float(q)} for p, q in zip(plain_score.tolist(), stored_score.tolist(), strict=True)]
     seconds["total"] = time.perf_counter() - t_start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -9,8 +10,8 @@ import torch
 from hcd_pipeline.core.errors import SettingsError
 from hcd_pipeline.models.edsr import SRRescaler
 from hcd_pipeline.models.edsr_weights import save_edsr
-from hcd_pipeline.models.registry import load_weights_file
-from hcd_pipeline.models.weights import file_sha256, read_weights, save_weights
+from hcd_pipeline.models.registry import load_weights_file, safetensors_header
+from hcd_pipeline.models.weights import file_sha256, save_weights
 
 __all__ = ["convert_weights"]
 
@@ -28,15 +29,9 @@ def convert_weights(src: str | Path, dst: str | Path, *, dtype: str = "float32",
             raise SettingsError(f"{src}: EDSR files are stored as float16 already; --dtype and --base are for IRN files")
         save_edsr(model, dst, converted)
         return f"EDSR x{c.scale}, {c.blocks} blocks, width {c.width}"
-    own = safetensors_provenance(src)
+    # One of our files (the header says IRN, since the model is): keep its training provenance (a header read only).
+    own = json.loads(safetensors_header(src).get("provenance") or "{}") if Path(src).suffix == ".safetensors" else {}
     provenance = {**own, "converted_from": converted["source"], "converted_from_sha256": converted["source_sha256"],
                   "converted_by": f"hcd convert --dtype {dtype}"} if own else converted  # fmt: skip
     save_weights(model, dst, provenance, dtype=getattr(torch, dtype), base=base)  # type: ignore[arg-type]
     return f"IRN x{c.scale}, {c.blocks} blocks, width {c.width}, {dtype}"
-
-
-def safetensors_provenance(path: str | Path) -> dict[str, str]:
-    """The provenance of one of our IRN ``.safetensors`` files ({} for anything else)."""
-    if Path(path).suffix != ".safetensors":
-        return {}
-    return read_weights(path)[2]
