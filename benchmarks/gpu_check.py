@@ -24,6 +24,9 @@ rest go on, so a run cut short still leaves what it measured):
   the mean number of images optimised together, and the window's share of the same-size rate (#24: >= 80 %).
 - ``train_speed``: training steps/s of the joint x2 codec recipe in fp32 and bf16 (#24's training target: 5x its 0.09
   s/step on an H200); not in the default list (``--sections ...,train_speed``).
+- ``compiled_step``: one LR-domain step at 512 x 512, x2, batch 16, eager against ``torch.compile`` (static shapes;
+  on CUDA also CUDA graphs), fp32 and bf16: ms per step, speed against eager, compile seconds, differences from
+  eager fp32 (#24's cheap steps, measured before they enter the library); not in the default list.
 - ``pipeline_stage``: the pipeline's model stage (``ModelStageCore``, what the Ray actor runs, without Ray or
   Arrow) on Set5 rows decoded as the decode stage does, with the settings dict the driver sends: errors, the
   batch sizes it chose, and LR values that differ from ``Downscaler.process`` of each image alone.
@@ -36,24 +39,26 @@ there, untracked, before sending the tree to a GPU machine), else Set5 where ``h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hcd_pipeline.core.device import device_mode, device_record, free_memory, resolve_device
+from hcd_pipeline.core.device import device_mode, device_record, free_memory, precision_mode, resolve_device
 from hcd_pipeline.core.resize import pad_symmetric
 from hcd_pipeline.downscaler import MEMORY_MODES, STEP_BYTES_PER_PIXEL, Downscaler, DownscaleSettings
 from hcd_pipeline.hcd.optimise import collaborative_downscale
 from hcd_pipeline.hcd.settings import get_preset
 from hcd_pipeline.io.images import DecodedImage, decode_image, list_images, read_image
 from hcd_pipeline.models import load_model
+from hcd_pipeline.models.irn import quantize_ste
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -254,6 +259,90 @@ def precision(dev: torch.device, args: argparse.Namespace, images: list[DecodedI
     return {"preset": "default", "set_images": len(images), "rows": rows}
 
 
+def compiled_step(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage]) -> dict[str, Any]:
+    """#24's cheap steps, measured before any of it enters the library: one LR-domain step of HCD (IRN's upscale of
+    the rounded LR, straight-through, forward and backward to the LR; memory mode fast; MSE against the HR) at
+    512 x 512 HR in batches of 16 (quick: 64 x 64 in batches of 2), x2, eager against ``torch.compile`` with static
+    shapes, for each variant of ``--compile-variants`` (``precision:mode``; mode ``eager``, ``default``,
+    ``reduce-overhead`` (CUDA graphs) or ``max-autotune-no-cudagraphs``). Per variant: ms per step (median of the timed
+    steps after warm-up), the speed against eager at the same precision, the seconds of the first call (compilation),
+    and the largest difference of the loss and of the gradient from eager fp32. A failing variant records its error
+    (no C compiler for inductor on a CPU, no Triton on a GPU) and the others go on."""
+    side, b, timed = (64, 2, 3) if args.quick else (512, 16, 10)
+    model = load_model(_model(args, 2), device=dev)
+    model.backward = MEMORY_MODES["fast"]
+    hr = _square(images, side, b).to(dev)
+    with torch.no_grad():
+        lr0 = torch.round(model.downscale(hr)[0].clamp(0, 1) * 255) / 255
+    z = torch.zeros(model.z_shape(lr0.shape), device=dev)
+
+    def loss_of(lr: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(model.upscale(quantize_ste(lr), z), hr)
+
+    def step(fn: Callable[[torch.Tensor], torch.Tensor], precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = lr0.detach().clone().requires_grad_(True)
+        with precision_mode(dev, precision):
+            loss = fn(x)
+            (grad,) = torch.autograd.grad(loss.float(), x)
+        return loss.detach().float(), grad
+
+    rows: list[dict[str, Any]] = []
+    eager_ms: dict[str, float] = {}
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None
+    for variant in args.compile_variants.split(","):
+        precision, _, mode = variant.partition(":")
+        row: dict[str, Any] = {"precision": precision, "mode": mode, "side": side, "batch": b, "scale": 2}
+        try:
+            torch._dynamo.reset()  # every variant compiles from scratch and counts its own compile time
+            fn = loss_of if mode == "eager" else torch.compile(loss_of, mode=None if mode == "default" else mode, dynamic=False)
+            with device_mode(dev, "deterministic"), _autotuned(dev):
+                t0 = time.perf_counter()
+                step(fn, precision)
+                _sync(dev)
+                row["first_call_s"] = round(time.perf_counter() - t0, 2)
+                for _ in range(2):
+                    step(fn, precision)
+                _sync(dev)
+                _peak_reset(dev)
+                times = []
+                for _ in range(timed):
+                    t0 = time.perf_counter()
+                    loss, grad = step(fn, precision)
+                    _sync(dev)
+                    times.append(time.perf_counter() - t0)
+            ms = 1000 * sorted(times)[len(times) // 2]
+            if mode == "eager":
+                eager_ms[precision] = ms
+            if reference is None and mode == "eager" and precision == "fp32":
+                reference = (loss, grad)
+            row.update(ms_per_step=round(ms, 3), step_images_per_s=round(b / ms * 1000, 2), peak_mib=_peak_mib(dev),
+                       speed_vs_eager=round(eager_ms[precision] / ms, 3) if precision in eager_ms else None)  # fmt: skip
+            if reference is not None:
+                row["loss_diff_vs_eager_fp32"] = float((loss - reference[0]).abs())
+                row["grad_max_diff_vs_eager_fp32"] = float((grad - reference[1]).abs().max())
+                row["grad_max_abs"] = float(reference[1].abs().max())
+        except Exception as exc:  # noqa: BLE001 - a failing variant is recorded; the others go on
+            row["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    torch._dynamo.reset()
+    return {"model": _model(args, 2), "memory": "fast", "cudnn": "benchmark (autotuned), tf32 only where precision says", "rows": rows}
+
+
+@contextlib.contextmanager
+def _autotuned(dev: torch.device) -> Iterator[None]:
+    """cuDNN picks its fastest kernels (benchmark mode) while TF32 stays as the precision policy sets it: the fp32
+    variants stay fp32, which the ``fast`` gpu_mode (TF32 on) would not."""
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.benchmark, cudnn.deterministic)
+    if dev.type == "cuda":
+        cudnn.benchmark, cudnn.deterministic = True, False
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic = saved
+
+
 def _run_set(dev: torch.device, args: argparse.Namespace, images: list[DecodedImage], gpu_mode: str = "deterministic", threads: int = 1):
     ds = Downscaler(DownscaleSettings(model=_model(args, 2), device=str(dev), gpu_mode=gpu_mode, threads=threads))
     t0 = time.perf_counter()
@@ -442,9 +531,18 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="images of the set (default 5; quick: 2)")
     ap.add_argument("--cpu-threads", type=int, default=4, help="torch threads for the CPU reference of cpu_vs_device")
     ap.add_argument("--sections", default="environment,precision,throughput,mixed_sizes,step_ms,cpu_vs_device,repeatability,pipeline_stage")
+    ap.add_argument(
+        "--compile-variants",
+        default=None,
+        help="compiled_step's precision:mode list (default: fp32 and bf16, eager and compiled; on CUDA also"
+        " bf16 with CUDA graphs; quick: fp32 eager and compiled)",
+    )
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     dev = resolve_device(args.device)
+    if args.compile_variants is None:
+        graphs = ",bf16:reduce-overhead" if dev.type == "cuda" else ""
+        args.compile_variants = "fp32:eager,fp32:default" if args.quick else f"fp32:eager,fp32:default,bf16:eager,bf16:default{graphs}"
     data = args.data
     inside = ROOT / "shared" / "data" / "Set5" / "HR"  # on a lent GPU machine: copied into the tree so that it travels
     if data is None and inside.is_dir():
@@ -478,6 +576,7 @@ def main() -> None:
         "pipeline_stage": lambda: pipeline_stage(dev, args, images),
         "mixed_sizes": lambda: mixed_sizes(dev, args, images),
         "train_speed": lambda: train_speed(dev, args, images),
+        "compiled_step": lambda: compiled_step(dev, args, images),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@
 #   PLAN=9 (session 13): the check with its mixed_sizes and train_speed sections too (#24; CHECK_S=240), then the same
 #      growth for x2 and x4 at once (INIT4: irn-x4, or the last session's irn8-x4.safetensors); each model's weights,
 #      log and Set5 plain PSNR come back ($OUT/irn8-xN.*). Dry run as above with PLAN=9.
+#   PLAN=10 (session 14): PLAN 9 with the check's compiled_step section after precision (torch.compile and CUDA
+#      graphs of one LR step against eager, COMPILE_VARIANTS; #24), CHECK_S=300 TRAIN_S=200 recommended.
 # Needs in the tree (untracked, under shared/, which travels): shared/data/Set5/HR (the check and validation) and
 # shared/train/BSD200-cN (200 centre crops of BSD200, made by benchmarks/make_train_pack.py; session 5 used N = 192,
 # session 6 N = 144; the tracked tree is 27 MB since session 13 (float16 weights), so the next session can carry
@@ -34,8 +36,9 @@ t0=$(date +%s)
 
 SECTIONS=${SECTIONS:-environment,precision,throughput,step_ms,cpu_vs_device,repeatability,pipeline_stage}
 if [ "${PLAN:-6}" -ge 8 ]; then SECTIONS=${SECTIONS_8:-environment,precision,mixed_sizes,train_speed,throughput}; fi
-QUICK=()
-if [ "$DEV" = cpu ]; then QUICK=(--quick --tiny); fi  # the dry run
+if [ "${PLAN:-6}" -ge 10 ]; then SECTIONS=${SECTIONS_10:-environment,precision,compiled_step,mixed_sizes,train_speed,throughput}; fi
+QUICK=(--compile-variants "${COMPILE_VARIANTS:-fp32:eager,bf16:eager,bf16:default,bf16:reduce-overhead}")
+if [ "$DEV" = cpu ]; then QUICK=(--quick --tiny); fi  # the dry run (compiled_step: fp32 eager and compiled)
 if [ "$CHECK_S" -gt 0 ]; then
   timeout "$CHECK_S" $PY -m benchmarks.gpu_check --device "$DEV" --limit 3 --cpu-threads 8 --sections "$SECTIONS" \
     "${QUICK[@]}" --out "$OUT/gpu.json" >>"$OUT/gpu_check.log" 2>&1
@@ -67,11 +70,11 @@ grow() {  # #25: the default IRN of scale $1 grown to 8 blocks per level from $2
   fi
   cp "runs/$name/log.jsonl" "$OUT/$name.jsonl" 2>/dev/null
 }
-if [ "${PLAN:-6}" = 8 ] || [ "${PLAN:-6}" = 9 ]; then
+if [ "${PLAN:-6}" -ge 8 ]; then
   # PLAN=8: x2 alone (INIT: the shipped irn-x2 the first time, the last session's irn8-x2.safetensors after that);
   # PLAN=9: x2 and x4 at once on the one GPU (INIT4 likewise for x4).
   grow 2 "${INIT:-irn-x2}" &
-  if [ "$PLAN" = 9 ]; then grow 4 "${INIT4:-irn-x4}" & fi
+  if [ "$PLAN" -ge 9 ]; then grow 4 "${INIT4:-irn-x4}" & fi
   wait
   echo "done after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
   ls -la "$OUT"

@@ -52,6 +52,24 @@ def test_gpu_check_measures_training_speed_in_both_precisions(tmp_path):
     assert all(r["steps_per_s"] > 0 and r["last_loss"] > 0 for r in rows), rows
 
 
+def test_gpu_check_compares_a_compiled_step_with_eager(tmp_path):
+    """#24's compile variant as the GPU run will measure it, on the tiny model: it compiles (inductor on the CPU
+    needs a C compiler; without one the row carries the error and the test skips) and its loss and gradient are
+    eager's up to float rounding."""
+    out = tmp_path / "compiled.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--quick", "--tiny", "--sections",
+                           "compiled_step", "--out", str(out)], capture_output=True, text=True, timeout=400, cwd=ROOT)  # fmt: skip
+    rows = json.loads(out.read_text())["sections"]["compiled_step"]["rows"]
+    assert [(r["precision"], r["mode"]) for r in rows] == [("fp32", "eager"), ("fp32", "default")]
+    eager, compiled = rows
+    assert "error" not in eager and eager["speed_vs_eager"] == 1.0 and eager["grad_max_diff_vs_eager_fp32"] == 0
+    if "error" in compiled:
+        pytest.skip(f"torch.compile unavailable here: {compiled['error'][:200]}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert compiled["ms_per_step"] > 0 and compiled["first_call_s"] > compiled["ms_per_step"] / 1000
+    assert compiled["grad_max_diff_vs_eager_fp32"] <= 1e-4 * compiled["grad_max_abs"], compiled
+
+
 def test_unavailable_cuda_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
