@@ -70,6 +70,21 @@ def test_gpu_check_compares_a_compiled_step_with_eager(tmp_path):
     assert compiled["grad_max_diff_vs_eager_fp32"] <= 1e-4 * compiled["grad_max_abs"], compiled
 
 
+@CUDA
+def test_cuda_graphs_replay_the_step_that_eager_takes(tmp_path):
+    """CUDA graphs (``torch.compile`` mode reduce-overhead) on the tiny model: same loss and gradient as eager."""
+    out = tmp_path / "graphs.json"
+    variants = "fp32:eager,fp32:reduce-overhead"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cuda", "--quick", "--tiny", "--sections",
+                           "compiled_step", "--compile-variants", variants, "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    rows = json.loads(out.read_text())["sections"]["compiled_step"]["rows"]
+    if "error" in rows[1] and "triton" in rows[1]["error"].lower():
+        pytest.skip(f"no Triton for inductor here: {rows[1]['error'][:200]}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert rows[1]["grad_max_diff_vs_eager_fp32"] <= 1e-4 * rows[1]["grad_max_abs"], rows
+
+
 def test_unavailable_cuda_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
