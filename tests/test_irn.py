@@ -141,12 +141,14 @@ def test_latent_prior_is_part_of_the_config(tmp_path):
     assert load_irn(tmp_path / "z0.safetensors").z_std == 0.0
 
 
-def test_weights_shipped_in_the_package_stay_within_25_mb():
-    # The wheel carries the weights of the current generation only (docs/models.md, "Tags"): 25 MB at most.
+def test_weights_shipped_in_the_package_stay_within_36_mb():
+    # The wheel carries the current generation and, while it is opt-in, the 8-block second generation of irn-x2 /
+    # irn-x4 (12 MB; docs/models.md, "Tags"): 36 MB at most. The tree with them must still travel to a lent GPU with
+    # its training data (64 MiB in all).
     from tests.conftest import ROOT
 
     files = list((ROOT / "hcd_pipeline" / "weights").glob("*.safetensors"))
-    assert files and sum(p.stat().st_size for p in files) <= 25_000_000, sorted((p.name, p.stat().st_size) for p in files)
+    assert files and sum(p.stat().st_size for p in files) <= 36_000_000, sorted((p.name, p.stat().st_size) for p in files)
     # Every shipped file is a row of the table, and every row that ships has its file.
     assert {p.name for p in files} == {s.weights for s in MODELS.values() if s.weights}
 
