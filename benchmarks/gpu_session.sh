@@ -37,11 +37,11 @@ t0=$(date +%s)
 SECTIONS=${SECTIONS:-environment,precision,throughput,step_ms,cpu_vs_device,repeatability,pipeline_stage}
 if [ "${PLAN:-6}" -ge 8 ]; then SECTIONS=${SECTIONS_8:-environment,precision,mixed_sizes,train_speed,throughput}; fi
 if [ "${PLAN:-6}" -ge 10 ]; then SECTIONS=${SECTIONS_10:-environment,precision,compiled_step,mixed_sizes,train_speed,throughput}; fi
-QUICK=(--compile-variants "${COMPILE_VARIANTS:-fp32:eager,bf16:eager,bf16:default,bf16:reduce-overhead}")
-if [ "$DEV" = cpu ]; then QUICK=(--quick --tiny); fi  # the dry run (compiled_step: fp32 eager and compiled)
+CHECK_FLAGS=(--compile-variants "${COMPILE_VARIANTS:-fp32:eager,bf16:eager,bf16:default,bf16:reduce-overhead}")
+if [ "$DEV" = cpu ]; then CHECK_FLAGS=(--quick --tiny); fi  # the dry run (compiled_step: fp32 eager and compiled)
 if [ "$CHECK_S" -gt 0 ]; then
   timeout "$CHECK_S" $PY -m benchmarks.gpu_check --device "$DEV" --limit 3 --cpu-threads 8 --sections "$SECTIONS" \
-    "${QUICK[@]}" --out "$OUT/gpu.json" >>"$OUT/gpu_check.log" 2>&1
+    "${CHECK_FLAGS[@]}" --out "$OUT/gpu.json" >>"$OUT/gpu_check.log" 2>&1
   echo "gpu_check rc=$? after $(($(date +%s) - t0)) s" | tee -a "$OUT/gpu_check.log"
 else  # sessions 6 and 8 logged this case as "gpu_check rc=1" (the skipped test's status)
   echo "gpu_check skipped (CHECK_S=0)" | tee -a "$OUT/gpu_check.log"

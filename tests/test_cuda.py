@@ -63,8 +63,8 @@ def test_gpu_check_compares_a_compiled_step_with_eager(tmp_path):
     assert [(r["precision"], r["mode"]) for r in rows] == [("fp32", "eager"), ("fp32", "default")]
     eager, compiled = rows
     assert "error" not in eager and eager["speed_vs_eager"] == 1.0 and eager["grad_max_diff_vs_eager_fp32"] == 0
-    if "error" in compiled:
-        pytest.skip(f"torch.compile unavailable here: {compiled['error'][:200]}")
+    if "error" in compiled and "compiler" in compiled["error"].lower():  # any other error fails below
+        pytest.skip(f"inductor has no C++ compiler here: {compiled['error'][:200]}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert compiled["ms_per_step"] > 0 and compiled["first_call_s"] > compiled["ms_per_step"] / 1000
     assert compiled["grad_max_diff_vs_eager_fp32"] <= 1e-4 * compiled["grad_max_abs"], compiled
