@@ -146,3 +146,33 @@ def test_bf16_training_steps_and_logs_its_speed(tmp_path):
     assert torch.is_autocast_enabled("cpu") is False
     with pytest.raises(SettingsError, match="precision"):
         TrainConfig(precision="fp8").check()
+
+
+def test_provenance_sums_the_seconds_of_every_part_of_a_resumed_run(tmp_path):
+    """#25: exported weights say how long their run trained (wall seconds over every resumed part) and on what; a
+    checkpoint carries the seconds so far, and ``export_checkpoint`` of it keeps them."""
+    import json
+    from dataclasses import replace
+
+    from hcd_pipeline.models.registry import safetensors_header
+    from hcd_pipeline.training.config import TrainConfig
+    from hcd_pipeline.training.train import export_checkpoint, train
+
+    run = tmp_path / "run"
+    cfg = TrainConfig(blocks=1, width=4, data=str(SAMPLES), val="", steps=2, patch=16, batch=2, warmup=1, ckpt_every=1,
+                      threads=1, out=str(run), device="cpu", z_train=0.0)  # fmt: skip
+    t = time.time()
+    first = json.loads(safetensors_header(train(cfg, progress=False))["provenance"])
+    assert 0 < float(first["train_seconds"]) <= time.time() - t + 0.1
+    assert first["device"] == "cpu (1 thread)" and first["steps"] == "2"
+    # Pretend the first part took 1000 s and stopped halfway through a 4-step schedule: the resumed part trains the
+    # last 2 steps and adds its own seconds to the 1000.
+    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    ck["train_seconds"], ck["total"] = 1000.0, 4
+    torch.save(ck, run / "checkpoint.pt")
+    t = time.time()
+    second = json.loads(safetensors_header(train(replace(cfg, steps=4), progress=False))["provenance"])
+    assert 1000 <= float(second["train_seconds"]) <= 1000 + time.time() - t + 0.1 and second["steps"] == "4"
+    exported = export_checkpoint(run / "checkpoint.pt", tmp_path / "e.safetensors")
+    again = json.loads(safetensors_header(tmp_path / "e.safetensors")["provenance"])
+    assert exported == 4 and float(again["train_seconds"]) >= 1000 and again["device"] == "cpu (1 thread)"

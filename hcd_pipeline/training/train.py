@@ -14,8 +14,10 @@ the upscaler applies to decoded LRs first; validation then also scores the real 
 ``val_quality``.
 
 Resuming: every ``ckpt_every`` steps the weights, optimiser, step and the state of the generator that
-drives cropping, augmentation and z are written atomically to ``OUT/checkpoint.pt``; a restarted run
-continues from it and, on CPU, reaches the same parameters as an uninterrupted run bit for bit.
+drives cropping, augmentation and z are written atomically to ``OUT/checkpoint.pt``, with the wall seconds spent so
+far; a restarted run continues from it and, on CPU, reaches the same parameters as an uninterrupted run bit for bit.
+The exported weights' provenance records the steps, the data, the command, the config, the wall seconds summed over
+every part of the run (``train_seconds``) and the device (``device``: the GPU's name, or ``cpu (N threads)``).
 Data-parallel: start with ``torchrun --nproc-per-node N -m hcd_pipeline.cli train ...`` (gloo on CPU,
 NCCL on GPUs); each rank draws its own crops, gradients are averaged.
 """
@@ -114,6 +116,25 @@ def _pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _device_name(device: torch.device) -> str:
+    """The device a run trained on, for provenance: the GPU's name, or ``cpu (N threads)``."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    n = torch.get_num_threads()
+    return f"{device.type} ({n} thread{'' if n == 1 else 's'})"
+
+
+def _provenance(cfg_dict: dict[str, object], step: int, command: str, seconds: float | None, device: str) -> dict[str, str]:
+    """The provenance an exported weights file carries: data, steps, command, the run's config, and (where known)
+    the training wall seconds summed over every resumed part of the run and the device it ran on."""
+    prov = {"data": str(cfg_dict["data"]), "steps": str(step), "command": command, "train_config": json.dumps(cfg_dict)}
+    if seconds is not None:
+        prov["train_seconds"] = f"{seconds:.1f}"
+    if device:
+        prov["device"] = device
+    return prov
+
+
 def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path:
     """Train (or resume) an IRN; returns the path of the exported ``.safetensors`` weights."""
     cfg.check()
@@ -151,6 +172,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
                            fused=device.type == "cuda")  # fmt: skip
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step = 0
+    spent = 0.0  # wall seconds of the earlier parts of a resumed run (checkpoint "train_seconds")
     total = cfg.steps  # the schedule's length; a time budget refits it once the speed is known
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -162,6 +184,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         gen.set_state(ck["generators"][rank])
         step = int(ck["step"])
         total = int(ck.get("total", cfg.steps))
+        spent = float(ck.get("train_seconds", 0.0))
     if distributed:
         for p in model.parameters():  # identical start on every rank
             dist.broadcast(p.data, 0)
@@ -170,7 +193,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
     val_images = load_training_images(cfg.val, 16) if rank == 0 and cfg.val else []
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, desc=f"train x{cfg.scale}")
-    t0 = time.time()
+    t0 = t_run = time.time()  # t0: the schedule's clock (after the first validation); t_run: this part's wall time
     fit_w = cfg.fit_weight()
     val_q = cfg.val_quality if cfg.codec == "jpeg" else None
     # Training numerics: TF32 and cuDNN autotuning on a GPU (restored when training ends); no effect on a CPU.
@@ -252,6 +275,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
                             "total": total,
                             "generators": gens,
                             "config": asdict(cfg),
+                            "train_seconds": spent + time.time() - t_run,
+                            "device_name": _device_name(device),
                         },
                         ckpt_path,
                     )
@@ -260,7 +285,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         log.close()
     final = out / f"{'edsr' if cfg.family == 'sr' else 'irn'}-x{cfg.scale}.safetensors"
     if rank == 0:
-        provenance = {"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(asdict(cfg))}
+        provenance = _provenance(asdict(cfg), step, command, spent + time.time() - t_run, _device_name(device))
         _save(model, final, provenance, cfg.export_dtype)
     if distributed:
         # Record a hash of each rank's parameters: identical hashes show the ranks stayed in sync.
@@ -306,6 +331,7 @@ def export_checkpoint(
         model = build_model(cfg)
     model.load_state_dict(ck["model"])
     step = int(ck["step"])
-    provenance = {"data": cfg.data, "steps": str(step), "command": command, "train_config": json.dumps(ck["config"])}
+    seconds = ck.get("train_seconds")  # absent in checkpoints written before it was recorded
+    provenance = _provenance(ck["config"], step, command, None if seconds is None else float(seconds), ck.get("device_name", ""))
     _save(model, dest, provenance, dtype or cfg.export_dtype, base)
     return step
