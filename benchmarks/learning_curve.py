@@ -1,6 +1,8 @@
 """Plot Set5 validation Y-PSNR against training step from ``log.jsonl`` files (SVG, no plotting library).
 
 Usage: python -m benchmarks.learning_curve docs/training_curves.svg LABEL=runs/irn-x2/log.jsonl ...
+A run that continued an earlier one's weights is drawn after it with ``LABEL=log.jsonl@STEPS`` (its steps shifted by
+``STEPS``, the earlier run's length).
 The key plotted is ``val_psnr_z0`` (z = 0 at the decoder) and, where the run was trained with z ~ N(0, 1),
 also ``val_psnr_zdraw`` (one z draw).
 """
@@ -24,11 +26,12 @@ def main() -> None:
     out = sys.argv[1]
     series = []
     for arg in sys.argv[2:]:
-        label, path = arg.split("=", 1)
-        rows = load(path)
-        series.append((f"{label} (z = 0)", [(r["step"], r["val_psnr_z0"]) for r in rows]))
+        label, spec = arg.split("=", 1)
+        path, _, shift = spec.partition("@")
+        rows, off = load(path), int(shift or 0)
+        series.append((f"{label} (z = 0)", [(off + r["step"], r["val_psnr_z0"]) for r in rows]))
         if "zdraw" in label:
-            series.append((f"{label} (z drawn)", [(r["step"], r["val_psnr_zdraw"]) for r in rows]))
+            series.append((f"{label} (z drawn)", [(off + r["step"], r["val_psnr_zdraw"]) for r in rows]))
     w, h, pad = 640, 380, 50
     xs = [x for _, pts in series for x, _ in pts]
     ys = [y for _, pts in series for _, y in pts]

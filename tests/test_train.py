@@ -176,3 +176,26 @@ def test_provenance_sums_the_seconds_of_every_part_of_a_resumed_run(tmp_path):
     exported = export_checkpoint(run / "checkpoint.pt", tmp_path / "e.safetensors")
     again = json.loads(safetensors_header(tmp_path / "e.safetensors")["provenance"])
     assert exported == 4 and float(again["train_seconds"]) >= 1000 and again["device"] == "cpu (1 thread)"
+
+
+def test_learning_curve_draws_a_continued_run_after_the_one_it_continued(tmp_path, monkeypatch):
+    """``benchmarks.learning_curve``: ``LABEL=log@STEPS`` shifts a continuing run's steps by the earlier run's length,
+    so its line starts where the earlier one ends (a log's repeated step, from a resume, is drawn once)."""
+    import json
+    import re
+
+    from benchmarks import learning_curve
+
+    def log(path: Path, points: list[tuple[int, float]]) -> str:
+        path.write_text("".join(json.dumps({"step": s, "val_psnr_z0": v}) + "\n" for s, v in points))
+        return str(path)
+
+    first = log(tmp_path / "a.jsonl", [(0, 30.0), (100, 31.0), (100, 31.0), (200, 32.0)])
+    later = log(tmp_path / "b.jsonl", [(0, 32.0), (100, 33.0)])
+    out = tmp_path / "c.svg"
+    monkeypatch.setattr(sys, "argv", ["learning_curve", str(out), f"a={first}", f"b={later}@200"])
+    learning_curve.main()
+    lines = [[tuple(map(float, p.split(","))) for p in m.split()] for m in re.findall(r'points="([^"]+)"', out.read_text())]
+    assert [len(pts) for pts in lines] == [3, 2]
+    assert lines[1][0] == lines[0][-1]  # the continued run starts at the point where the first one ended
+    assert lines[1][-1][0] > lines[0][-1][0]
