@@ -14,7 +14,8 @@
 #   PLAN=10 (session 14): PLAN 9 with the check's compiled_step section after precision (torch.compile and CUDA
 #      graphs of one LR step against eager, COMPILE_VARIANTS; #24), CHECK_S=300 TRAIN_S=200 recommended.
 # Needs in the tree (untracked, under shared/, which travels): shared/data/Set5/HR (the check and validation) and
-# shared/train/BSD200-cN (200 centre crops of BSD200, made by benchmarks/make_train_pack.py; session 5 used N = 192,
+# shared/train/BSD200-cN; `python -m benchmarks.make_train_pack` makes both in a fresh checkout and prints whether the
+# tree and shared/ fit the 64 MiB (the pack: centre crops of BSD200 and the scikit-image photos; session 5 used N = 192,
 # session 6 N = 144; the tracked tree is 40 MB since session 14 (27 MB of it before the 8-block v2 weights), and
 # with the 15 MB pack and Set5 55 MB travel: check that the tree plus shared/ stays under 64 MiB before adding data). PLAN picks the runs.
 # Dry run here: DEV=cpu CHECK_S=60 TRAIN_S=30 OUT=/tmp/gpu_out bash benchmarks/gpu_session.sh
