@@ -149,8 +149,9 @@ def test_bf16_training_steps_and_logs_its_speed(tmp_path):
 
 
 def test_provenance_sums_the_seconds_of_every_part_of_a_resumed_run(tmp_path):
-    """#25: exported weights say how long their run trained (wall seconds over every resumed part) and on what; a
-    checkpoint carries the seconds so far, and ``export_checkpoint`` of it keeps them."""
+    """#25: exported weights say how long their run trained (wall seconds over every resumed part), on what devices
+    (a part resumed elsewhere adds its own), and from which ``--init`` file by content; a checkpoint carries all three,
+    and ``export_checkpoint`` of it keeps them."""
     import json
     from dataclasses import replace
 
@@ -164,18 +165,25 @@ def test_provenance_sums_the_seconds_of_every_part_of_a_resumed_run(tmp_path):
     t = time.time()
     first = json.loads(safetensors_header(train(cfg, progress=False))["provenance"])
     assert 0 < float(first["train_seconds"]) <= time.time() - t + 0.1
-    assert first["device"] == "cpu (1 thread)" and first["steps"] == "2"
-    # Pretend the first part took 1000 s and stopped halfway through a 4-step schedule: the resumed part trains the
-    # last 2 steps and adds its own seconds to the 1000.
+    assert first["device"] == "cpu (1 thread)" and first["steps"] == "2" and "init_sha256" not in first
+    # Pretend the first part took 1000 s on a GPU and stopped halfway through a 4-step schedule: the resumed part
+    # trains the last 2 steps on the CPU, adds its own seconds to the 1000 and its device to the GPU.
     ck = torch.load(run / "checkpoint.pt", weights_only=False)
-    ck["train_seconds"], ck["total"] = 1000.0, 4
+    ck["train_seconds"], ck["total"], ck["device_name"] = 1000.0, 4, "NVIDIA H200"
     torch.save(ck, run / "checkpoint.pt")
     t = time.time()
     second = json.loads(safetensors_header(train(replace(cfg, steps=4), progress=False))["provenance"])
     assert 1000 <= float(second["train_seconds"]) <= 1000 + time.time() - t + 0.1 and second["steps"] == "4"
+    assert second["device"] == "NVIDIA H200 + cpu (1 thread)"
     exported = export_checkpoint(run / "checkpoint.pt", tmp_path / "e.safetensors")
     again = json.loads(safetensors_header(tmp_path / "e.safetensors")["provenance"])
-    assert exported == 4 and float(again["train_seconds"]) >= 1000 and again["device"] == "cpu (1 thread)"
+    assert exported == 4 and float(again["train_seconds"]) >= 1000 and again["device"] == "NVIDIA H200 + cpu (1 thread)"
+    # A run started from a weights file names that file by its sha256, whatever the file is later called.
+    from hcd_pipeline.models.weights import file_sha256
+
+    grown = train(replace(cfg, init=str(tmp_path / "e.safetensors"), out=str(tmp_path / "grown")), progress=False)
+    init_sha = json.loads(safetensors_header(grown)["provenance"])["init_sha256"]
+    assert init_sha == file_sha256(tmp_path / "e.safetensors") and len(init_sha) == 16
 
 
 def test_learning_curve_draws_a_continued_run_after_the_one_it_continued(tmp_path, monkeypatch):

@@ -17,7 +17,8 @@ Resuming: every ``ckpt_every`` steps the weights, optimiser, step and the state 
 drives cropping, augmentation and z are written atomically to ``OUT/checkpoint.pt``, with the wall seconds spent so
 far; a restarted run continues from it and, on CPU, reaches the same parameters as an uninterrupted run bit for bit.
 The exported weights' provenance records the steps, the data, the command, the config, the wall seconds summed over
-every part of the run (``train_seconds``) and the device (``device``: the GPU's name, or ``cpu (N threads)``).
+every part of the run (``train_seconds``), the devices (``device``: the GPU's name, or ``cpu (N threads)``; a run
+resumed elsewhere lists each, ``"A + B"``) and the short sha256 of the ``--init`` weights (``init_sha256``).
 Data-parallel: start with ``torchrun --nproc-per-node N -m hcd_pipeline.cli train ...`` (gloo on CPU,
 NCCL on GPUs); each rank draws its own crops, gradients are averaged.
 """
@@ -124,14 +125,36 @@ def _device_name(device: torch.device) -> str:
     return f"{device.type} ({n} thread{'' if n == 1 else 's'})"
 
 
-def _provenance(cfg_dict: dict[str, object], step: int, command: str, seconds: float | None, device: str) -> dict[str, str]:
+def _devices_so_far(earlier: str, now: str) -> str:
+    """The devices of a run resumed on ``now`` after parts on ``earlier`` (``"A + B"``, each named once, in order)."""
+    names = [d for d in earlier.split(" + ") if d]
+    return " + ".join(names if now in names else [*names, now])
+
+
+def _init_fingerprint(source: str) -> str:
+    """Short sha256 of the weights a run started from (``--init``): a table name's tag can stop being shipped (the
+    registry then keeps its sha256), so provenance names the file by content, not only by the name it was given."""
+    from hcd_pipeline.models.registry import MODELS, model_fingerprint, resolve_name
+    from hcd_pipeline.models.weights import file_sha256
+
+    if resolve_name(source, None) in MODELS:
+        return model_fingerprint(source)
+    return file_sha256(source) if Path(source).is_file() else ""
+
+
+def _provenance(
+    cfg_dict: dict[str, object], step: int, command: str, seconds: float | None, device: str, init_sha256: str = ""
+) -> dict[str, str]:
     """The provenance an exported weights file carries: data, steps, command, the run's config, and (where known)
-    the training wall seconds summed over every resumed part of the run and the device it ran on."""
+    the training wall seconds summed over every resumed part of the run, the devices it ran on, and the short sha256
+    of the ``--init`` weights it started from."""
     prov = {"data": str(cfg_dict["data"]), "steps": str(step), "command": command, "train_config": json.dumps(cfg_dict)}
     if seconds is not None:
         prov["train_seconds"] = f"{seconds:.1f}"
     if device:
         prov["device"] = device
+    if init_sha256:
+        prov["init_sha256"] = init_sha256
     return prov
 
 
@@ -160,6 +183,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
     loaded = init_from(model, cfg.init) if cfg.init else set()
+    init_sha = _init_fingerprint(cfg.init) if cfg.init else ""
+    devices = _device_name(device)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -185,6 +210,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         step = int(ck["step"])
         total = int(ck.get("total", cfg.steps))
         spent = float(ck.get("train_seconds", 0.0))
+        init_sha = ck.get("init_sha256", init_sha)
+        devices = _devices_so_far(ck.get("device_name", ""), devices)
     if distributed:
         for p in model.parameters():  # identical start on every rank
             dist.broadcast(p.data, 0)
@@ -276,7 +303,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
                             "generators": gens,
                             "config": asdict(cfg),
                             "train_seconds": spent + time.time() - t_run,
-                            "device_name": _device_name(device),
+                            "device_name": devices,
+                            "init_sha256": init_sha,
                         },
                         ckpt_path,
                     )
@@ -285,7 +313,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         log.close()
     final = out / f"{'edsr' if cfg.family == 'sr' else 'irn'}-x{cfg.scale}.safetensors"
     if rank == 0:
-        provenance = _provenance(asdict(cfg), step, command, spent + time.time() - t_run, _device_name(device))
+        provenance = _provenance(asdict(cfg), step, command, spent + time.time() - t_run, devices, init_sha)
         _save(model, final, provenance, cfg.export_dtype)
     if distributed:
         # Record a hash of each rank's parameters: identical hashes show the ranks stayed in sync.
@@ -332,6 +360,9 @@ def export_checkpoint(
     model.load_state_dict(ck["model"])
     step = int(ck["step"])
     seconds = ck.get("train_seconds")  # absent in checkpoints written before it was recorded
-    provenance = _provenance(ck["config"], step, command, None if seconds is None else float(seconds), ck.get("device_name", ""))
+    # Checkpoints written before init_sha256 was recorded: the --init weights' fingerprint as they resolve now.
+    init = str(ck["config"].get("init") or "")
+    init_sha = ck.get("init_sha256", _init_fingerprint(init) if init else "")
+    provenance = _provenance(ck["config"], step, command, None if seconds is None else float(seconds), ck.get("device_name", ""), init_sha)
     _save(model, dest, provenance, dtype or cfg.export_dtype, base)
     return step
