@@ -74,9 +74,9 @@ grow() {  # #25: the default IRN of scale $1 grown to 8 blocks per level from $2
 if [ "${PLAN:-6}" -ge 8 ]; then
   # PLAN=8: x2 alone (INIT: the shipped irn-x2 the first time, the last session's irn8-x2.safetensors after that);
   # PLAN=9: x2 and x4 at once on the one GPU (INIT4 likewise for x4). PLAN=10: from the shipped 8-block models
-  # trained on the CPU (irn-xN.v3-fp16 since session 15; .v2 before), unless INIT / INIT4 name a later file.
+  # trained on the CPU (irn-x2.v3-fp16 and irn-x4.v4-fp16 since session 16), unless INIT / INIT4 name a later file.
   first=irn-x2 first4=irn-x4
-  if [ "$PLAN" -ge 10 ]; then first=irn-x2.v3-fp16 first4=irn-x4.v3-fp16; fi
+  if [ "$PLAN" -ge 10 ]; then first=irn-x2.v3-fp16 first4=irn-x4.v4-fp16; fi
   grow 2 "${INIT:-$first}" &
   if [ "$PLAN" -ge 9 ]; then grow 4 "${INIT4:-$first4}" & fi
   wait

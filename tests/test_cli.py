@@ -172,9 +172,10 @@ def test_models_lists_what_ships_and_names_the_tag_each_name_loads():
     lines = {line.split()[0]: line for line in shipped.splitlines() if line and not line.startswith("(")}
     assert "(irn-x2.v1-fp16)" in lines["irn-x2"] and "the default at x2" in lines["irn-x2"]  # the bare name and its tag
     assert "irn-x2.v1" not in lines and "93019e7206844e46" not in shipped  # float32 tags of earlier releases: not shipped
-    assert "10 tags of earlier releases are not shipped" in shipped
-    assert "8 blocks per level" in lines["irn-x2.v3-fp16"] and "irn-x4.v3-fp16" in lines  # the opt-in 8-block models
-    assert "irn-x2.v2-fp16" not in lines  # shipped in one release, replaced by .v3
+    assert "11 tags of earlier releases are not shipped" in shipped
+    assert "8 blocks per level" in lines["irn-x2.v3-fp16"] and "irn-x4.v4-fp16" in lines  # the opt-in 8-block models
+    assert "irn-x2.v2-fp16" not in lines and "irn-x4.v3-fp16" not in lines  # each shipped in one release, then replaced
     everything = run("models", "--all").stdout
     assert "irn-x2.v1 " in everything and "93019e7206844e46" in everything and "not shipped" in everything
     assert "irn-x2.v2-fp16 " in everything and "2f128cc093c70a53" in everything  # LRs made with it name this file
+    assert "irn-x4.v3-fp16 " in everything and "db423dce61bb1d14" in everything

@@ -197,6 +197,8 @@ def test_a_generation_that_is_not_shipped_is_one_line_naming_its_file(tmp_path):
         load_model("irn-x2.v1")  # the float32 file of the default x2 model, as trained
     with pytest.raises(WeightsError, match=r"not shipped.*--weights FILE.*2f128cc093c70a53"):
         load_model("irn-x2.v2-fp16")  # the first 8-block file: shipped in one release, replaced by .v3-fp16
+    with pytest.raises(WeightsError, match=r"not shipped.*--weights FILE.*db423dce61bb1d14"):
+        load_model("irn-x4.v3-fp16")  # shipped in one release, replaced by .v4-fp16 (session 16)
     # A deprecated name on the command line: one note, not a Python warning with its source line.
     proc = subprocess.run([HCD, "downscale", str(SAMPLES / "coffee_crop.png"), "-o", str(tmp_path / "d"), "--method", "plain",
                            "--model", "irn-x2-jpeg-joint-v2"], capture_output=True, text=True, timeout=300)  # fmt: skip

@@ -8,9 +8,9 @@ name and the file's ``weights_sha256``). ``.v1`` / ``.v2`` are training generati
 same weights stored as float16 (half the bytes; the model still computes in float32; Set5 means unchanged at
 0.001 dB, ``docs/models.md``), which is what ships.
 
-``irn-x2`` / ``irn-x4`` are the default IRNs (4 blocks per level); ``irn-x2.v3-fp16`` / ``irn-x4.v3-fp16``, the
+``irn-x2`` / ``irn-x4`` are the default IRNs (4 blocks per level); ``irn-x2.v3-fp16`` / ``irn-x4.v4-fp16``, the
 same grown to IRN's 8 blocks and trained on, are opt-in (exported as float16 only; ``docs/training.md``; ``.v2-fp16``,
-their first 8-block files, shipped in one release and are known by their sha256).
+their first 8-block files, and ``irn-x4.v3-fp16`` each shipped in one release and are known by their sha256).
 ``irn-x2-jpeg`` / ``irn-x4-jpeg`` are the codec-robust models: the
 shipped chain unchanged (their files hold only the restorer and name the chain's file as their base) plus an LR
 restorer trained with JPEG between downscaler and upscaler, used for LRs stored as JPEG (:func:`for_lr_format`).
@@ -106,15 +106,18 @@ MODELS: dict[str, ModelSpec] = {
     **_irn("irn-x4", 4, "IRN x4 trained here on BSD200", fp32_sha="4528b2f64c009ea8", note="; the default at x4"),
     # The 8-block generations (#25), opt-in until the GPU runs bring them to the published IRN's quality: the defaults
     # grown to IRN's 8 blocks per level and trained on (CPU, docs/training.md); exported as float16 only. .v2 (session
-    # 14) shipped for one release; .v3 (session 15) is .v2 trained on and replaces it in the package.
+    # 14) shipped for one release; .v3 (session 15) is .v2 trained on and replaces it in the package. At x4, .v4
+    # (session 16) is .v3 trained on and replaces it; at x2 the same run did not beat .v3, which stays.
     "irn-x2.v2-fp16": ModelSpec("irn-x2.v2-fp16", "irn", 2, None, "irn-x2 grown to 8 blocks per level, session 14 (not shipped"
                                 " since .v3: --weights FILE)", sha256="2f128cc093c70a53"),
     "irn-x4.v2-fp16": ModelSpec("irn-x4.v2-fp16", "irn", 4, None, "irn-x4 grown to 8 blocks per level, session 14 (not shipped"
                                 " since .v3: --weights FILE)", sha256="93615583c34590cf"),
     "irn-x2.v3-fp16": ModelSpec("irn-x2.v3-fp16", "irn", 2, "irn-x2.v3-fp16.safetensors", "irn-x2 grown to IRN's 8 blocks per"
                                 " level and trained on: Set5 +0.88 dB plain at 1.9x the time; stored as float16"),
-    "irn-x4.v3-fp16": ModelSpec("irn-x4.v3-fp16", "irn", 4, "irn-x4.v3-fp16.safetensors", "irn-x4 grown to IRN's 8 blocks per"
-                                " level and trained on: Set5 +0.88 dB plain at 1.9x the time; stored as float16"),
+    "irn-x4.v3-fp16": ModelSpec("irn-x4.v3-fp16", "irn", 4, None, "irn-x4 grown to 8 blocks per level, session 15 (not shipped"
+                                " since .v4: --weights FILE)", sha256="db423dce61bb1d14"),
+    "irn-x4.v4-fp16": ModelSpec("irn-x4.v4-fp16", "irn", 4, "irn-x4.v4-fp16.safetensors", "irn-x4 grown to IRN's 8 blocks per"
+                                " level and trained on: Set5 +0.96 dB plain at 1.9x the time; stored as float16"),
     **_irn("irn-x2-jpeg", 2, "irn-x2 + an LR restorer for JPEG-stored LRs (same LR as irn-x2)", fp32_sha="0369c145c408d653"),
     **_irn("irn-x4-jpeg", 4, "irn-x4 + an LR restorer for JPEG-stored LRs (same LR as irn-x4)", fp32_sha="c4b2b2edb676ee64"),
     "irn-x2-jpeg-joint.v1": ModelSpec(
