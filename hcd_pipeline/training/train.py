@@ -133,10 +133,13 @@ def _devices_so_far(earlier: str, now: str) -> str:
 
 def _init_fingerprint(source: str) -> str:
     """Short sha256 of the weights a run started from (``--init``): a table name's tag can stop being shipped (the
-    registry then keeps its sha256), so provenance names the file by content, not only by the name it was given."""
+    registry then keeps its sha256), so provenance names the file by content, not only by the name it was given.
+    ``""`` for a run without ``--init``, or whose file is gone."""
     from hcd_pipeline.models.registry import MODELS, model_fingerprint, resolve_name
     from hcd_pipeline.models.weights import file_sha256
 
+    if not source:
+        return ""
     if resolve_name(source, None) in MODELS:
         return model_fingerprint(source)
     return file_sha256(source) if Path(source).is_file() else ""
@@ -183,7 +186,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, command: str = "") -> Path
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
     loaded = init_from(model, cfg.init) if cfg.init else set()
-    init_sha = _init_fingerprint(cfg.init) if cfg.init else ""
+    init_sha = _init_fingerprint(cfg.init)
     devices = _device_name(device)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -360,9 +363,9 @@ def export_checkpoint(
     model.load_state_dict(ck["model"])
     step = int(ck["step"])
     seconds = ck.get("train_seconds")  # absent in checkpoints written before it was recorded
-    # Checkpoints written before init_sha256 was recorded: the --init weights' fingerprint as they resolve now.
-    init = str(ck["config"].get("init") or "")
-    init_sha = ck.get("init_sha256", _init_fingerprint(init) if init else "")
+    init_sha = ck.get("init_sha256")
+    if init_sha is None:  # written before it was recorded: the --init weights' fingerprint as they resolve now
+        init_sha = _init_fingerprint(str(ck["config"].get("init") or ""))
     provenance = _provenance(ck["config"], step, command, None if seconds is None else float(seconds), ck.get("device_name", ""), init_sha)
     _save(model, dest, provenance, dtype or cfg.export_dtype, base)
     return step
