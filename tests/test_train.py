@@ -207,3 +207,32 @@ def test_learning_curve_draws_a_continued_run_after_the_one_it_continued(tmp_pat
     assert [len(pts) for pts in lines] == [3, 2]
     assert lines[1][0] == lines[0][-1]  # the continued run starts at the point where the first one ended
     assert lines[1][-1][0] > lines[0][-1][0]
+
+
+def test_prime_steps_fill_adams_moments_and_leave_the_init_weights_bit_for_bit(tmp_path):
+    """#25: ``--prime N`` runs N steps at learning rate 0 before the warm-up. A run continued from a weights file then
+    keeps those weights exactly while Adam's moments fill (a fresh Adam's first steps move every weight by about the
+    learning rate, whatever its gradient's scale), and the schedule after the prime is the unprimed one, shifted."""
+    from dataclasses import replace
+
+    from hcd_pipeline.training.config import TrainConfig
+    from hcd_pipeline.training.train import _lr_at, train
+
+    base = TrainConfig(blocks=1, width=4, data=str(SAMPLES), val="", steps=3, patch=16, batch=2, warmup=1, ckpt_every=1,
+                       threads=1, out=str(tmp_path / "base"), device="cpu", z_train=0.0)  # fmt: skip
+    init = train(base, progress=False)
+    primed = replace(base, init=str(init), init_lr_scale=1.0, prime=3, steps=3, out=str(tmp_path / "primed"))
+    out = train(primed, progress=False)
+    before, after = load_file(str(init)), load_file(str(out))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    ck = torch.load(tmp_path / "primed" / "checkpoint.pt", weights_only=False)
+    states = ck["optimizer"]["state"].values()
+    assert states and all(int(s["step"]) == 3 and float(s["exp_avg_sq"].abs().sum()) > 0 for s in states)
+    # One step past the prime moves the weights; the learning rates are the unprimed run's, 3 steps later.
+    moved = load_file(str(train(replace(primed, steps=4, out=str(tmp_path / "moved")), progress=False)))
+    assert any(not torch.equal(before[k], moved[k]) for k in before)
+    longer = replace(base, steps=40, warmup=5)
+    assert [_lr_at(replace(longer, prime=3), s) for s in range(3)] == [0.0, 0.0, 0.0]
+    assert all(_lr_at(replace(longer, prime=3), s + 3, 43) == _lr_at(longer, s, 40) for s in range(40))
+    with pytest.raises(SettingsError, match="prime"):
+        replace(base, prime=-1).check()

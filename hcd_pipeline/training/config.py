@@ -33,6 +33,10 @@ class TrainConfig:
     lr: float = setting(1e-3, "peak learning rate")
     lr_min: float = setting(1e-5, "learning rate at the end of the cosine schedule", cli=False)
     warmup: int = setting(100, "steps of linear warm-up")
+    prime: int = setting(
+        0, "steps before the warm-up at learning rate 0 that only fill Adam's moments (a run from --init keeps its "
+        "weights until Adam knows the gradients' scale)",
+    )  # fmt: skip
     lambda_fit: float | None = setting(None, "weight of L2(LR, bicubic LR) (default: 4 at x2, 16 at x4, the original recipe)")
     lambda_ce: float = setting(1.0, "weight of the latent's sum(z^2) term", cli=False)
     z_train: float = setting(1.0, "std of z in the reconstruction loss (IRN: 1; 0 trains a z = 0 decoder)")
@@ -93,6 +97,8 @@ class TrainConfig:
             raise SettingsError(f"training precision {self.precision!r}: expected fp32 or bf16")
         if self.family == "sr" and (self.codec != "none" or self.restore_blocks):
             raise SettingsError("the SR family trains without a codec or an LR restorer (--codec none, --restore-blocks 0)")
+        if self.prime < 0 or self.warmup < 0:
+            raise SettingsError(f"prime {self.prime} / warmup {self.warmup}: expected steps >= 0")
         if self.export_dtype not in ("float32", "float16"):
             raise SettingsError(f"export dtype {self.export_dtype!r}: expected float32 or float16")
         if self.codec not in SIMULATED_CODECS:

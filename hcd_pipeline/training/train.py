@@ -50,8 +50,12 @@ from hcd_pipeline.training.objective import build_model, irn_loss, sr_loss, vali
 
 
 def _lr_at(cfg: TrainConfig, step: int, total: int | None = None) -> float:
-    """Linear warm-up, then cosine decay from ``lr`` to ``lr_min`` at ``total`` (default ``cfg.steps``)."""
+    """0 for the ``prime`` steps (Adam's moments fill, the weights stay), then linear warm-up, then cosine decay from
+    ``lr`` to ``lr_min`` at ``total`` (default ``cfg.steps``)."""
     total = cfg.steps if total is None else total
+    if step < cfg.prime:
+        return 0.0
+    step, total = step - cfg.prime, total - cfg.prime
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     t = (step - cfg.warmup) / max(1, total - cfg.warmup)
