@@ -118,6 +118,40 @@ def test_safetensors_round_trip_and_conversion(tmp_path):
         load_irn(corrupt)
 
 
+def test_saving_the_same_weights_twice_writes_the_same_bytes(tmp_path):
+    """#25: fingerprints (sidecars, ``init_sha256``) are of file bytes, and the safetensors writer orders the header's
+    metadata differently from call to call: ``save_bytes`` writes a canonical header, for IRN and EDSR files alike,
+    that safetensors still reads, metadata and tensors intact."""
+    import json
+
+    from safetensors import safe_open
+
+    from hcd_pipeline.models.edsr import EDSRConfig, SRRescaler
+    from hcd_pipeline.models.edsr_weights import save_edsr
+    from hcd_pipeline.models.weights import file_sha256
+
+    irn = _randomised(IRNConfig(scale=2, blocks=1, width=4))
+    prov = {"data": "BSD200 ×4", "steps": "3", "command": "hcd train --out runs/é", "device": "cpu"}  # non-ASCII kept
+    shas = set()
+    for i in range(6):
+        save_weights(irn, tmp_path / f"irn{i}.safetensors", prov, dtype=torch.float16)
+        shas.add(file_sha256(tmp_path / f"irn{i}.safetensors"))
+    assert len(shas) == 1
+    raw = (tmp_path / "irn0.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    assert n % 8 == 0 and list(header["__metadata__"]) == sorted(header["__metadata__"])  # data stays 8-byte aligned
+    with safe_open(str(tmp_path / "irn0.safetensors"), "pt") as fh:
+        assert fh.metadata() == header["__metadata__"] and fh.metadata()["dtype"] == "float16"
+    config, tensors, read_prov = read_weights(tmp_path / "irn0.safetensors")
+    sd = irn.state_dict()
+    assert config == irn.config and read_prov == prov and all(torch.equal(v, sd[k].half()) for k, v in tensors.items())
+    sr = SRRescaler(EDSRConfig(scale=2, blocks=1, width=8))
+    for i in range(4):
+        save_edsr(sr, tmp_path / f"sr{i}.safetensors", prov)
+    assert len({file_sha256(tmp_path / f"sr{i}.safetensors") for i in range(4)}) == 1
+
+
 @pytest.mark.parametrize("name", [name for name, spec in MODELS.items() if spec.weights])  # every shipped weights file
 def test_shipped_models_load_with_provenance(name):
     import json

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
 from hcd_pipeline.core.errors import WeightsError
 from hcd_pipeline.io.images import atomic_write_bytes
 from hcd_pipeline.models.edsr import EDSR, EDSRConfig, SRRescaler
+from hcd_pipeline.models.weights import save_bytes
 
 __all__ = [
     "FORMAT",
@@ -62,7 +63,7 @@ def save_edsr(model: SRRescaler, path: str | Path, provenance: dict[str, str], *
         "provenance": json.dumps(provenance),
         "dtype": str(dtype).removeprefix("torch."),
     }
-    atomic_write_bytes(path, save(tensors, metadata=meta))
+    atomic_write_bytes(path, save_bytes(tensors, meta))
     return len(tensors)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "read_state_dict",
     "convert_checkpoint",
     "file_sha256",
+    "save_bytes",
 ]
 
 FORMAT = "hcd_pipeline.irn/1"
@@ -52,6 +53,20 @@ def file_sha256(path: str | Path, length: int = 16) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:length]
+
+
+def save_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """``safetensors.torch.save`` with a canonical header: the same tensors and metadata give the same bytes.
+
+    The safetensors writer keeps the metadata in a hash map whose order changes from call to call, so two exports of
+    one checkpoint had different sha256s, and fingerprints (sidecars, ``init_sha256``) are of bytes. The header's JSON
+    is rewritten with sorted keys and padded with spaces to 8 bytes, as the format allows; offsets are relative to the
+    data, which is copied unchanged."""
+    raw = save(tensors, metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + raw[8 + n :]
 
 
 def save_weights(
@@ -72,7 +87,7 @@ def save_weights(
         _, base_tensors, _ = read_weights(base)
         tensors = {k: v for k, v in tensors.items() if k not in base_tensors or not torch.equal(base_tensors[k], v)}
         meta.update(base=Path(base).name, base_sha256=file_sha256(base, 64))
-    atomic_write_bytes(path, save(tensors, metadata=meta))
+    atomic_write_bytes(path, save_bytes(tensors, meta))
     return len(tensors)
 
 
